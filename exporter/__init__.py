@@ -1,0 +1,1 @@
+"""sfox-exporter: a Prometheus exporter for sFOX account balances."""
