@@ -1,0 +1,171 @@
+"""The metrics the exporter exposes, and a prometheus_client Collector over the state.
+
+METRICS is the one list of names, types, help texts and label names. Each metric knows how to pull
+its samples out of an AccountView; the Collector and the fast renderer in exposition.py both walk
+the same list, so the two can never disagree on a name or a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .state import AccountView, Snapshot, State
+
+Sample = tuple[tuple[str, ...], float]
+Extractor = Callable[[AccountView], Iterable[Sample]]
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str  # as exposed; counters end in _total
+    type: str  # gauge or counter
+    help: str
+    labels: tuple[str, ...]
+    samples: Extractor
+
+    @property
+    def family_name(self) -> str:
+        """The name prometheus_client gives the family: counters without _total."""
+        return self.name.removesuffix("_total") if self.type == "counter" else self.name
+
+
+def _field(name: str) -> Extractor:
+    def samples(view: AccountView) -> Iterator[Sample]:
+        account = view.name
+        for currency, entry in view.balances.items():
+            value = getattr(entry, name)
+            if value is not None:
+                yield (account, currency), value
+
+    return samples
+
+
+def _wallets(view: AccountView) -> Iterator[Sample]:
+    account = view.name
+    for currency, entry in view.balances.items():
+        for wallet, value in entry.wallets:
+            yield (account, currency, wallet), value
+
+
+def _web3(view: AccountView) -> Iterator[Sample]:
+    account = view.name
+    for wallet in view.wallets.values():
+        yield (account, wallet.currency, wallet.network, wallet.address), wallet.balance
+
+
+def _thresholds(view: AccountView) -> Iterator[Sample]:
+    for threshold in view.thresholds:
+        yield (view.name, threshold.currency, threshold.field), threshold.below
+
+
+def _optional(attribute: str) -> Extractor:
+    def samples(view: AccountView) -> Iterator[Sample]:
+        value = getattr(view, attribute)
+        if value is not None:
+            yield (view.name,), value
+
+    return samples
+
+
+def _per_account(get: Callable[[AccountView], float]) -> Extractor:
+    return lambda view: (((view.name,), get(view)),)
+
+
+def _counted(attribute: str) -> Extractor:
+    def samples(view: AccountView) -> Iterator[Sample]:
+        for key, count in getattr(view, attribute).items():
+            yield (view.name, key), count
+
+    return samples
+
+
+ACCOUNT_CURRENCY = ("account", "currency")
+
+METRICS: tuple[MetricDef, ...] = (
+    MetricDef("sfox_balance", "gauge",
+              "Total balance of the currency, in its own unit, including pending orders and transfers.",
+              ACCOUNT_CURRENCY, _field("balance")),
+    MetricDef("sfox_balance_available", "gauge",
+              "Balance available to trade or withdraw, in the currency's own unit.",
+              ACCOUNT_CURRENCY, _field("available")),
+    MetricDef("sfox_balance_held", "gauge",
+              "Balance held by open orders and pending transfers, in the currency's own unit.",
+              ACCOUNT_CURRENCY, _field("held")),
+    MetricDef("sfox_wallet_balance", "gauge",
+              "Balance per wallet type (trading, collateral, borrow, lending, ...), in the currency's own unit.",
+              ("account", "currency", "wallet"), _wallets),
+    MetricDef("sfox_web3_wallet_balance", "gauge",
+              "Balance of a Web3 wallet, in the currency's own unit.",
+              ("account", "currency", "network", "address"), _web3),
+    MetricDef("sfox_balance_low_threshold", "gauge",
+              "Low-balance threshold from the exporter's config, for alert rules.",
+              ("account", "currency", "field"), _thresholds),
+    MetricDef("sfox_balances_updated_timestamp_seconds", "gauge",
+              "sFOX timestamp of the last applied balance message.",
+              ("account",), _optional("updated_timestamp")),
+    MetricDef("sfox_balances_snapshot_timestamp_seconds", "gauge",
+              "Local time of the last applied REST balance snapshot.",
+              ("account",), _optional("snapshot_time")),
+    MetricDef("sfox_feed_up", "gauge",
+              "1 while the feed is connected, authenticated and subscribed, else 0.",
+              ("account",), _per_account(lambda view: 1.0 if view.up else 0.0)),
+    MetricDef("sfox_feed_stale", "gauge",
+              "1 while balances are withdrawn because the feed has been down longer than stale_after_seconds.",
+              ("account",), _per_account(lambda view: 1.0 if view.withdrawn else 0.0)),
+    MetricDef("sfox_feed_series", "gauge",
+              "Balance series held for the account; feed.max_series caps it.",
+              ("account",), _per_account(lambda view: float(view.series))),
+    MetricDef("sfox_feed_last_message_timestamp_seconds", "gauge",
+              "Local time the last message of any kind arrived.",
+              ("account",), _optional("last_message_time")),
+    MetricDef("sfox_feed_messages_total", "counter",
+              "Messages received, by kind: balances, web3, control, unknown.",
+              ("account", "kind"), _counted("messages")),
+    MetricDef("sfox_feed_errors_total", "counter",
+              "Errors, by reason: decode, schema, auth, subscribe, sequence, connection, rest, cardinality.",
+              ("account", "reason"), _counted("errors")),
+    MetricDef("sfox_feed_reconnects_total", "counter",
+              "Connection attempts after the first.",
+              ("account",), _per_account(lambda view: float(view.reconnects))),
+)
+
+BUILD_INFO = MetricDef("sfox_exporter_build_info", "gauge",
+                       "Build information; always 1.", ("version",), lambda view: ())
+
+
+class SfoxCollector(Collector):
+    """Renders one consistent snapshot of the state per collect()."""
+
+    def __init__(self, state: State, version: str) -> None:
+        self._state = state
+        self._version = version
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only, so that registering does not take a snapshot.
+        for metric in (*METRICS, BUILD_INFO):
+            yield _family(metric)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self._state.snapshot(), self._version)
+
+
+def families(snapshot: Snapshot, version: str) -> Iterator[Metric]:
+    for metric in METRICS:
+        family = _family(metric)
+        for view in snapshot.accounts:
+            for labels, value in metric.samples(view):
+                family.add_metric(labels, value)
+        yield family
+    build_info = _family(BUILD_INFO)
+    build_info.add_metric((version,), 1.0)
+    yield build_info
+
+
+def _family(metric: MetricDef) -> GaugeMetricFamily | CounterMetricFamily:
+    if metric.type == "counter":
+        return CounterMetricFamily(metric.family_name, metric.help, labels=metric.labels)
+    return GaugeMetricFamily(metric.name, metric.help, labels=metric.labels)

@@ -1,0 +1,264 @@
+"""The balance book and feed health of every account, behind one lock.
+
+Feed threads and snapshot workers write; scrapes read a consistent, immutable Snapshot. Every
+mutation bumps `version`, so a scrape that finds the version unchanged can reuse its last output.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .clock import Clock
+from .config import Threshold
+from .parse import MESSAGE_KINDS, AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
+
+ERROR_REASONS = ("decode", "schema", "auth", "subscribe", "sequence", "connection", "rest", "cardinality")
+
+# Feed states, shown on the landing page and in /readyz.
+STARTING = "starting"
+CONNECTING = "connecting"
+AUTHENTICATING = "authenticating"
+SUBSCRIBING = "subscribing"
+UP = "up"
+BACKING_OFF = "backing off"
+AUTH_REJECTED = "auth rejected"
+STOPPED = "stopped"
+
+
+@dataclass
+class _Book:
+    name: str
+    thresholds: tuple[Threshold, ...]
+    balances: dict[str, AccountBalance] = field(default_factory=dict)
+    wallets: dict[tuple[str, str, str], Web3Balance] = field(default_factory=dict)
+    # Which feed message last wrote each currency, so that a snapshot requested before it
+    # does not roll it back.
+    written_at: dict[str, int] = field(default_factory=dict)
+    generation: int = 0
+    series: int = 0
+    status: str = STARTING
+    down_since: float | None = None  # monotonic
+    withdrawn: bool = False
+    last_message_time: float | None = None
+    updated_timestamp: float | None = None
+    snapshot_time: float | None = None
+    messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MESSAGE_KINDS, 0))
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_REASONS, 0))
+    reconnects: int = 0
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """One account as a scrape sees it. The mappings are read-only copies."""
+
+    name: str
+    up: bool
+    status: str
+    withdrawn: bool
+    balances: Mapping[str, AccountBalance]
+    wallets: Mapping[tuple[str, str, str], Web3Balance]
+    thresholds: tuple[Threshold, ...]
+    series: int
+    last_message_time: float | None
+    updated_timestamp: float | None
+    snapshot_time: float | None
+    messages: Mapping[str, int]
+    errors: Mapping[str, int]
+    reconnects: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    accounts: tuple[AccountView, ...]
+
+
+class State:
+    def __init__(
+        self,
+        account_names: Iterable[str],
+        *,
+        clock: Clock,
+        thresholds: Iterable[Threshold] = (),
+        max_series: int = 10000,
+        stale_after_seconds: float = 600.0,
+    ) -> None:
+        self._clock = clock
+        self._max_series = max_series
+        self._stale_after = stale_after_seconds
+        self._lock = threading.Lock()
+        self._version = 0
+        limits = tuple(thresholds)
+        now = clock.monotonic()
+        self._books = {
+            name: _Book(name, tuple(t for t in limits if t.account == name), down_since=now)
+            for name in account_names
+        }
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        return tuple(self._books)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def ingest(self, account: str, event: Event) -> None:
+        """Account for one received frame and apply what it carries."""
+        now = self._clock.time()
+        with self._lock:
+            book = self._books[account]
+            book.messages[event.kind] += 1
+            book.last_message_time = now
+            if event.schema_errors:
+                book.errors["schema"] += event.schema_errors
+            if isinstance(event, BadFrame):
+                book.errors[event.reason] += 1
+            elif isinstance(event, BalanceUpdate) and self._apply_update(book, event):
+                book.updated_timestamp = event.timestamp if event.timestamp is not None else now
+            self._version += 1
+
+    def _apply_update(self, book: _Book, update: BalanceUpdate) -> bool:
+        book.generation += 1
+        applied = False
+        for entry in update.accounts:
+            previous = book.balances.get(entry.currency)
+            growth = entry.series_count - (previous.series_count if previous else 0)
+            if growth > 0 and book.series + growth > self._max_series:
+                book.errors["cardinality"] += 1
+                continue
+            book.balances[entry.currency] = entry
+            book.written_at[entry.currency] = book.generation
+            book.series += growth
+            applied = True
+        for wallet in update.wallets:
+            key = wallet.key
+            if key not in book.wallets:
+                if book.series + 1 > self._max_series:
+                    book.errors["cardinality"] += 1
+                    continue
+                book.series += 1
+            book.wallets[key] = wallet
+            applied = True
+        return applied
+
+    def generation(self, account: str) -> int:
+        """A marker to pass to apply_snapshot: feed updates after it survive the snapshot."""
+        with self._lock:
+            return self._books[account].generation
+
+    def apply_snapshot(self, account: str, balances: Iterable[AccountBalance], since_generation: int) -> None:
+        """Replace the account balances wholesale with a REST snapshot requested at `since_generation`.
+
+        Currencies the feed wrote after the request went out are newer than the snapshot and stay.
+        Web3 wallets are not in the REST response and stay as they are.
+        """
+        now = self._clock.time()
+        with self._lock:
+            book = self._books[account]
+            fresher = {
+                currency: entry
+                for currency, entry in book.balances.items()
+                if book.written_at.get(currency, 0) > since_generation
+            }
+            replacement: dict[str, AccountBalance] = {}
+            series = len(book.wallets) + sum(entry.series_count for entry in fresher.values())
+            for entry in balances:
+                if entry.currency in fresher or entry.currency in replacement:
+                    continue
+                if series + entry.series_count > self._max_series:
+                    book.errors["cardinality"] += 1
+                    continue
+                replacement[entry.currency] = entry
+                series += entry.series_count
+            replacement.update(fresher)
+            book.balances = replacement
+            book.written_at = {currency: book.written_at[currency] for currency in fresher}
+            book.series = series
+            book.snapshot_time = now
+            self._version += 1
+
+    def count_error(self, account: str, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self._books[account].errors[reason] += count
+            self._version += 1
+
+    def count_reconnect(self, account: str) -> None:
+        with self._lock:
+            self._books[account].reconnects += 1
+            self._version += 1
+
+    def set_status(self, account: str, status: str) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            book = self._books[account]
+            if status == book.status:
+                return
+            self._expire(book, now)
+            if status == UP:
+                book.down_since = None
+                book.withdrawn = False
+            elif book.status == UP:
+                book.down_since = now
+            book.status = status
+            self._version += 1
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """The current version, after withdrawing any balances that went stale since the last call."""
+        now = self._clock.monotonic()
+        with self._lock:
+            for book in self._books.values():
+                self._expire(book, now)
+            return self._version
+
+    def snapshot(self) -> Snapshot:
+        now = self._clock.monotonic()
+        with self._lock:
+            for book in self._books.values():
+                self._expire(book, now)
+            return Snapshot(self._version, tuple(self._view(book) for book in self._books.values()))
+
+    def statuses(self) -> dict[str, str]:
+        with self._lock:
+            return {name: book.status for name, book in self._books.items()}
+
+    def _expire(self, book: _Book, now: float) -> None:
+        """Withdraw the balances of a feed that has been down for longer than stale_after_seconds:
+        a stale balance must not look current. Feed-health series stay."""
+        if (
+            book.withdrawn
+            or book.status == UP
+            or book.down_since is None
+            or self._stale_after <= 0
+            or now - book.down_since < self._stale_after
+        ):
+            return
+        book.balances = {}
+        book.wallets = {}
+        book.written_at = {}
+        book.series = 0
+        book.withdrawn = True
+        self._version += 1
+
+    @staticmethod
+    def _view(book: _Book) -> AccountView:
+        withdrawn = book.withdrawn
+        return AccountView(
+            name=book.name,
+            up=book.status == UP,
+            status=book.status,
+            withdrawn=withdrawn,
+            balances=MappingProxyType({} if withdrawn else dict(book.balances)),
+            wallets=MappingProxyType({} if withdrawn else dict(book.wallets)),
+            thresholds=book.thresholds,
+            series=0 if withdrawn else book.series,
+            last_message_time=book.last_message_time,
+            updated_timestamp=book.updated_timestamp,
+            snapshot_time=book.snapshot_time,
+            messages=MappingProxyType(dict(book.messages)),
+            errors=MappingProxyType(dict(book.errors)),
+            reconnects=book.reconnects,
+        )
