@@ -1,0 +1,546 @@
+"""A faithful local stand-in for sFOX: the WebSocket feed and the REST balance endpoint.
+
+It follows ../shared/reference/sfox-protocol-notes.md: the authenticate and subscribe handshake and
+its reply shapes, a per-connection `sequence` that counts every message, nanosecond timestamps,
+account-balance payloads as lists of decimal strings, Web3 payloads as single objects, REST numbers,
+and sFOX's per-IP limits (40 WebSocket requests a minute, 10 connections, a 2-minute block, 5 REST
+balance calls per 10 s). Tests drive failures through its hooks and read what it saw from its logs.
+
+The WebSocket side runs on the `websockets` library in an asyncio loop of its own thread; the REST
+side on the standard library's threading HTTP server. Every public method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .ledger import Ledger
+
+BALANCES_FEED = "private.user.balances"
+PRIVATE_PREFIX = "private."
+REQUEST_TYPES = ("authenticate", "subscribe", "unsubscribe")
+
+log = logging.getLogger("exporter.simulator")
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class SimConnection:
+    websocket: ServerConnection
+    ip: str
+    opened: float
+    key: str | None = None
+    subscribed: bool = False
+    sequence: int = 0
+    muted: bool = False  # half-open: reads nothing, answers no ping, sends nothing
+    ticks: int = 0
+
+    def next_sequence(self) -> int:
+        self.sequence += 1
+        return self.sequence
+
+
+@dataclass(frozen=True)
+class WsRequest:
+    at: float  # time.monotonic()
+    ip: str
+    type: str
+    key: str | None
+
+
+@dataclass(frozen=True)
+class RestRequest:
+    at: float
+    key: str | None
+    status: int
+
+
+@dataclass
+class _RestFailure:
+    status: int
+    retry_after: str | None
+    body: bytes
+
+
+@dataclass
+class Limits:
+    """sFOX's documented per-IP limits; tests may shrink them."""
+
+    ws_requests: int = 40
+    ws_window: float = 60.0
+    ws_block: float = 120.0
+    connections: int = 10
+    rest_requests: int = 5
+    rest_window: float = 10.0
+    rest_retry_after: int = 10
+
+
+@dataclass
+class Observations:
+    """What the simulator saw, for tests to assert on."""
+
+    ws_requests: list[WsRequest] = field(default_factory=list)
+    rest_requests: list[RestRequest] = field(default_factory=list)
+    connections_opened: int = 0
+    max_concurrent_connections: int = 0
+    limit_violations: list[str] = field(default_factory=list)
+
+
+class Simulator:
+    def __init__(
+        self,
+        ledgers: Mapping[str, Ledger],
+        *,
+        host: str = "127.0.0.1",
+        ws_port: int = 0,
+        rest_port: int = 0,
+        push_interval: float | None = 1.0,
+        seed: int = 0,
+        limits: Limits | None = None,
+    ) -> None:
+        """`ledgers` maps each valid API key to its account. With `push_interval` set, balances drift
+        and are pushed to subscribers that often; None pushes only what tests ask for."""
+        self._ledgers = dict(ledgers)
+        self._host = host
+        self._ws_port = ws_port
+        self._rest_port = rest_port
+        self.push_interval = push_interval
+        self._rng = random.Random(seed)
+        self.limits = limits or Limits()
+        self.observed = Observations()
+        self.drop_after_subscribe = False
+        self.rest_delay = 0.0
+        self._rejected_keys: set[str] = set()
+        self._rest_failures: deque[_RestFailure] = deque()
+        self._lock = threading.Lock()
+        self._connections: list[SimConnection] = []
+        self._recent_requests: dict[str, deque[float]] = {}
+        self._recent_rest: dict[str, deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ws_server: Server | None = None
+        self._rest_server: ThreadingHTTPServer | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self.ws_url = ""
+        self.rest_url = ""
+
+    @classmethod
+    def demo(cls, names: Iterable[str] = ("demo",), **options: Any) -> Simulator:
+        """Accounts whose keys are `demo-key-<name>`, as `sfox-exporter --demo` uses them."""
+        return cls({f"demo-key-{name}": Ledger.demo(name) for name in names}, **options)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._start_ws())
+            except BaseException as error:  # noqa: BLE001 - handed to the starting thread
+                failure.append(error)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self._stop_ws())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="simulator-ws", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        self._rest_server = ThreadingHTTPServer((self._host, self._rest_port), _RestHandler)
+        self._rest_server.daemon_threads = True
+        self._rest_server.simulator = self  # type: ignore[attr-defined]
+        rest_port = self._rest_server.server_address[1]
+        threading.Thread(target=self._rest_server.serve_forever, name="simulator-rest", daemon=True).start()
+        self.rest_url = f"http://{_url_host(self._host)}:{rest_port}"
+        return self
+
+    def stop(self) -> None:
+        if self._rest_server is not None:
+            self._rest_server.shutdown()
+            self._rest_server.server_close()
+            self._rest_server = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _start_ws(self) -> None:
+        self._ws_server = await serve(
+            self._handle,
+            self._host,
+            self._ws_port,
+            process_request=self._admit,
+            compression=None,
+            ping_interval=None,  # sFOX documents no server pings; clients ping
+            max_size=2**20,
+            logger=logging.getLogger("exporter.simulator.websockets"),
+        )
+        port = self._ws_server.sockets[0].getsockname()[1]
+        self.ws_url = f"ws://{_url_host(self._host)}:{port}/ws"
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _stop_ws(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for connection in self._connections_matching(None):
+            connection.websocket.transport.abort()
+        if self._ws_server is not None:
+            self._ws_server.close()
+            await self._ws_server.wait_closed()
+
+    # --- hooks for tests ------------------------------------------------------------------------
+
+    def reject_auth(self, key: str, rejected: bool = True) -> None:
+        """Answer `authenticate` for this key with sFOX's error shape (or stop doing so)."""
+        with self._lock:
+            (self._rejected_keys.add if rejected else self._rejected_keys.discard)(key)
+
+    def drop_connections(self, key: str | None = None, *, abort: bool = True) -> int:
+        """Cut connections: abort (no close frame, as a network fault) or close them cleanly."""
+
+        async def drop() -> int:
+            matching = self._connections_matching(key)
+            for connection in matching:
+                if abort:
+                    connection.websocket.transport.abort()
+                else:
+                    await connection.websocket.close(1001, "going away")
+            return len(matching)
+
+        return self._call(drop())
+
+    def half_open(self, key: str | None = None) -> int:
+        """Leave connections open but dead: nothing is read, no ping is answered, nothing is sent."""
+
+        async def mute() -> int:
+            matching = self._connections_matching(key)
+            for connection in matching:
+                connection.muted = True
+                connection.websocket.transport.pause_reading()
+            return len(matching)
+
+        return self._call(mute())
+
+    def send_raw(self, data: str | bytes, key: str | None = None, *, binary: bool = False) -> int:
+        """Send a frame as is, to subscribers: malformed JSON, invalid UTF-8 (as text), anything."""
+
+        async def send() -> int:
+            matching = [c for c in self._connections_matching(key) if c.subscribed and not c.muted]
+            for connection in matching:
+                connection.next_sequence()  # the frame has no sequence, but sFOX's counter moved on
+                await connection.websocket.send(data, text=not binary)
+            return len(matching)
+
+        return self._call(send())
+
+    def skip_sequence(self, count: int = 1, key: str | None = None) -> None:
+        """Make the next message on each connection jump `count` sequence numbers (negative: back)."""
+
+        async def skip() -> None:
+            for connection in self._connections_matching(key):
+                connection.sequence += count
+
+        self._call(skip())
+
+    def fail_rest(self, status: int, times: int = 1, retry_after: str | None = None, body: bytes = b"") -> None:
+        """The next `times` REST calls answer `status` (429 with Retry-After, 500, 401, ...)."""
+        with self._lock:
+            for _ in range(times):
+                self._rest_failures.append(_RestFailure(status, retry_after, body or b'{"error":"simulated"}'))
+
+    def push(self, key: str, payload: Any, *, recipient: str = BALANCES_FEED, timestamp: Any = None) -> int:
+        """Send one data message with this payload to the key's subscribers, as sFOX would."""
+
+        async def send() -> int:
+            targets = [c for c in self._connections_matching(key) if c.subscribed and not c.muted]
+            for connection in targets:
+                await self._send(connection, recipient=recipient, payload=payload, timestamp=timestamp)
+            return len(targets)
+
+        return self._call(send())
+
+    def set_balance(self, key: str, currency: str, **amounts: Any) -> dict[str, str]:
+        """Change one holding and push it to the key's subscribers."""
+        entry = self._ledgers[key].set(currency, **amounts)
+        self.push(key, [entry])
+        return entry
+
+    def push_all(self, key: str) -> int:
+        """Push every holding and every Web3 wallet of the key's account."""
+        ledger = self._ledgers[key]
+        sent = self.push(key, ledger.feed_entries())
+        for wallet in ledger.web3_entries():
+            self.push(key, wallet)
+        return sent
+
+    def flood(self, key: str, count: int, payload: Any) -> None:
+        """Send `count` copies of a data message to the key's subscribers as fast as the socket
+        takes them, with correct sequence numbers and timestamps. Returns when all are written."""
+        body = json.dumps(payload, separators=(",", ":"))
+        recipient = json.dumps(BALANCES_FEED)
+
+        async def send() -> None:
+            for connection in [c for c in self._connections_matching(key) if c.subscribed]:
+                websocket = connection.websocket
+                for _ in range(count):
+                    await websocket.send(
+                        f'{{"sequence":{connection.next_sequence()},"recipient":{recipient},'
+                        f'"timestamp":{time.time_ns()},"payload":{body}}}'
+                    )
+
+        self._call(send(), timeout=None)
+
+    def ledger(self, key: str) -> Ledger:
+        return self._ledgers[key]
+
+    def connection_count(self, key: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for c in self._connections if key is None or c.key == key)
+
+    def subscriber_count(self, key: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for c in self._connections if c.subscribed and (key is None or c.key == key))
+
+    def requests(self, type_: str | None = None, key: str | None = None) -> list[WsRequest]:
+        with self._lock:
+            return [
+                r for r in self.observed.ws_requests
+                if (type_ is None or r.type == type_) and (key is None or r.key == key)
+            ]
+
+    def rest_requests(self) -> list[RestRequest]:
+        with self._lock:
+            return list(self.observed.rest_requests)
+
+    # --- WebSocket side -------------------------------------------------------------------------
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        ip = _ip(connection)
+        with self._lock:
+            if self._blocked_until.get(ip, 0.0) > time.monotonic():
+                return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "IP blocked for exceeding rate limits\n")
+        return None
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        connection = SimConnection(websocket, _ip(websocket), time.monotonic())
+        with self._lock:
+            open_from_ip = sum(1 for c in self._connections if c.ip == connection.ip)
+            self._connections.append(connection)
+            self.observed.connections_opened += 1
+            self.observed.max_concurrent_connections = max(
+                self.observed.max_concurrent_connections, len(self._connections)
+            )
+            too_many = open_from_ip >= self.limits.connections
+            if too_many:
+                self.observed.limit_violations.append(f"more than {self.limits.connections} connections")
+        try:
+            if too_many:
+                await websocket.close(1008, "too many connections")
+                return
+            async for message in websocket:
+                await self._on_request(connection, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            with self._lock:
+                self._connections.remove(connection)
+
+    async def _on_request(self, connection: SimConnection, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(request, dict) or request.get("type") not in REQUEST_TYPES:
+            return
+        request_type = request["type"]
+        if not self._count_request(connection, request_type, request.get("apiKey")):
+            await self._send(connection, type="error", payload={"action": request_type,
+                             "message": "rate limit exceeded"}, action=request_type)
+            await connection.websocket.close(1008, "rate limit exceeded")
+            return
+        if request_type == "authenticate":
+            await self._authenticate(connection, request.get("apiKey"))
+        else:
+            await self._subscription(connection, request_type, request.get("feeds"))
+
+    def _count_request(self, connection: SimConnection, request_type: str, api_key: Any) -> bool:
+        """Record a request against sFOX's per-IP budget; False once the budget is exceeded."""
+        now = time.monotonic()
+        with self._lock:
+            key = api_key if request_type == "authenticate" and isinstance(api_key, str) else connection.key
+            self.observed.ws_requests.append(WsRequest(now, connection.ip, request_type, key))
+            recent = self._recent_requests.setdefault(connection.ip, deque())
+            while recent and recent[0] <= now - self.limits.ws_window:
+                recent.popleft()
+            recent.append(now)
+            if len(recent) <= self.limits.ws_requests:
+                return True
+            self.observed.limit_violations.append(
+                f"{len(recent)} WebSocket requests within {self.limits.ws_window:g}s"
+            )
+            self._blocked_until[connection.ip] = now + self.limits.ws_block
+            return False
+
+    async def _authenticate(self, connection: SimConnection, api_key: Any) -> None:
+        with self._lock:
+            valid = isinstance(api_key, str) and api_key in self._ledgers and api_key not in self._rejected_keys
+        if valid:
+            connection.key = api_key
+            await self._send(connection, type="success", payload={"action": "authenticate"}, action="authenticate")
+        else:
+            await self._send(connection, type="error", payload={"action": "authenticate"}, action="authenticate")
+
+    async def _subscription(self, connection: SimConnection, request_type: str, feeds: Any) -> None:
+        if not isinstance(feeds, list) or not all(isinstance(f, str) for f in feeds):
+            await self._send(connection, type="error", payload={"action": request_type}, action=request_type)
+            return
+        if any(f.startswith(PRIVATE_PREFIX) for f in feeds) and connection.key is None:
+            await self._send(connection, type="error", payload={"action": request_type,
+                             "message": "authentication required"}, action=request_type)
+            return
+        await self._send(connection, type="success", payload={"action": request_type, "feeds": feeds},
+                         action=request_type)
+        connection.subscribed = request_type == "subscribe" and BALANCES_FEED in feeds
+        if connection.subscribed and self.drop_after_subscribe:
+            await connection.websocket.close(1011, "simulated drop")
+
+    async def _send(self, connection: SimConnection, timestamp: Any = None, **fields: Any) -> None:
+        if connection.muted:
+            return
+        message = {
+            "sequence": connection.next_sequence(),
+            **({"recipient": fields.pop("recipient")} if "recipient" in fields else {}),
+            "timestamp": time.time_ns() if timestamp is None else timestamp,
+            **fields,
+        }
+        with contextlib.suppress(ConnectionClosed):
+            await connection.websocket.send(json.dumps(message))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            interval = self.push_interval
+            await asyncio.sleep(interval if interval else 0.2)
+            if interval:
+                await self._tick()
+
+    async def _tick(self) -> None:
+        """One step of a live market: each subscribed account sees a change of one or two holdings.
+        A connection's first tick also brings its Web3 wallets, so a demo shows them at once."""
+        by_key: dict[str, list[SimConnection]] = {}
+        for connection in self._connections_matching(None):
+            if connection.subscribed and not connection.muted and connection.key is not None:
+                by_key.setdefault(connection.key, []).append(connection)
+        for key, connections in by_key.items():
+            ledger = self._ledgers[key]
+            changed = ledger.drift(self._rng)
+            web3 = ledger.drift_web3(self._rng) if self._rng.random() < 0.3 else None
+            for connection in connections:
+                connection.ticks += 1
+                await self._send(connection, recipient=BALANCES_FEED, payload=changed)
+                wallets = ledger.web3_entries() if connection.ticks == 1 else [web3] if web3 else []
+                for wallet in wallets:
+                    await self._send(connection, recipient=BALANCES_FEED, payload=wallet)
+
+    def _connections_matching(self, key: str | None) -> list[SimConnection]:
+        with self._lock:
+            return [c for c in self._connections if key is None or c.key == key]
+
+    def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = 10) -> T:
+        if self._loop is None:
+            coroutine.close()
+            raise RuntimeError("the simulator is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    # --- REST side ------------------------------------------------------------------------------
+
+    def _rest_balance(self, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+        key = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
+        now = time.monotonic()
+        with self._lock:
+            status, headers, body = self._rest_decide(key, now)
+            self.observed.rest_requests.append(RestRequest(now, key, status))
+        return status, headers, body
+
+    def _rest_decide(self, key: str | None, now: float) -> tuple[int, dict[str, str], bytes]:
+        if self._rest_failures:
+            failure = self._rest_failures.popleft()
+            headers = {"Retry-After": failure.retry_after} if failure.retry_after is not None else {}
+            return failure.status, headers, failure.body
+        if key is None or key not in self._ledgers or key in self._rejected_keys:
+            return 401, {}, b'{"error":"invalid token"}'
+        recent = self._recent_rest.setdefault(key, deque())
+        while recent and recent[0] <= now - self.limits.rest_window:
+            recent.popleft()
+        if len(recent) >= self.limits.rest_requests:
+            self.observed.limit_violations.append("REST balance rate limit")
+            return 429, {"Retry-After": str(self.limits.rest_retry_after)}, b'{"error":"rate limit exceeded"}'
+        recent.append(now)
+        return 200, {}, json.dumps(self._ledgers[key].rest_entries()).encode()
+
+
+class _RestHandler(BaseHTTPRequestHandler):
+    server_version = "sfox-simulator"
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        simulator: Simulator = self.server.simulator  # type: ignore[attr-defined]
+        if self.path.split("?")[0] != "/v1/user/balance":
+            self._reply(404, {}, b'{"error":"not found"}')
+            return
+        if simulator.rest_delay:
+            time.sleep(simulator.rest_delay)
+        status, headers, body = simulator._rest_balance(self.headers.get("Authorization"))
+        self._reply(status, headers, body)
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("rest %s", format % args)
+
+
+def _ip(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return str(address[0]) if address else "?"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
