@@ -1,0 +1,138 @@
+"""Logging: logfmt or JSON lines on stderr, with API keys scrubbed from every line.
+
+Keys are never passed to a logger in the first place (they travel as config.Secret); the
+Redactor is the second line of defence, for text that comes from elsewhere, such as a library's
+exception message.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import sys
+import threading
+from typing import IO, Any
+
+from .clock import Clock
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
+                logging.ERROR: "error", logging.CRITICAL: "error"}
+_STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+REDACTED = "[REDACTED]"
+# How long a throttled warning stays quiet after it was logged.
+THROTTLE_SECONDS = 60.0
+
+
+class Redactor:
+    """The secrets that must never appear in a log line."""
+
+    def __init__(self) -> None:
+        self._secrets: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def add(self, secret: str) -> None:
+        if len(secret) >= 4:  # shorter "keys" would blank out ordinary words
+            with self._lock:
+                self._secrets = self._secrets | {secret}
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        fields: dict[str, Any] = {
+            "ts": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
+            "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                fields[key] = value
+        if record.exc_info:
+            fields["error"] = self.formatException(record.exc_info)
+        return fields
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.redact(self.render(self.fields(record)))
+
+    def render(self, fields: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+class LogfmtFormatter(_Formatter):
+    def render(self, fields: dict[str, Any]) -> str:
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+
+
+class JsonFormatter(_Formatter):
+    def render(self, fields: dict[str, Any]) -> str:
+        return json.dumps(fields, default=str, ensure_ascii=False)
+
+
+def _logfmt_value(value: Any) -> str:
+    text = str(value)
+    if text and not any(ch in text for ch in ' ="\\') and text.isprintable():
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in escaped) + '"'
+
+
+def setup_logging(level: str, format: str, redactor: Redactor, stream: IO[str] | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter((JsonFormatter if format == "json" else LogfmtFormatter)(redactor))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level])
+    # websocket-client's own debug output would include the frames we send, authenticate among them.
+    logging.getLogger("websocket").setLevel(max(LEVELS[level], logging.INFO))
+
+
+class Episode:
+    """A run of failures logs once when it starts and once when it ends, not once per attempt."""
+
+    def __init__(self, logger: logging.Logger, account: str, level: int = logging.WARNING) -> None:
+        self._logger = logger
+        self._account = account
+        self._level = level
+        self.failures = 0
+
+    def failed(self, message: str, *args: Any) -> None:
+        self.failures += 1
+        level = self._level if self.failures == 1 else logging.DEBUG
+        self._logger.log(level, message, *args, extra={"account": self._account, "attempt": self.failures})
+
+    def recovered(self, message: str) -> None:
+        if self.failures:
+            self._logger.info("%s after %d failed attempts", message, self.failures,
+                              extra={"account": self._account})
+        self.failures = 0
+
+
+class Throttle:
+    """Lets a warning through at most once a minute per topic."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def allow(self, topic: str) -> bool:
+        now = self._clock.monotonic()
+        last = self._last.get(topic)
+        if last is not None and now - last < THROTTLE_SECONDS:
+            return False
+        self._last[topic] = now
+        return True

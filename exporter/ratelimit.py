@@ -1,0 +1,145 @@
+"""Client-side rate limits, so the exporter never trips sFOX's.
+
+sFOX counts per IP: at most 40 WebSocket requests (authenticate, subscribe, unsubscribe) in any
+60 s, at most 10 connections; a breach blocks the IP for 2 minutes, for every account at once. So
+all feed threads draw on one RequestBudget. REST balance calls are limited per account.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .clock import Clock
+
+WS_REQUESTS_PER_WINDOW = 40
+WS_WINDOW_SECONDS = 60.0
+# A request is recorded when our send returns; it reaches sFOX a little later. The margin keeps a
+# late arrival of an old request and an early arrival of a new one inside sFOX's window count.
+WS_WINDOW_MARGIN_SECONDS = 1.0
+MAX_CONNECTIONS = 10
+REST_REQUESTS_PER_WINDOW = 5
+REST_WINDOW_SECONDS = 10.0
+# How often a waiting thread looks at its stop event.
+WAIT_SLICE_SECONDS = 0.5
+
+
+class SlidingWindow:
+    """At most `limit` events in any `window` seconds. Not thread-safe on its own."""
+
+    def __init__(self, limit: int, window: float, clock: Clock) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def used(self) -> int:
+        horizon = self._clock.monotonic() - self.window
+        while self._times and self._times[0] <= horizon:
+            self._times.popleft()
+        return len(self._times)
+
+    def wait_time(self, pending: int = 0, count: int = 1) -> float:
+        """Seconds until `count` more events fit, given `pending` already promised ones."""
+        used = self.used()
+        excess = used + pending + count - self.limit
+        if excess <= 0:
+            return 0.0
+        if excess > used:
+            return self.window  # the promised events must be spent or released first
+        return self._times[excess - 1] + self.window - self._clock.monotonic()
+
+    def record(self) -> None:
+        self._times.append(self._clock.monotonic())
+
+
+class Reservation:
+    """Request slots promised to one connection attempt. Spend one per request actually sent;
+    release the rest when the attempt ends."""
+
+    def __init__(self, budget: RequestBudget, count: int) -> None:
+        self._budget = budget
+        self.remaining = count
+
+    def spend(self) -> None:
+        if self.remaining <= 0:
+            raise RuntimeError("no reserved request slot left")
+        self.remaining -= 1
+        self._budget._spend()
+
+    def release(self) -> None:
+        if self.remaining:
+            self._budget._release(self.remaining)
+            self.remaining = 0
+
+
+class RequestBudget:
+    """The per-IP WebSocket limits of sFOX, shared by every feed thread."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        limit: int = WS_REQUESTS_PER_WINDOW,
+        window: float = WS_WINDOW_SECONDS + WS_WINDOW_MARGIN_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self._window = SlidingWindow(limit, window, clock)
+        self._max_connections = max_connections
+        self._condition = threading.Condition()
+        self._promised = 0
+        self._connections = 0
+        self.sent = 0
+
+    def try_reserve(self, count: int) -> Reservation | float:
+        """A reservation of `count` request slots, or the seconds to wait before asking again."""
+        with self._condition:
+            wait = self._window.wait_time(self._promised, count)
+            if wait > 0:
+                return wait
+            self._promised += count
+            return Reservation(self, count)
+
+    def reserve(self, count: int, stop: threading.Event) -> Reservation | None:
+        """Block until `count` slots are free; None if `stop` is set first."""
+        while not stop.is_set():
+            outcome = self.try_reserve(count)
+            if isinstance(outcome, Reservation):
+                return outcome
+            with self._condition:
+                self._condition.wait(min(outcome, WAIT_SLICE_SECONDS))
+        return None
+
+    @contextmanager
+    def connection(self, stop: threading.Event) -> Iterator[bool]:
+        """Hold one of the connection slots for the body; yields False if stopped while waiting."""
+        with self._condition:
+            while self._connections >= self._max_connections:
+                if stop.is_set():
+                    yield False
+                    return
+                self._condition.wait(WAIT_SLICE_SECONDS)
+            self._connections += 1
+        try:
+            yield True
+        finally:
+            with self._condition:
+                self._connections -= 1
+                self._condition.notify_all()
+
+    @property
+    def connections(self) -> int:
+        with self._condition:
+            return self._connections
+
+    def _spend(self) -> None:
+        with self._condition:
+            self._promised -= 1
+            self._window.record()
+            self.sent += 1
+
+    def _release(self, count: int) -> None:
+        with self._condition:
+            self._promised -= count
+            self._condition.notify_all()

@@ -1,0 +1,235 @@
+"""REST balance snapshots, one worker thread per account.
+
+The feed asks for a snapshot at start, after every (re)connection and after a sequence anomaly;
+requests made while one is waiting or running fold into it. The worker keeps to sFOX's 5 calls per
+10 s, honours Retry-After on 429, retries failures with backoff and never blocks the feed thread:
+the worst a failing REST API can do is leave the balances to the WebSocket feed alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import http.client
+import logging
+import math
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .backoff import Backoff
+from .clock import Clock
+from .config import AccountConfig, ConfigError, FeedConfig, Secret
+from .logs import Episode
+from .parse import parse_rest_balances
+from .ratelimit import REST_REQUESTS_PER_WINDOW, REST_WINDOW_SECONDS, SlidingWindow
+from .state import State
+
+log = logging.getLogger("exporter.snapshot")
+
+BALANCE_PATH = "/v1/user/balance"
+MAX_BODY_BYTES = 8 * 2**20
+# sFOX's documented wait after a 429 when no Retry-After comes with it.
+DEFAULT_RETRY_AFTER_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    status: int | None  # None when no HTTP response arrived
+    body: bytes = b""
+    retry_after: str | None = None
+    error: str = ""
+
+
+Fetcher = Callable[[str, Secret, float, str], FetchResult]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would carry the Authorization header to wherever a redirect points; refuse instead."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def fetch_balances(url: str, key: Secret, timeout: float, user_agent: str) -> FetchResult:
+    """GET the balances with a bound on the time and size of the whole exchange."""
+    request = urllib.request.Request(url, headers={  # noqa: S310 - config admits http(s) only
+        "Authorization": f"Bearer {key.reveal()}",
+        "Accept": "application/json",
+        "User-Agent": user_agent,
+    })
+    deadline = time.monotonic() + timeout
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return FetchResult(response.status, _read_bounded(response, deadline))
+    except urllib.error.HTTPError as error:
+        try:
+            body = _read_bounded(error, deadline) if error.fp is not None else b""
+        except (OSError, ValueError, http.client.HTTPException):
+            body = b""
+        finally:
+            error.close()
+        return FetchResult(error.code, body, error.headers.get("Retry-After"))
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", None) or error
+        return FetchResult(None, error=f"{type(error).__name__}: {reason}")
+
+
+def _read_bounded(response: object, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the response took too long")
+        chunk = response.read(65536)  # type: ignore[attr-defined]
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ValueError(f"response larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+
+
+def parse_retry_after(value: str | None, now: float) -> float:
+    """Seconds to wait, from delta-seconds or an HTTP date; sFOX's documented default without one."""
+    if value is None:
+        return DEFAULT_RETRY_AFTER_SECONDS
+    value = value.strip()
+    seconds: float
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return DEFAULT_RETRY_AFTER_SECONDS
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = moment.timestamp() - now
+    if not math.isfinite(seconds):
+        return DEFAULT_RETRY_AFTER_SECONDS
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+class SnapshotWorker:
+    def __init__(
+        self,
+        account: AccountConfig,
+        *,
+        rest_url: str,
+        feed: FeedConfig,
+        state: State,
+        clock: Clock,
+        stop: threading.Event,
+        fetch: Fetcher,
+        user_agent: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.account = account.name
+        self._key_source = account.key
+        self._url = rest_url + BALANCE_PATH
+        self._timeout = feed.rest_timeout_seconds
+        self._state = state
+        self._clock = clock
+        self._stop = stop
+        self._fetch = fetch
+        self._user_agent = user_agent
+        self._window = SlidingWindow(REST_REQUESTS_PER_WINDOW, REST_WINDOW_SECONDS, clock)
+        self._backoff = Backoff(feed.backoff_initial_seconds, feed.backoff_max_seconds, rng or random.Random())
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: str | None = None
+        self._not_before = 0.0
+        self._failures = Episode(log, self.account)
+        self.completed = 0
+        self.thread = threading.Thread(target=self.run, name=f"snapshot-{self.account}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def request(self, reason: str) -> None:
+        with self._lock:
+            if self._pending is None:
+                self._pending = reason
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                reason = self._pending
+            if reason is None:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            now = self._clock.monotonic()
+            wait = max(self._window.wait_time(), self._not_before - now)
+            if wait > 0:
+                self._wake.wait(wait)
+                self._wake.clear()
+                continue
+            with self._lock:
+                self._pending = None
+            try:
+                applied = self._snapshot(reason)
+            except Exception:  # a bug here must not end snapshots for good
+                log.exception("REST snapshot failed unexpectedly", extra={"account": self.account})
+                applied = self._failed("unexpected error", None)
+            if not applied:
+                with self._lock:
+                    self._pending = self._pending or reason
+
+    def _snapshot(self, reason: str) -> bool:
+        """One REST call; True when its balances were applied."""
+        try:
+            key = self._key_source.load()
+        except ConfigError as error:
+            return self._failed(f"cannot load the API key: {error}", None)
+        since = self._state.generation(self.account)
+        self._window.record()
+        log.debug("requesting a REST balance snapshot (%s)", reason, extra={"account": self.account})
+        result = self._fetch(self._url, key, self._timeout, self._user_agent)
+        if result.status != 200:
+            return self._failed(self._explain(result), result)
+        parsed = parse_rest_balances(result.body)
+        if parsed is None:
+            return self._failed("the balance response is not a JSON array", result)
+        balances, invalid = parsed
+        if invalid:
+            self._state.count_error(self.account, "schema", invalid)
+        self._state.apply_snapshot(self.account, balances, since)
+        self._backoff.reset()
+        self._failures.recovered("REST balance snapshot succeeded")
+        self.completed += 1
+        log.debug("applied a REST snapshot of %d currencies", len(balances), extra={"account": self.account})
+        return True
+
+    def _failed(self, detail: str, result: FetchResult | None) -> bool:
+        self._state.count_error(self.account, "rest")
+        if result is not None and result.status == 429:
+            delay = parse_retry_after(result.retry_after, self._clock.time())
+        else:
+            delay = self._backoff.next()
+        self._not_before = self._clock.monotonic() + delay
+        self._failures.failed("REST balance snapshot failed (%s); retrying in %.1fs", detail, delay)
+        return False
+
+    @staticmethod
+    def _explain(result: FetchResult) -> str:
+        if result.status is None:
+            return result.error
+        if result.status in (401, 403):
+            return f"HTTP {result.status}: sFOX rejected the API key"
+        if result.status == 429:
+            return "HTTP 429: rate limited"
+        return f"HTTP {result.status}"
