@@ -1,0 +1,176 @@
+"""The exporter assembled: state, feed threads, snapshot workers, exposition and HTTP server.
+
+Everything that touches the outside world is injected (clock, registry, connector, REST fetcher,
+random source, web security), so tests run the real thing against the simulator on port 0.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import random
+import threading
+from collections.abc import Callable
+from importlib import metadata
+
+from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client.registry import CollectorRegistry
+
+from .clock import Clock, SystemClock
+from .config import Config
+from .exposition import Exposition, Rendered
+from .feed import FeedReader
+from .httpserver import HttpServer, Security
+from .logs import Redactor
+from .metrics import SfoxCollector
+from .ratelimit import RequestBudget
+from .snapshot import Fetcher, SnapshotWorker, fetch_balances
+from .state import State
+from .wsclient import Connector, websocket_connector
+
+log = logging.getLogger("exporter")
+
+STOP_TIMEOUT_SECONDS = 3.0
+
+
+def version() -> str:
+    try:
+        return metadata.version("sfox-exporter")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+class Exporter:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        connector: Connector | None = None,
+        fetch: Fetcher | None = None,
+        rng: random.Random | None = None,
+        security: Security | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.config = config
+        self.version = version()
+        self.clock = clock or SystemClock()
+        self.telemetry_path = config.web.telemetry_path
+        self.stop_event = threading.Event()
+        self.state = State(
+            (account.name for account in config.accounts),
+            clock=self.clock,
+            thresholds=config.thresholds,
+            max_series=config.feed.max_series,
+            stale_after_seconds=config.feed.stale_after_seconds,
+        )
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry.register(SfoxCollector(self.state, self.version))
+        runtime = CollectorRegistry()
+        for collector in (ProcessCollector(registry=None), PlatformCollector(registry=None)):
+            runtime.register(collector)
+            self.registry.register(collector)
+        self.exposition = Exposition(self.state, self.version, runtime)
+        self.budget = RequestBudget(self.clock)
+        user_agent = f"sfox-exporter/{self.version}"
+        rng = rng or random.Random()
+        redactor = redactor or Redactor()
+
+        self.snapshots: dict[str, SnapshotWorker] = {}
+        if config.feed.rest_snapshot:
+            for account in config.accounts:
+                self.snapshots[account.name] = SnapshotWorker(
+                    account, rest_url=config.sfox.rest_url, feed=config.feed, state=self.state,
+                    clock=self.clock, stop=self.stop_event, fetch=fetch or fetch_balances,
+                    user_agent=user_agent, rng=random.Random(rng.random()),
+                )
+        self.feeds = [
+            FeedReader(
+                account, ws_url=config.sfox.ws_url, feed=config.feed, state=self.state, budget=self.budget,
+                connector=connector or websocket_connector(user_agent), clock=self.clock,
+                request_snapshot=self._snapshot_requester(account.name), stop=self.stop_event,
+                rng=random.Random(rng.random()), on_key=lambda key: redactor.add(key.reveal()),
+            )
+            for account in config.accounts
+        ]
+        self.http = HttpServer(config.web.listen_host, config.web.listen_port, self, self.version, security)
+
+    def _snapshot_requester(self, account: str) -> Callable[[str], None]:
+        worker = self.snapshots.get(account)
+        return worker.request if worker is not None else (lambda reason: None)
+
+    @property
+    def url(self) -> str:
+        host = self.config.web.listen_host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        scheme = "https" if self.http.security.ssl_context is not None else "http"
+        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{self.http.port}"
+
+    def start(self) -> None:
+        self.http.start()
+        for worker in self.snapshots.values():
+            worker.start()
+            worker.request("start")
+        for feed in self.feeds:
+            feed.start()
+        log.info("sfox-exporter %s serving %s%s for %d account(s)", self.version, self.url, self.telemetry_path,
+                 len(self.feeds))
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        self.stop_event.set()
+        for feed in self.feeds:
+            feed.wake()
+        for worker in self.snapshots.values():
+            worker.wake()
+        self.http.stop()
+        deadline = self.clock.monotonic() + timeout
+        for thread in [feed.thread for feed in self.feeds] + [w.thread for w in self.snapshots.values()]:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - self.clock.monotonic()))
+
+    # --- what the HTTP server serves ----------------------------------------------------------
+
+    def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered:
+        return self.exposition.render(accept, accept_encoding)
+
+    def health(self) -> tuple[bool, str]:
+        dead = [feed.thread.name for feed in self.feeds if not feed.thread.is_alive()]
+        dead += [worker.thread.name for worker in self.snapshots.values() if not worker.thread.is_alive()]
+        if dead and not self.stop_event.is_set():
+            return False, f"unhealthy: thread(s) stopped: {', '.join(dead)}\n"
+        return True, "ok\n"
+
+    def readiness(self) -> tuple[bool, str]:
+        not_ready = {name: status for name, status in self.state.statuses().items() if status != "up"}
+        if not not_ready:
+            return True, "ready\n"
+        listing = ", ".join(f"{name} ({status})" for name, status in not_ready.items())
+        return False, f"not ready: feed not up for {listing}\n"
+
+    def landing_page(self) -> str:
+        snapshot = self.state.snapshot()
+        now = self.clock.time()
+        rows = []
+        for view in snapshot.accounts:
+            age = "never" if view.last_message_time is None else f"{max(0.0, now - view.last_message_time):.1f}s ago"
+            errors = sum(view.errors.values())
+            rows.append(
+                f"<tr><td>{html.escape(view.name)}</td><td class=\"{'up' if view.up else 'down'}\">"
+                f"{html.escape(view.status)}</td><td>{age}</td><td>{len(view.balances)}</td>"
+                f"<td>{len(view.wallets)}</td><td>{view.reconnects}</td><td>{errors}</td></tr>"
+            )
+        path = html.escape(self.telemetry_path)
+        return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>sFOX exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
+.up{{color:#1a7f37}}.down{{color:#cf222e}}</style></head>
+<body><h1>sFOX exporter</h1><p>Version {html.escape(self.version)}</p>
+<ul><li><a href="{path}">Metrics</a></li><li><a href="/healthz">Health</a></li>
+<li><a href="/readyz">Readiness</a></li></ul>
+<table><tr><th>Account</th><th>Feed</th><th>Last message</th><th>Currencies</th><th>Web3 wallets</th>
+<th>Reconnects</th><th>Errors</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""

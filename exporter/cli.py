@@ -1,0 +1,120 @@
+"""The command line: flags in, exit status out.
+
+Exit status 0 after SIGTERM or SIGINT, 2 for a configuration problem (one line on stderr, no
+traceback), 1 when the exporter cannot start (for example, its port is taken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+
+from .app import Exporter, version
+from .config import Config, ConfigError, Overrides, environment, load_config
+from .logs import Redactor, setup_logging
+from .webconfig import load_web_config
+
+log = logging.getLogger("exporter")
+
+
+def parse_args(argv: list[str] | None) -> Overrides:
+    parser = argparse.ArgumentParser(
+        prog="sfox-exporter",
+        description="Prometheus exporter for sFOX account balances, fed by sFOX's WebSocket push feed.",
+        epilog="Environment: SFOX_API_KEY or SFOX_API_KEY_FILE (single account 'default'), SFOX_WS_URL, "
+        "SFOX_REST_URL. Flags beat environment variables, which beat the config file.",
+    )
+    parser.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML config file")
+    parser.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
+                        help="where to serve HTTP (default: from config, else 0.0.0.0:9841)")
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
+                        help="path of the metrics (default: /metrics)")
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config.yml format")
+    parser.add_argument("--log.level", dest="log_level", metavar="LEVEL", default=None,
+                        help="debug, info, warn or error (default: info)")
+    parser.add_argument("--log.format", dest="log_format", metavar="FORMAT", default=None,
+                        help="logfmt or json (default: logfmt)")
+    parser.add_argument("--demo", action="store_true",
+                        help="run against the built-in sFOX simulator on loopback; no API key needed")
+    parser.add_argument("--version", action="version", version=f"sfox-exporter {version()}")
+    args = parser.parse_args(argv)
+    return Overrides(**vars(args))
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    overrides = parse_args(argv)
+    try:
+        config = load_config(overrides, environ if environ is not None else environment())
+        security = _load_security(config)
+    except ConfigError as error:
+        print(f"sfox-exporter: config error: {error}", file=sys.stderr)
+        return 2
+    redactor = Redactor()
+    setup_logging(config.log.level, config.log.format, redactor)
+    for warning in config.warnings:
+        log.warning(warning)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    simulator = None
+    if config.demo:
+        try:
+            simulator, config = _start_demo(config)
+        except ConfigError as error:
+            print(f"sfox-exporter: {error}", file=sys.stderr)
+            return 2
+    try:
+        exporter = Exporter(config, security=security, redactor=redactor)
+    except OSError as error:
+        log.error("cannot listen on %s: %s", config.web.listen_address, error.strerror or error)
+        if simulator is not None:
+            simulator.stop()
+        return 1
+    exporter.start()
+    while not stop.wait(3600):
+        pass
+    exporter.stop()
+    if simulator is not None:
+        simulator.stop()
+    log.info("stopped")
+    return 0
+
+
+def _start_demo(config: Config) -> tuple[Any, Config]:
+    try:
+        from .simulator import Simulator  # noqa: PLC0415 - optional dependency, only for --demo
+    except ImportError:
+        raise ConfigError(
+            "--demo needs the simulator, which needs the 'websockets' package: "
+            "pip install 'sfox-exporter[demo]'"
+        ) from None
+    simulator = Simulator.demo([account.name for account in config.accounts]).start()
+    log.warning("DEMO MODE: serving simulated balances from a local sFOX simulator (%s), not real ones",
+                simulator.ws_url)
+    endpoints = dataclasses.replace(config.sfox, ws_url=simulator.ws_url, rest_url=simulator.rest_url)
+    return simulator, dataclasses.replace(config, sfox=endpoints)
+
+
+def _load_security(config: Config) -> Any:
+    if config.web.config_file is None:
+        return None
+    return load_web_config(config.web.config_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The HTTP endpoint: /metrics, /healthz, /readyz and a landing page.
+
+A thread per connection, so a slow scrape never holds up another, and the feed threads never wait
+on HTTP at all. The number of connections is capped, each request head must arrive whole within a
+deadline, responses must drain within one too, and only GET and HEAD are served. TLS handshakes
+happen in the connection's thread, never in the accept loop.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from socketserver import TCPServer, ThreadingMixIn
+from typing import Any, Protocol
+
+from .exposition import Rendered
+
+log = logging.getLogger("exporter.http")
+
+MAX_CONNECTIONS = 64
+IDLE_SECONDS = 60.0  # a kept-alive connection may wait this long for its next request
+REQUEST_HEAD_SECONDS = 10.0  # from the first byte of a request to the end of its headers
+MAX_REQUEST_HEAD_BYTES = 32 * 1024
+WRITE_SECONDS = 30.0
+TLS_HANDSHAKE_SECONDS = 10.0
+HEALTH_PATHS = ("/healthz", "/readyz")
+
+
+class WebApp(Protocol):
+    """What the server serves; the exporter provides it."""
+
+    telemetry_path: str
+
+    def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered: ...
+
+    def health(self) -> tuple[bool, str]: ...
+
+    def readiness(self) -> tuple[bool, str]: ...
+
+    def landing_page(self) -> str: ...
+
+
+class Security(Protocol):
+    """TLS and authentication from --web.config.file."""
+
+    ssl_context: ssl.SSLContext | None
+    headers: dict[str, str]
+
+    def requires_auth(self) -> bool: ...
+
+    def authorized(self, authorization: str | None) -> bool: ...
+
+
+class _NoSecurity:
+    ssl_context: ssl.SSLContext | None = None
+    headers: dict[str, str] = {}
+
+    def requires_auth(self) -> bool:
+        return False
+
+    def authorized(self, authorization: str | None) -> bool:
+        return True
+
+
+class HttpServer(ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, host: str, port: int, app: WebApp, version: str, security: Security | None = None) -> None:
+        self.app = app
+        self.version = version
+        self.security: Security = security or _NoSecurity()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.address_family = _address_family(host)
+        super().__init__((host, port), _Handler)
+        self._thread: threading.Thread | None = None
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            # "[::]:9841" serves IPv4 too, as Go programs do.
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # HTTPServer.server_bind would also look up the host's FQDN, which can hang without DNS.
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.shutdown()
+        self.server_close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = self.socket.accept()
+        context = self.security.ssl_context
+        if context is not None:
+            sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("refusing a connection from %s: %d connections already open",
+                        client_address[0], MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's read side, bounded in time and size for each request head."""
+
+    def __init__(self, sock: socket.socket, handler: _Handler) -> None:
+        self._sock = sock
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        handler = self._handler
+        remaining = handler.read_deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request head deadline passed")
+        if handler.head_bytes > MAX_REQUEST_HEAD_BYTES:
+            raise ValueError("request head too large")
+        self._sock.settimeout(remaining)
+        count = self._sock.recv_into(buffer)
+        if count and handler.head_bytes == 0:
+            handler.read_deadline = time.monotonic() + REQUEST_HEAD_SECONDS
+        handler.head_bytes += count
+        return count
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: HttpServer
+    read_deadline = 0.0
+    head_bytes = 0
+
+    def setup(self) -> None:
+        sock = self.request
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(TLS_HANDSHAKE_SECONDS)
+            sock.do_handshake()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connection = sock
+        self.rfile = io.BufferedReader(_DeadlineReader(sock, self))
+        self.wfile = sock.makefile("wb", buffering=0)
+
+    def handle_one_request(self) -> None:
+        self.read_deadline = time.monotonic() + IDLE_SECONDS
+        self.head_bytes = 0
+        try:
+            super().handle_one_request()
+        except (TimeoutError, ValueError, ConnectionError, ssl.SSLError):
+            self.close_connection = True
+
+    def version_string(self) -> str:
+        return f"sfox-exporter/{self.server.version}"
+
+    def do_GET(self) -> None:
+        self._serve(head_only=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head_only=True)
+
+    def _refuse_method(self) -> None:
+        self._reply(405, "text/plain; charset=utf-8", b"method not allowed: use GET or HEAD\n",
+                    extra={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
+
+    def _serve(self, head_only: bool) -> None:
+        if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # a body we will not read would be taken for the next request
+        path = self.path.split("?", 1)[0]
+        app = self.server.app
+        security = self.server.security
+        if path not in HEALTH_PATHS and not security.authorized(self.headers.get("Authorization")):
+            self._reply(401, "text/plain; charset=utf-8", b"unauthorized\n", head_only,
+                        extra={"WWW-Authenticate": 'Basic realm="sfox-exporter", charset="UTF-8"'})
+            return
+        if path == app.telemetry_path:
+            rendered = app.render_metrics(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
+            extra = {"Vary": "Accept, Accept-Encoding"}
+            if rendered.content_encoding:
+                extra["Content-Encoding"] = rendered.content_encoding
+            self._reply(200, rendered.content_type, rendered.body, head_only, extra)
+        elif path == "/healthz":
+            ok, text = app.health()
+            self._reply(200 if ok else 503, "text/plain; charset=utf-8", text.encode(), head_only)
+        elif path == "/readyz":
+            ok, text = app.readiness()
+            self._reply(200 if ok else 503, "text/plain; charset=utf-8", text.encode(), head_only)
+        elif path == "/":
+            self._reply(200, "text/html; charset=utf-8", app.landing_page().encode(), head_only,
+                        extra={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+        else:
+            self._reply(404, "text/plain; charset=utf-8", b"not found\n", head_only)
+
+    def _reply(self, status: int, content_type: str, body: bytes, head_only: bool = False,
+               extra: dict[str, str] | None = None) -> None:
+        self.connection.settimeout(WRITE_SECONDS)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(body)
+
+    def end_headers(self) -> None:
+        """Every response, the standard library's error pages included, carries these."""
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in self.server.security.headers.items():
+            self.send_header(name, value)
+        super().end_headers()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("%s %s %s", self.command, self.path, code,
+                  extra={"client": self.client_address[0]})
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.debug("http error from %s: %s", self.client_address[0], format % args)
+
+
+def _address_family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
