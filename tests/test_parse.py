@@ -1,0 +1,286 @@
+"""Parser tables: real sFOX message shapes from the docs and notes, and the ways they go wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from exporter.parse import (
+    AccountBalance,
+    BadFrame,
+    BalanceUpdate,
+    ControlMessage,
+    OtherMessage,
+    Web3Balance,
+    parse_amount,
+    parse_frame,
+    parse_rest_balances,
+    parse_timestamp,
+)
+
+# Verbatim from sFOX's balances page.
+DOC_ACCOUNT_MESSAGE = {
+    "sequence": 10,
+    "recipient": "private.user.balances",
+    "timestamp": 1649899310281716289,
+    "payload": [
+        {"currency": "btc", "balance": "0.17572419", "available": "0.17572419", "held": "0",
+         "trading_wallet": "0.17572419", "collateral_wallet": "0", "borrow_wallet": "0", "lending_wallet": "0"},
+        {"currency": "usd", "balance": "100", "available": "100", "held": "0",
+         "trading_wallet": "100", "collateral_wallet": "0", "borrow_wallet": "0", "lending_wallet": "0"},
+    ],
+}
+DOC_WEB3_MESSAGE = {
+    "sequence": 11,
+    "recipient": "private.user.balances",
+    "timestamp": 1649899310281716289,
+    "payload": {"address": "0x0bCdB57ae247F434C91b1d4521fFd6601f7e8999", "balance": "250.5",
+                "currency": "USDC", "network": "Ethereum", "type": "web3"},
+}
+WALLETS_ZERO = (("trading", 0.17572419), ("collateral", 0.0), ("borrow", 0.0), ("lending", 0.0))
+
+
+def frame(message: Any) -> bytes:
+    return json.dumps(message).encode()
+
+
+def balances(payload: Any, **envelope: Any) -> bytes:
+    return frame({"sequence": 5, "recipient": "private.user.balances", "timestamp": 1649899310281716289,
+                  "payload": payload, **envelope})
+
+
+def test_documented_account_message() -> None:
+    event = parse_frame(frame(DOC_ACCOUNT_MESSAGE))
+    assert isinstance(event, BalanceUpdate)
+    assert event.kind == "balances"
+    assert event.sequence == 10
+    assert event.timestamp == pytest.approx(1649899310.281716289, abs=1e-6)
+    assert event.schema_errors == 0
+    assert event.accounts[0] == AccountBalance("btc", 0.17572419, 0.17572419, 0.0, WALLETS_ZERO)
+    assert event.accounts[1].currency == "usd"
+    assert event.accounts[1].balance == 100.0
+
+
+def test_documented_web3_message() -> None:
+    event = parse_frame(frame(DOC_WEB3_MESSAGE))
+    assert isinstance(event, BalanceUpdate)
+    assert event.kind == "web3"
+    assert event.wallets == (
+        Web3Balance("Ethereum", "0x0bCdB57ae247F434C91b1d4521fFd6601f7e8999", "usdc", 250.5),
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected_accounts", "expected_wallets", "errors"),
+    [
+        pytest.param([], 0, 0, 0, id="empty list"),
+        pytest.param([{"currency": "ETH", "balance": 1.5, "available": 1, "held": 0.5}], 1, 0, 0,
+                     id="REST-style numbers"),
+        pytest.param({"currency": "btc", "balance": "1"}, 1, 0, 0, id="single account object"),
+        pytest.param([{"type": "web3", "address": "a1", "network": "Solana", "balance": "2"},
+                      {"type": "web3", "address": "a2", "network": "Solana", "balance": "3"}], 0, 2, 0,
+                     id="web3 as a list"),
+        pytest.param([{"currency": "btc", "balance": "1"}, {"currency": "usd", "balance": "nan"}], 1, 0, 1,
+                     id="one bad entry among good"),
+        pytest.param([{"currency": "btc", "balance": "1"}, "junk", 7, None], 1, 0, 3, id="non-object entries"),
+        pytest.param([{"balance": "1"}], 0, 0, 1, id="missing currency"),
+        pytest.param([{"currency": "", "balance": "1"}], 0, 0, 1, id="empty currency"),
+        pytest.param([{"currency": "btc"}], 0, 0, 1, id="no amounts at all"),
+        pytest.param([{"currency": "btc", "balance": "1e999"}], 0, 0, 1, id="overflow to infinity"),
+        pytest.param([{"currency": "btc", "balance": "Infinity"}], 0, 0, 1, id="infinity string"),
+        pytest.param([{"currency": "btc", "balance": True}], 0, 0, 1, id="boolean"),
+        pytest.param([{"currency": "btc", "balance": "1_000"}], 0, 0, 1, id="underscored digits"),
+        pytest.param([{"currency": "btc", "balance": " 1"}], 0, 0, 1, id="padded number"),
+        pytest.param([{"currency": "btc", "balance": [1]}], 0, 0, 1, id="list value"),
+        pytest.param([{"currency": "b\u0000tc", "balance": "1"}], 0, 0, 1, id="control character in label"),
+        pytest.param([{"currency": "x" * 129, "balance": "1"}], 0, 0, 1, id="oversized label"),
+        pytest.param([{"currency": "btc", "balance": "1", "_wallet": "1"}], 0, 0, 1, id="nameless wallet"),
+        pytest.param([{"currency": "btc", "balance": "1", "held": None}], 1, 0, 0, id="null is absent"),
+        pytest.param([{"type": "web3", "network": "Ethereum", "balance": "2"}], 0, 0, 1, id="web3 without address"),
+        pytest.param([{"type": "web3", "address": "a", "balance": None}], 0, 0, 1, id="web3 without balance"),
+        pytest.param([{"type": "web3", "address": "a", "network": 5, "balance": "1"}], 0, 0, 1,
+                     id="web3 network not a string"),
+    ],
+)
+def test_entries_are_validated_one_by_one(payload: Any, expected_accounts: int, expected_wallets: int,
+                                          errors: int) -> None:
+    event = parse_frame(balances(payload))
+    assert isinstance(event, BalanceUpdate)
+    assert (len(event.accounts), len(event.wallets), event.schema_errors) == (
+        expected_accounts, expected_wallets, errors)
+
+
+def test_currency_is_lower_cased_everywhere() -> None:
+    event = parse_frame(balances([{"currency": "USDC", "balance": "1"},
+                                  {"type": "web3", "address": "x", "currency": "EtH", "balance": "1"}]))
+    assert isinstance(event, BalanceUpdate)
+    assert event.accounts[0].currency == "usdc"
+    assert event.wallets[0].currency == "eth"
+
+
+def test_web3_currency_and_network_default_to_empty() -> None:
+    event = parse_frame(balances({"type": "web3", "address": "0xabc", "balance": "1"}))
+    assert isinstance(event, BalanceUpdate)
+    assert event.wallets == (Web3Balance("", "0xabc", "", 1.0),)
+
+
+def test_new_wallet_fields_become_wallets() -> None:
+    event = parse_frame(balances([{"currency": "btc", "balance": "2", "staking_wallet": "1.25"}]))
+    assert isinstance(event, BalanceUpdate)
+    assert event.accounts[0].wallets == (("staking", 1.25),)
+
+
+def test_unknown_fields_are_ignored() -> None:
+    event = parse_frame(balances([{"currency": "btc", "balance": "2", "frozen": "x", "type": "account"}]))
+    assert isinstance(event, BalanceUpdate)
+    assert event.schema_errors == 0
+    assert event.accounts[0].balance == 2.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.17572419", 0.17572419),
+        ("100", 100.0),
+        ("-5.5", -5.5),
+        ("1e-8", 1e-8),
+        ("123456789.123456789123", float("123456789.123456789123")),
+        ("0.1", 0.1),
+        (".5", 0.5),
+        ("5.", 5.0),
+        (7, 7.0),
+        (2.25, 2.25),
+        (10**30, 1e30),
+        (None, None),
+    ],
+)
+def test_amounts_are_the_nearest_float_to_what_sfox_sent(text: Any, expected: float | None) -> None:
+    assert parse_amount(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        (1649899310281716289, 1649899310.281716289),  # nanoseconds, as every sFOX example
+        (1649899310281716, 1649899310.281716),  # microseconds, as older docs say
+        (1649899310281, 1649899310.281),  # milliseconds
+        (1649899310, 1649899310.0),  # seconds
+        (1649899310.5, 1649899310.5),
+        ("1649899310281716289", 1649899310.281716289),
+        (1.649899310281716e18, 1649899310.281716),
+    ],
+)
+def test_timestamps_are_read_by_magnitude(raw: Any, seconds: float) -> None:
+    value = parse_timestamp(raw)
+    assert value is not None
+    assert value == pytest.approx(seconds, abs=1e-5)
+
+
+@pytest.mark.parametrize("raw", [None, True, -5, 0, "soon", float("nan"), float("inf"), 10**30, [1], {}])
+def test_unusable_timestamps_are_none(raw: Any) -> None:
+    assert parse_timestamp(raw) is None
+
+
+def test_missing_timestamp_leaves_it_none() -> None:
+    event = parse_frame(frame({"sequence": 1, "recipient": "private.user.balances", "payload": []}))
+    assert isinstance(event, BalanceUpdate)
+    assert event.timestamp is None
+
+
+@pytest.mark.parametrize(
+    ("message", "type_", "action", "success", "detail"),
+    [
+        ({"type": "success", "sequence": 1, "timestamp": 1727391983733911769,
+          "payload": {"action": "authenticate"}, "action": "authenticate"}, "success", "authenticate", True, None),
+        ({"type": "error", "sequence": 2, "timestamp": 1649898453577592461,
+          "payload": {"action": "authenticate"}, "action": "authenticate"}, "error", "authenticate", False, None),
+        ({"type": "success", "sequence": 1, "timestamp": 1703708043956093955,
+          "payload": {"action": "subscribe", "feeds": ["private.user.balances"]}, "action": "subscribe"},
+         "success", "subscribe", True, None),
+        ({"type": "success", "sequence": 1, "timestamp": 1703708043956093955}, "success", None, True, None),
+        ({"type": "error", "payload": {"action": "subscribe"}}, "error", "subscribe", False, None),
+        ({"type": "error", "error": {"message": "invalid api key"}}, "error", None, False, "invalid api key"),
+        ({"type": "error", "message": "bad\nthing"}, "error", None, False, "bad?thing"),
+    ],
+)
+def test_control_messages(message: dict[str, Any], type_: str, action: str | None, success: bool,
+                          detail: str | None) -> None:
+    event = parse_frame(frame(message))
+    assert isinstance(event, ControlMessage)
+    assert (event.type, event.action, event.success, event.detail) == (type_, action, success, detail)
+    assert event.kind == "control"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"not json", "decode"),
+        (b"", "decode"),
+        (b"\xff\xfe\x00garbage", "decode"),
+        (b'{"a": 1', "decode"),
+        (b"[" * 100000 + b"]" * 100000, "decode"),
+        (b"[1, 2]", "schema"),
+        (b'"text"', "schema"),
+        (b"42", "schema"),
+        (b"null", "schema"),
+    ],
+)
+def test_frames_that_are_not_objects(data: bytes, reason: str) -> None:
+    event = parse_frame(data)
+    assert isinstance(event, BadFrame)
+    assert event.reason == reason
+    assert event.kind == "unknown"
+
+
+def test_other_feeds_are_unknown_but_not_errors() -> None:
+    event = parse_frame(frame({"sequence": 3, "recipient": "ticker.sfox.btcusd", "payload": {}}))
+    assert isinstance(event, OtherMessage)
+    assert (event.kind, event.sequence, event.schema_errors) == ("unknown", 3, 0)
+
+
+def test_objects_of_no_known_shape_are_schema_errors() -> None:
+    event = parse_frame(frame({"sequence": 3, "hello": "world"}))
+    assert isinstance(event, OtherMessage)
+    assert event.schema_errors == 1
+
+
+@pytest.mark.parametrize("payload", ["text", 5, None, True])
+def test_balances_payload_of_wrong_type(payload: Any) -> None:
+    event = parse_frame(balances(payload))
+    assert isinstance(event, BalanceUpdate)
+    assert (event.accounts, event.wallets, event.schema_errors) == ((), (), 1)
+
+
+@pytest.mark.parametrize(("sequence", "expected"), [(7, 7), ("7", None), (-1, None), (True, None), (1.5, None)])
+def test_sequence_must_be_a_natural_number(sequence: Any, expected: int | None) -> None:
+    assert parse_frame(balances([], sequence=sequence)).sequence == expected
+
+
+def test_rest_body_numbers_and_strings() -> None:
+    body = json.dumps([
+        {"currency": "BTC", "balance": 0.5, "available": 0.25, "held": 0.25, "trading_wallet": 0.5},
+        {"currency": "usd", "balance": "100.5", "available": "100.5", "held": "0"},
+        {"currency": "bad", "balance": "NaN"},
+    ])
+    parsed = parse_rest_balances(body)
+    assert parsed is not None
+    entries, invalid = parsed
+    assert [e.currency for e in entries] == ["btc", "usd"]
+    assert entries[0].wallets == (("trading", 0.5),)
+    assert invalid == 1
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"data": []}', b"<html>", b"null"])
+def test_rest_body_that_is_not_an_array(body: bytes) -> None:
+    assert parse_rest_balances(body) is None
+
+
+def test_json_nan_literals_never_become_values() -> None:
+    event = parse_frame(b'{"recipient":"private.user.balances","payload":[{"currency":"btc","balance":NaN}]}')
+    assert isinstance(event, BalanceUpdate)
+    assert event.accounts == ()
+    assert event.schema_errors == 1
+    assert parse_frame(b'{"recipient":"private.user.balances","payload":[{"currency":"btc","balance":Infinity}]}'
+                       ).schema_errors == 1
