@@ -1,0 +1,236 @@
+"""Config: precedence, validation, and the one clear line a bad config gets."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import _SCHEMA, ConfigError, Overrides, Secret, load_config, parse_listen_address
+
+ROOT = Path(__file__).resolve().parent.parent
+CANARY = "CANARY-KEY-5f2b9c1e8d7a6b5c4d3e2f1a"
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def load(tmp_path: Path | None = None, text: str | None = None, env: dict[str, str] | None = None,
+         **flags: object) -> object:
+    config_file = write(tmp_path, text) if tmp_path is not None and text is not None else None
+    return load_config(Overrides(config_file=config_file, **flags), env if env is not None else {})  # type: ignore[arg-type]
+
+
+def test_example_config_loads_and_documents_every_key() -> None:
+    env = {"SFOX_API_KEY": "k" * 32, "SFOX_API_KEY_TREASURY": "t" * 32}
+    config = load_config(Overrides(config_file=str(ROOT / "config.example.yaml")), env)
+    assert [account.name for account in config.accounts] == ["main", "treasury"]
+    assert config.feed.ping_interval_seconds == 20
+    assert config.thresholds[0].below == 1000
+    text = (ROOT / "config.example.yaml").read_text()
+    for section, keys in _SCHEMA.items():
+        for key in keys:
+            assert f"{key}:" in text, f"config.example.yaml does not document {section}.{key}"
+
+
+def test_defaults_with_a_key_from_the_environment() -> None:
+    config = load_config(Overrides(), {"SFOX_API_KEY": CANARY})
+    assert config.web.listen_address == "0.0.0.0:9841"
+    assert config.web.telemetry_path == "/metrics"
+    assert config.sfox.ws_url == "wss://ws.sfox.com/ws"
+    assert config.sfox.rest_url == "https://api.sfox.com"
+    assert [a.name for a in config.accounts] == ["default"]
+    assert config.accounts[0].key.load() == Secret(CANARY)
+    assert config.feed.stale_after_seconds == 600
+    assert config.feed.max_series == 10000
+    assert config.log.level == "info" and config.log.format == "logfmt"
+
+
+def test_flags_beat_environment_beats_file(tmp_path: Path) -> None:
+    text = """
+web: {listen_address: "127.0.0.1:1111", telemetry_path: /from-file}
+sfox: {ws_url: "wss://file.example/ws", rest_url: "https://file.example"}
+"""
+    env = {"SFOX_API_KEY": CANARY, "SFOX_WS_URL": "wss://env.example/ws"}
+    config = load_config(Overrides(config_file=write(tmp_path, text), listen_address="127.0.0.1:2222"), env)
+    assert config.web.listen_address == "127.0.0.1:2222"  # flag over file
+    assert config.web.telemetry_path == "/from-file"  # file over default
+    assert config.sfox.ws_url == "wss://env.example/ws"  # environment over file
+    assert config.sfox.rest_url == "https://file.example"
+
+
+def test_key_file_is_read_and_trimmed(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(CANARY + "\n")
+    key_file.chmod(0o600)
+    config = load_config(Overrides(), {"SFOX_API_KEY_FILE": str(key_file)})
+    assert config.accounts[0].key.load() == Secret(CANARY)
+    assert config.warnings == ()
+
+
+def test_key_file_readable_by_others_warns(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(CANARY)
+    key_file.chmod(0o644)
+    config = load_config(Overrides(), {"SFOX_API_KEY_FILE": str(key_file)})
+    assert any("accessible by group or others" in w for w in config.warnings)
+
+
+def test_accounts_from_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "treasury.key"
+    key_file.write_text("treasury-key")
+    key_file.chmod(0o400)
+    text = f"""
+accounts:
+  - {{name: main, api_key_env: MAIN_KEY}}
+  - {{name: treasury, api_key_file: {key_file}}}
+thresholds:
+  - {{account: main, currency: USD, field: available, below: 1000}}
+  - {{account: treasury, currency: btc, below: 0.5}}
+"""
+    config = load_config(Overrides(config_file=write(tmp_path, text)), {"MAIN_KEY": "main-key"})
+    assert [a.name for a in config.accounts] == ["main", "treasury"]
+    assert [(t.account, t.currency, t.field, t.below) for t in config.thresholds] == [
+        ("main", "usd", "available", 1000.0), ("treasury", "btc", "available", 0.5)]
+
+
+def test_plain_http_to_a_remote_host_warns() -> None:
+    config = load_config(Overrides(), {"SFOX_API_KEY": CANARY, "SFOX_REST_URL": "http://api.example.com"})
+    assert any("not encrypted" in w for w in config.warnings)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0.0.0.0:9841", ("0.0.0.0", 9841)), (":9841", ("", 9841)), ("[::1]:80", ("::1", 80)),
+     ("localhost:0", ("localhost", 0))],
+)
+def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen_address(value, "x") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "flags", "names"),
+    [
+        ("web: [", {}, {}, "not valid YAML"),
+        ("- a\n- b\n", {}, {}, "mapping at the top level"),
+        ("webb: {}\n", {}, {}, "webb: unknown key (did you mean 'web'?)"),
+        ("feed: {ping_intervall_seconds: 5}\n", {}, {}, "feed.ping_intervall_seconds: unknown key"),
+        ("feed: {ping_interval_seconds: fast}\n", {}, {}, "feed.ping_interval_seconds: expected a number"),
+        ("feed: {ping_interval_seconds: 0}\n", {}, {}, "feed.ping_interval_seconds: must be greater than 0"),
+        ("feed: {rest_snapshot: 'yes'}\n", {}, {}, "feed.rest_snapshot: expected true or false"),
+        ("feed: {max_series: 1.5}\n", {}, {}, "feed.max_series: expected a whole number"),
+        ("feed: {backoff_initial_seconds: 10, backoff_max_seconds: 1}\n", {}, {}, "feed.backoff_max_seconds"),
+        ("feed: {stale_after_seconds: -1}\n", {}, {}, "feed.stale_after_seconds"),
+        ("web: {listen_address: 9841}\n", {}, {}, "web.listen_address: expected a string"),
+        ("web: {listen_address: 'nowhere'}\n", {}, {}, "web.listen_address: expected HOST:PORT"),
+        ("web: {telemetry_path: metrics}\n", {}, {}, "web.telemetry_path: must be a path"),
+        ("web: {telemetry_path: /healthz}\n", {}, {}, "web.telemetry_path: /healthz is reserved"),
+        ("sfox: {ws_url: 'https://ws.sfox.com/ws'}\n", {}, {}, "sfox.ws_url: expected a ws:// or wss:// URL"),
+        ("accounts: []\n", {}, {}, "accounts: at least one account"),
+        ("accounts: {name: a}\n", {}, {}, "accounts: expected a list"),
+        ("accounts: [{name: a}]\n", {}, {}, "accounts[0]: set exactly one of api_key_env and api_key_file"),
+        ("accounts: [{name: a, api_key_env: NOPE}]\n", {}, {}, "accounts[0]: environment variable NOPE is not set"),
+        ("accounts: [{name: a, api_key_file: /no/such/key}]\n", {}, {},
+         "accounts[0]: key file /no/such/key does not exist"),
+        ("accounts: [{name: 'a b', api_key_env: K}]\n", {"K": "k"}, {}, "accounts[0].name"),
+        ("accounts: [{name: a, api_key_env: K}, {name: a, api_key_env: K}]\n", {"K": "k"}, {},
+         "accounts[1].name: 'a' is used by more than one account"),
+        ("accounts: [{name: a, api_key_env: K, api_key: inline}]\n", {"K": "k"}, {},
+         "accounts[0].api_key: unknown key"),
+        ("accounts:\n" + "".join(f"  - {{name: a{i}, api_key_env: K}}\n" for i in range(11)), {"K": "k"}, {},
+         "accounts: 11 accounts configured, but sFOX allows at most 10"),
+        ("thresholds: [{account: ghost, currency: usd, below: 1}]\n", {"SFOX_API_KEY": "k"}, {},
+         "thresholds[0].account: 'ghost' is not a configured account"),
+        ("thresholds: [{account: default, currency: usd, field: total, below: 1}]\n", {"SFOX_API_KEY": "k"}, {},
+         "thresholds[0].field: expected one of balance, available, held"),
+        ("thresholds: [{account: default, currency: usd, below: x}]\n", {"SFOX_API_KEY": "k"}, {},
+         "thresholds[0].below: expected a number"),
+        ("", {}, {}, "no sFOX API key: set SFOX_API_KEY or SFOX_API_KEY_FILE"),
+        ("", {"SFOX_API_KEY": "  "}, {}, "SFOX_API_KEY: is set but empty"),
+        ("", {"SFOX_API_KEY_FILE": "/no/such/file"}, {}, "SFOX_API_KEY_FILE: key file /no/such/file does not exist"),
+        ("", {"SFOX_API_KEY": "a", "SFOX_API_KEY_FILE": "b"}, {}, "both set"),
+        ("", {"SFOX_API_KEY": "k"}, {"log_level": "loud"}, "--log.level: expected one of"),
+        ("", {"SFOX_API_KEY": "k"}, {"log_format": "xml"}, "--log.format: expected one of"),
+        ("", {"SFOX_API_KEY": "k"}, {"listen_address": "0.0.0.0:99999"}, "--web.listen-address: port 99999"),
+        ("", {"SFOX_API_KEY": "k", "SFOX_WS_URL": "nonsense"}, {}, "SFOX_WS_URL: expected a ws://"),
+    ],
+)
+def test_bad_config_names_the_offending_key(tmp_path: Path, text: str, env: dict[str, str],
+                                             flags: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text, env, **flags)
+    message = str(caught.value)
+    assert names in message
+    assert "\n" not in message
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--config.file: .*does not exist"):
+        load_config(Overrides(config_file=str(tmp_path / "absent.yaml")), {})
+
+
+def test_demo_needs_no_key_and_keeps_account_names(tmp_path: Path) -> None:
+    config = load(tmp_path, "accounts: [{name: alpha, api_key_env: UNSET}, {name: beta, api_key_env: UNSET}]\n",
+                  demo=True)
+    assert [a.name for a in config.accounts] == ["alpha", "beta"]  # type: ignore[attr-defined]
+    plain = load_config(Overrides(demo=True), {})
+    assert [a.name for a in plain.accounts] == ["demo"]
+
+
+def test_secret_never_shows_itself() -> None:
+    secret = Secret(CANARY)
+    for rendering in (repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>40}"):
+        assert CANARY not in rendering
+    config = load_config(Overrides(), {"SFOX_API_KEY": CANARY})
+    assert CANARY not in repr(config)
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
+                          env=environment, timeout=timeout, cwd=ROOT)
+
+
+def test_cli_without_key_exits_2_and_suggests_demo() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SFOX_API_KEY" in lines[0] and "--demo" in lines[0]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("feed: {max_series: lots}\n", {"SFOX_API_KEY": CANARY}, "feed.max_series"),
+        ("accounts: [{name: a, api_key_file: /nonexistent/key}]\n", {}, "accounts[0]: key file"),
+        ("web: {\n", {"SFOX_API_KEY": CANARY}, "not valid YAML"),
+        ("thresholds: [{account: x, currency: usd, below: 1}]\n", {"SFOX_API_KEY": CANARY}, "thresholds[0].account"),
+    ],
+)
+def test_cli_bad_config_exits_2_with_one_line_and_no_key(tmp_path: Path, text: str, env: dict[str, str],
+                                                         expected: str) -> None:
+    result = run_cli("--config.file", write(tmp_path, text), env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+    assert CANARY not in result.stderr + result.stdout
+
+
+def test_cli_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("sfox-exporter ")
