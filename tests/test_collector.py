@@ -1,0 +1,180 @@
+"""The Collector on a private registry, and the fast renderer against prometheus_client's own."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+
+from exporter.config import Threshold
+from exporter.exposition import Exposition
+from exporter.metrics import METRICS, SfoxCollector
+from exporter.parse import AccountBalance, BalanceUpdate, Web3Balance
+from exporter.state import ERROR_REASONS, State
+
+from .conftest import FakeClock, Samples
+
+CONTRACT = Path(__file__).resolve().parent.parent.parent / "shared" / "CONTRACT.md"
+
+# Every metric of CONTRACT.md with its type and labels, as the contract fixes them.
+CONTRACT_METRICS = {
+    "sfox_balance": ("gauge", {"account", "currency"}),
+    "sfox_balance_available": ("gauge", {"account", "currency"}),
+    "sfox_balance_held": ("gauge", {"account", "currency"}),
+    "sfox_wallet_balance": ("gauge", {"account", "currency", "wallet"}),
+    "sfox_web3_wallet_balance": ("gauge", {"account", "currency", "network", "address"}),
+    "sfox_balance_low_threshold": ("gauge", {"account", "currency", "field"}),
+    "sfox_balances_updated_timestamp_seconds": ("gauge", {"account"}),
+    "sfox_feed_up": ("gauge", {"account"}),
+    "sfox_feed_last_message_timestamp_seconds": ("gauge", {"account"}),
+    "sfox_feed_messages_total": ("counter", {"account", "kind"}),
+    "sfox_feed_errors_total": ("counter", {"account", "reason"}),
+    "sfox_feed_reconnects_total": ("counter", {"account"}),
+    "sfox_exporter_build_info": ("gauge", {"version"}),
+}
+
+BTC = AccountBalance("btc", 0.17572419, 0.15, 0.02572419,
+                     (("trading", 0.17572419), ("collateral", 0.0), ("borrow", 0.0), ("lending", 0.0)))
+USD = AccountBalance("usd", 100.0, 100.0, 0.0, (("trading", 100.0),))
+WEB3 = Web3Balance("Ethereum", "0x0bCdB57ae247F434C91b1d4521fFd6601f7e8999", "usdc", 250.5)
+ODD = AccountBalance('we"ird\\cur', 1.0, None, None, ())
+
+
+def populated_state(clock: FakeClock | None = None) -> State:
+    state = State(["main", "treasury"], clock=clock or FakeClock(),
+                  thresholds=[Threshold("main", "usd", "available", 1000)])
+    state.set_status("main", "up")
+    state.ingest("main", BalanceUpdate(10, 1649899310.281716, (BTC, USD, ODD), (WEB3,), 0))
+    return state
+
+
+def collect(state: State) -> Samples:
+    registry = CollectorRegistry()
+    registry.register(SfoxCollector(state, "1.2.3"))
+    return Samples(generate_latest(registry).decode())
+
+
+def test_every_contract_metric_with_its_type_and_labels() -> None:
+    samples = collect(populated_state())
+    for name, (metric_type, labels) in CONTRACT_METRICS.items():
+        family = name.removesuffix("_total") if metric_type == "counter" else name
+        assert samples.types.get(family) == metric_type, name
+        found = samples.all(name)
+        assert found, f"no samples for {name}"
+        assert all(set(sample_labels) == labels for sample_labels, _ in found), name
+
+
+def test_contract_metrics_table_matches_the_contract_file() -> None:
+    if not CONTRACT.exists():
+        pytest.skip("CONTRACT.md is not beside this checkout")
+    text = CONTRACT.read_text()
+    for name in CONTRACT_METRICS:
+        assert f"`{name}`" in text
+    exported = {metric.name for metric in METRICS} | {"sfox_exporter_build_info"}
+    assert set(CONTRACT_METRICS) <= exported
+
+
+def test_values_are_exact() -> None:
+    samples = collect(populated_state())
+    assert samples.get("sfox_balance", account="main", currency="btc") == 0.17572419
+    assert samples.get("sfox_balance_available", account="main", currency="btc") == 0.15
+    assert samples.get("sfox_balance_held", account="main", currency="btc") == 0.02572419
+    assert samples.get("sfox_wallet_balance", account="main", currency="btc", wallet="trading") == 0.17572419
+    assert samples.get("sfox_wallet_balance", account="main", currency="usd", wallet="lending") is None
+    assert samples.get("sfox_web3_wallet_balance", account="main", network="Ethereum",
+                       address=WEB3.address, currency="usdc") == 250.5
+    assert samples.get("sfox_balance_low_threshold", account="main", currency="usd", field="available") == 1000
+    assert samples.get("sfox_balances_updated_timestamp_seconds", account="main") == 1649899310.281716
+    assert samples.get("sfox_feed_up", account="main") == 1
+    assert samples.get("sfox_feed_up", account="treasury") == 0
+    assert samples.get("sfox_exporter_build_info", version="1.2.3") == 1
+    assert samples.get("sfox_balance", account="main", currency='we"ird\\cur') == 1.0
+
+
+def test_counters_start_at_zero_for_every_kind_and_reason() -> None:
+    samples = collect(State(["main"], clock=FakeClock()))
+    for kind in ("balances", "web3", "control", "unknown"):
+        assert samples.get("sfox_feed_messages_total", account="main", kind=kind) == 0
+    for reason in ERROR_REASONS:
+        assert samples.get("sfox_feed_errors_total", account="main", reason=reason) == 0
+    assert samples.get("sfox_feed_reconnects_total", account="main") == 0
+    assert set(ERROR_REASONS) == {"decode", "schema", "auth", "subscribe", "sequence", "connection", "rest",
+                                  "cardinality"}
+
+
+def test_timestamps_absent_until_known() -> None:
+    samples = collect(State(["main"], clock=FakeClock()))
+    assert samples.get("sfox_balances_updated_timestamp_seconds", account="main") is None
+    assert samples.get("sfox_feed_last_message_timestamp_seconds", account="main") is None
+
+
+def sample_set(text: str, openmetrics: bool = False) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    if openmetrics:
+        return {(s.name, tuple(sorted(s.labels.items())), s.value) for f in parse_openmetrics(text) for s in f.samples}
+    return {(n, tuple(sorted(labels.items())), v) for n, labels, v in Samples(text).samples}
+
+
+def test_fast_text_matches_generate_latest() -> None:
+    state = populated_state()
+    registry = CollectorRegistry()
+    registry.register(SfoxCollector(state, "1.2.3"))
+    exposition = Exposition(state, "1.2.3")
+    fast = exposition.render(None, None)
+    assert fast.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert sample_set(fast.body.decode()) == sample_set(generate_latest(registry).decode())
+    assert Samples(fast.body.decode()).types == Samples(generate_latest(registry).decode()).types
+
+
+def test_fast_openmetrics_matches_prometheus_client() -> None:
+    state = populated_state()
+    registry = CollectorRegistry()
+    registry.register(SfoxCollector(state, "1.2.3"))
+    rendered = Exposition(state, "1.2.3").render("application/openmetrics-text; version=1.0.0", None)
+    assert rendered.content_type.startswith("application/openmetrics-text")
+    text = rendered.body.decode()
+    assert text.endswith("# EOF\n")
+    assert sample_set(text, True) == sample_set(generate_openmetrics(registry).decode(), True)
+
+
+def test_gzip_when_asked() -> None:
+    state = populated_state()
+    exposition = Exposition(state, "1.2.3")
+    rendered = exposition.render(None, "gzip, deflate")
+    assert rendered.content_encoding == "gzip"
+    assert gzip.decompress(rendered.body) == exposition.render(None, None).body
+
+
+def test_output_is_reused_until_the_state_changes() -> None:
+    state = populated_state()
+    exposition = Exposition(state, "1.2.3")
+    first = exposition.render(None, None).body
+    assert exposition.render(None, None).body is first
+    state.ingest("main", BalanceUpdate(11, 1.7e9, (AccountBalance("btc", 9.0, 9.0, 0.0, ()),), (), 0))
+    changed = exposition.render(None, None).body
+    assert changed is not first
+    assert Samples(changed.decode()).get("sfox_balance", account="main", currency="btc") == 9.0
+
+
+def test_staleness_shows_without_any_new_message() -> None:
+    clock = FakeClock()
+    state = State(["main"], clock=clock, stale_after_seconds=60)
+    state.set_status("main", "up")
+    state.ingest("main", BalanceUpdate(1, 1.7e9, (USD,), (), 0))
+    exposition = Exposition(state, "1")
+    state.set_status("main", "connecting")
+    assert Samples(exposition.render().body.decode()).get("sfox_balance", account="main", currency="usd") == 100
+    clock.advance(61)
+    samples = Samples(exposition.render().body.decode())
+    assert samples.get("sfox_balance", account="main", currency="usd") is None
+    assert samples.get("sfox_feed_stale", account="main") == 1
+    assert samples.get("sfox_feed_up", account="main") == 0
+
+
+def test_no_value_is_ever_non_finite() -> None:
+    samples = collect(populated_state())
+    assert all(math.isfinite(value) for _, _, value in samples.samples)
