@@ -1,0 +1,91 @@
+"""The program as users run it: a real process, real signals, real ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Samples, scrape, scrape_until, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
+    environment.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "exporter", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
+
+
+def serving_url(process: subprocess.Popen[str], timeout: float = 10) -> tuple[str, list[str]]:
+    """Read stderr until the exporter says where it serves."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"serving (http://[^/\s]+)/metrics", line)
+        if match:
+            return match.group(1), lines
+    raise AssertionError("the exporter never said where it serves:\n" + "".join(lines))
+
+
+@pytest.fixture
+def demo() -> Iterator[subprocess.Popen[str]]:
+    process = spawn("--demo", "--web.listen-address", "127.0.0.1:0")
+    yield process
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=10)
+
+
+def test_demo_serves_balances_within_5_seconds(demo: subprocess.Popen[str]) -> None:
+    started = time.monotonic()
+    url, lines = serving_url(demo)
+    assert any("DEMO MODE" in line for line in lines)  # never silently simulated
+
+    def complete(samples: Samples) -> bool:
+        wallets = samples.all("sfox_wallet_balance")
+        currencies_with_all_wallets = {
+            labels["currency"] for labels, _ in wallets
+            if {w["wallet"] for w, _ in wallets if w["currency"] == labels["currency"]}
+            >= {"trading", "collateral", "borrow", "lending"}
+        }
+        return len(currencies_with_all_wallets) >= 3 and bool(samples.all("sfox_web3_wallet_balance"))
+
+    samples = scrape_until(url, complete, timeout=5.0 - (time.monotonic() - started))
+    assert samples.get("sfox_feed_up", account="demo") == 1
+
+
+def test_sigterm_exits_0_within_5_seconds(demo: subprocess.Popen[str]) -> None:
+    url, _ = serving_url(demo)
+    wait_until(lambda: scrape(url).get("sfox_feed_up", account="demo") == 1)
+    started = time.monotonic()
+    demo.send_signal(signal.SIGTERM)
+    assert demo.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_port_in_use_exits_1_with_a_clear_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = spawn("--web.listen-address", f"127.0.0.1:{port}", env={"SFOX_API_KEY": "k" * 20,
+                                                                          "SFOX_WS_URL": "ws://127.0.0.1:9/ws"})
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
