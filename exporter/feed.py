@@ -39,17 +39,25 @@ AUTHENTICATING, SUBSCRIBING, STREAMING = "authenticating", "subscribing", "strea
 
 
 class SequenceChecker:
-    """sFOX numbers every message of a connection; a gap or a step back means something was lost."""
+    """sFOX numbers every message of a connection; a gap or a step back means something was lost.
+
+    A frame whose number cannot be read (not JSON, say) still used one up, so each such frame
+    allows the next number to be one higher without counting as a gap: it is already counted as
+    a decode or schema error.
+    """
 
     def __init__(self) -> None:
         self.last: int | None = None
+        self._unnumbered = 0
 
     def check(self, sequence: int | None) -> bool:
-        """Record `sequence`; True when it is not the one after the last."""
+        """Record `sequence`; True when it is not the one expected after the last."""
         if sequence is None:
+            self._unnumbered += 1
             return False
-        last, self.last = self.last, sequence
-        return last is not None and sequence != last + 1
+        last, allowance = self.last, self._unnumbered
+        self.last, self._unnumbered = sequence, 0
+        return last is not None and not last < sequence <= last + 1 + allowance
 
 
 @dataclass
@@ -102,7 +110,7 @@ class FeedReader:
         self._connection: Connection | None = None
         self._connection_lock = threading.Lock()
         self._failures = Episode(log, self.account)
-        self._rejections = Episode(log, self.account)
+        self._rejections = Episode(log, self.account, logging.ERROR)
         self._throttle = Throttle(clock)
         self._reply_timeout = max(feed.ping_timeout_seconds, MIN_REPLY_TIMEOUT_SECONDS)
         self.thread = threading.Thread(target=self.run, name=f"feed-{self.account}", daemon=True)
@@ -307,8 +315,10 @@ class _Session:
             self._on_control(event)
         elif isinstance(event, BadFrame):
             reader._bad_input("an undecodable frame" if event.reason == "decode" else "a message of the wrong shape")
-        elif event.schema_errors:
+        elif isinstance(event, BalanceUpdate) and event.schema_errors:
             reader._bad_input("invalid balance entries")
+        elif event.schema_errors:
+            reader._bad_input("a message of no known shape")
         if isinstance(event, BalanceUpdate) and self._phase == SUBSCRIBING:
             self._streaming(self._clock.monotonic())  # data flows, so the subscription took
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 import threading
 
+import pytest
+
 from exporter.backoff import Backoff
+from exporter.feed import SequenceChecker
 from exporter.ratelimit import RequestBudget, Reservation, SlidingWindow
 
 from .conftest import FakeClock
@@ -94,3 +97,21 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     assert len({round(d, 6) for d in delays}) == 10
     backoff.reset()
     assert 0.5 <= backoff.next() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("sequences", "anomalies"),
+    [
+        ([1, 2, 3, 4], 0),
+        ([5, 6, 7], 0),  # the first number of a connection sets the baseline
+        ([1, 2, 5, 6], 1),  # a gap
+        ([1, 2, 2, 3], 1),  # a repeat is a step back; counting goes on from there
+        ([1, 3, 2, 3], 2),  # a gap, then a step back
+        ([1, None, 3, 4], 0),  # an unreadable frame used number 2
+        ([1, None, 2, 3], 0),  # or carried no number at all
+        ([1, None, 4], 1),
+    ],
+)
+def test_sequence_checker(sequences: list[int | None], anomalies: int) -> None:
+    checker = SequenceChecker()
+    assert sum(checker.check(sequence) for sequence in sequences) == anomalies
