@@ -59,7 +59,7 @@ class _Formatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                fields[key] = value
+                fields[key] = value if type(value) in (str, int, float, bool) else _safe_str(value)
         if record.exc_info:
             fields["error"] = self.formatException(record.exc_info)
         return fields
@@ -79,6 +79,14 @@ class LogfmtFormatter(_Formatter):
 class JsonFormatter(_Formatter):
     def render(self, fields: dict[str, Any]) -> str:
         return json.dumps(fields, default=str, ensure_ascii=False)
+
+
+def _safe_str(value: Any) -> str:
+    """Extra fields come from any library; a formatter must not raise on one (a dead weak proxy, say)."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - anything that cannot print itself is shown as such
+        return f"<unprintable {type(value).__name__}>"
 
 
 def _logfmt_value(value: Any) -> str:
