@@ -204,7 +204,7 @@ class Simulator:
             compression=None,
             ping_interval=None,  # sFOX documents no server pings; clients ping
             max_size=2**20,
-            logger=logging.getLogger("exporter.simulator.websockets"),
+            logger=_quiet_logger("exporter.simulator.websockets"),
         )
         port = self._ws_server.sockets[0].getsockname()[1]
         self.ws_url = f"ws://{_url_host(self._host)}:{port}/ws"
@@ -534,6 +534,13 @@ class _RestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("rest %s", format % args)
+
+
+def _quiet_logger(name: str) -> logging.Logger:
+    """websockets logs every frame at debug and every connection at info; only problems matter here."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.WARNING)
+    return logger
 
 
 def _ip(connection: ServerConnection) -> str:
