@@ -1,0 +1,109 @@
+"""A canary API key, driven through every failure path, shows up nowhere."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from exporter.app import Exporter
+from exporter.config import Overrides, load_config
+from exporter.logs import JsonFormatter, LogfmtFormatter, Redactor
+from exporter.simulator import Ledger, Simulator
+
+from .conftest import feed_up, http_get, make_config, scrape_until, wait_until
+
+CANARY = "CANARYKEY-7c1d0e5a9b3f4e2d8a6c1b0f9e8d7c6b5a4f3e2d"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def leaks(text: str) -> bool:
+    return CANARY in text or CANARY[10:30] in text
+
+
+def test_canary_through_every_failure_path(start_exporter: Callable[..., Exporter],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with Simulator({CANARY: Ledger.demo("main")}, push_interval=None) as simulator:
+        simulator.reject_auth(CANARY)  # auth error, and REST 401 for the rejected key
+        exporter = start_exporter(make_config(simulator, {"main": CANARY}, ping_interval_seconds=0.3,
+                                              ping_timeout_seconds=0.3))
+        wait_until(lambda: len(simulator.requests("authenticate")) >= 2)
+        wait_until(lambda: any(r.status == 401 for r in simulator.rest_requests()))
+        simulator.fail_rest(429, retry_after="0")
+        simulator.fail_rest(500)
+        simulator.reject_auth(CANARY, False)
+        wait_until(feed_up(exporter))
+        wait_until(lambda: exporter.snapshots["main"].completed >= 1, timeout=15)
+        simulator.drop_connections()  # dropped connection
+        wait_until(lambda: len(simulator.requests("subscribe")) >= 2)
+        wait_until(feed_up(exporter))
+        simulator.half_open()  # missing pong
+        wait_until(lambda: len(simulator.requests("subscribe")) >= 3)
+        wait_until(feed_up(exporter))
+        simulator.send_raw("not json " + CANARY[:5])
+        scrape_until(exporter.url, lambda s: s.number("sfox_feed_errors_total", account="main", reason="decode") >= 1)
+        bodies = [http_get(exporter.url + path)[2].decode() for path in ("/metrics", "/", "/healthz", "/readyz")]
+        bodies.append(http_get(exporter.url + "/metrics", {"Accept": "application/openmetrics-text"})[2].decode())
+        representations = [repr(exporter.config), repr(exporter.feeds[0].__dict__), repr(exporter.snapshots)]
+
+    reasons = {r.getMessage() for r in caplog.records}
+    assert any("rejected the API key" in m for m in reasons)  # the paths were really taken
+    assert any("HTTP 401" in m for m in reasons) and any("HTTP 429" in m for m in reasons)
+    assert any("HTTP 500" in m for m in reasons) and any("no pong" in m for m in reasons)
+    bare = Redactor()  # no redaction: the key must not be there to begin with
+    for record in caplog.records:
+        if record.name.startswith("exporter.simulator"):
+            continue  # the sFOX side of the conversation, which must of course see the key
+        for formatter in (LogfmtFormatter(bare), JsonFormatter(bare)):
+            assert not leaks(formatter.format(record)), record.getMessage()
+    for text in bodies + representations:
+        assert not leaks(text)
+
+
+def test_redactor_scrubs_a_key_that_slips_into_a_message() -> None:
+    redactor = Redactor()
+    redactor.add(CANARY)
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "library said: bad key %s", (CANARY,), None)
+    assert not leaks(LogfmtFormatter(redactor).format(record))
+    assert "[REDACTED]" in JsonFormatter(redactor).format(record)
+
+
+@pytest.mark.parametrize("bad_key", [CANARY + " tail", CANARY + "\u0007"])
+def test_config_errors_about_a_key_do_not_quote_it(tmp_path: Path, bad_key: str) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(bad_key)
+    with pytest.raises(Exception) as caught:
+        load_config(Overrides(), {"SFOX_API_KEY_FILE": str(key_file)})
+    assert "whitespace or control characters" in str(caught.value)
+    assert not leaks(str(caught.value))
+
+
+def test_debug_logging_of_a_real_process_never_shows_the_key() -> None:
+    with Simulator({CANARY: Ledger.demo("main")}, push_interval=0.2) as simulator:
+        simulator.reject_auth(CANARY)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
+        environment.update(SFOX_API_KEY=CANARY, SFOX_WS_URL=simulator.ws_url, SFOX_REST_URL=simulator.rest_url)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--log.level", "debug", "--log.format", "json",
+             "--web.listen-address", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
+        try:
+            wait_until(lambda: len(simulator.requests("authenticate")) >= 2)
+            simulator.reject_auth(CANARY, False)
+            wait_until(lambda: simulator.subscriber_count() >= 1)
+            simulator.fail_rest(500)
+            simulator.drop_connections()
+            wait_until(lambda: len(simulator.requests("subscribe")) >= 2)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert '"level": "debug"' in stderr  # debug lines were really written
+    assert not leaks(stdout + stderr)

@@ -1,0 +1,35 @@
+"""sFOX's per-IP WebSocket limits hold for all accounts together, even when every connection fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from exporter.app import Exporter
+from exporter.simulator import Ledger, Simulator
+
+from .conftest import make_config, wait_until
+
+
+@pytest.mark.slow
+def test_ten_failing_accounts_stay_within_40_requests_a_minute_and_10_connections(
+        start_exporter: Callable[..., Exporter]) -> None:
+    keys = {f"acct{i}": f"limit-test-key-{i:02d}-0123456789" for i in range(10)}
+    with Simulator({key: Ledger.demo(name) for name, key in keys.items()}, push_interval=None) as simulator:
+        simulator.drop_after_subscribe = True  # every connection fails, every time, right away
+        exporter = start_exporter(make_config(simulator, keys, backoff_initial_seconds=0.001,
+                                              backoff_max_seconds=0.001, rest_snapshot=False))
+        wait_until(lambda: simulator.requests() and simulator.requests()[-1].at - simulator.requests()[0].at > 60.5,
+                   timeout=90, message="requests spanning more than a minute")
+        requests = simulator.requests()
+        times = [request.at for request in requests]
+        busiest = max(sum(1 for t in times if start <= t < start + 60.0) for start in times)
+        assert busiest <= 40
+        assert busiest >= 36  # the budget is used, not wasted
+        assert len(times) > 40  # and it refills after the minute
+        assert simulator.observed.max_concurrent_connections <= 10
+        assert simulator.observed.limit_violations == []
+        assert {request.type for request in requests} == {"authenticate", "subscribe"}
+        assert {request.key for request in requests} == set(keys.values())  # no account starves
+        assert exporter.budget.sent == len(requests)
