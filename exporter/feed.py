@@ -130,7 +130,12 @@ class FeedReader:
             if not first:
                 self._state.count_reconnect(self.account)
             first = False
-            outcome = self._connect_once()
+            try:
+                outcome = self._connect_once()
+            except Exception:  # a bug must cost a reconnect, never the feed thread
+                log.exception("unexpected error in the feed thread", extra={"account": self.account})
+                self._state.count_error(self.account, "connection")
+                outcome = _Outcome("connection", "unexpected error")
             if self._stop.is_set():
                 break
             self._state.set_status(self.account, feed_state.AUTH_REJECTED if outcome.rejected
@@ -325,18 +330,22 @@ class _Session:
     def _on_control(self, message: ControlMessage) -> None:
         reader = self._reader
         detail = f"{message.type}{': ' + message.detail if message.detail else ''}"
-        if self._phase == AUTHENTICATING and message.action in (None, "authenticate"):
+        # The documented replies name their action; an error naming another one, or none, during a
+        # handshake step is taken as the answer to that step (the protocol notes call this inferred).
+        failed = not message.success
+        if self._phase == AUTHENTICATING and (message.action in (None, "authenticate") or failed):
             if not message.success:
                 raise _SessionEnd("auth", f"authenticate answered {detail}", rejected=True)
             self._send({"type": "subscribe", "feeds": [BALANCES_FEED]})
             self._phase = SUBSCRIBING
             self._phase_deadline = self._clock.monotonic() + reader._reply_timeout
             reader._state.set_status(reader.account, feed_state.SUBSCRIBING)
-        elif self._phase == SUBSCRIBING and message.action in (None, "subscribe"):
+        elif self._phase == SUBSCRIBING and (message.action in (None, "subscribe")
+                                             or (failed and message.action != "authenticate")):
             if not message.success:
                 raise _SessionEnd("subscribe", f"subscribe answered {detail}")
             self._streaming(self._clock.monotonic())
-        elif not message.success:
+        elif failed and reader._throttle.allow("control error"):
             log.warning("sFOX sent %s (action %s)", detail, message.action, extra={"account": reader.account})
 
     def _streaming(self, now: float) -> None:

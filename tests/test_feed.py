@@ -1,0 +1,260 @@
+"""The feed thread's conversation with sFOX, driven by a scripted connection and a fake clock."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from exporter.config import AccountConfig, FeedConfig, KeySource, Secret
+from exporter.feed import FeedReader
+from exporter.ratelimit import RequestBudget
+from exporter.state import State
+from exporter.wsframes import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
+
+from .conftest import FakeClock
+
+KEY = "feed-test-key-0123456789"
+Frame = tuple[int, bytes]
+AUTH_OK = {"type": "success", "sequence": 1, "timestamp": 1727391983733911769,
+           "payload": {"action": "authenticate"}, "action": "authenticate"}
+AUTH_ERROR = {"type": "error", "sequence": 1, "timestamp": 1649898453577592461,
+              "payload": {"action": "authenticate"}, "action": "authenticate"}
+SUB_OK = {"type": "success", "sequence": 2, "timestamp": 1703708043956093955,
+          "payload": {"action": "subscribe", "feeds": ["private.user.balances"]}, "action": "subscribe"}
+
+
+def text(message: dict[str, Any]) -> Frame:
+    return OP_TEXT, json.dumps(message).encode()
+
+
+def balances(sequence: int, currency: str = "btc", amount: str = "1") -> Frame:
+    return text({"sequence": sequence, "recipient": "private.user.balances", "timestamp": 1649899310281716289,
+                 "payload": [{"currency": currency, "balance": amount}]})
+
+
+class ScriptedConnection:
+    """Answers each request with the frames the script gives for it, then plays `after`; when
+    nothing is left it lets the fake clock run to the caller's deadline, or ends the connection."""
+
+    def __init__(self, clock: FakeClock, replies: dict[str, list[Frame]], after: list[Frame] | None = None,
+                 answer_pings: bool = True, idle_until: float | None = None) -> None:
+        self.clock = clock
+        self.replies = replies
+        self.frames: deque[Frame] = deque()
+        self.after = list(after or [])
+        self.answer_pings = answer_pings
+        self.idle_until = idle_until  # run the clock this far before ending a quiet connection
+        self.sent: list[dict[str, Any]] = []
+        self.pongs: list[bytes] = []
+        self.pings = 0
+        self.closed = False
+
+    def send_text(self, data: str) -> None:
+        request = json.loads(data)
+        self.sent.append(request)
+        self.frames.extend(self.replies.get(request["type"], []))
+        if request["type"] == "subscribe" or "subscribe" not in self.replies:
+            self.frames.extend(self.after)
+            self.after = []
+
+    def ping(self, payload: bytes) -> None:
+        self.pings += 1
+        if self.answer_pings:
+            self.frames.append((OP_PONG, payload))
+
+    def pong(self, payload: bytes) -> None:
+        self.pongs.append(payload)
+
+    def receive(self, deadline: float) -> Frame | None:
+        if self.frames:
+            return self.frames.popleft()
+        if self.idle_until is not None and deadline <= self.idle_until:
+            self.clock.advance(max(0.0, deadline - self.clock.monotonic()))
+            return None
+        raise ConnectionClosed("script finished")
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, connection_factory: Callable[[FakeClock], ScriptedConnection], **feed: Any) -> None:
+        self.clock = FakeClock()
+        self.state = State(["main"], clock=self.clock)
+        self.snapshots: list[str] = []
+        self.connections: list[ScriptedConnection] = []
+        self.statuses: list[str] = []
+        original = self.state.set_status
+
+        def record_status(account: str, status: str) -> None:
+            self.statuses.append(status)
+            original(account, status)
+
+        self.state.set_status = record_status  # type: ignore[method-assign]
+
+        def connect(url: str, timeout: float) -> ScriptedConnection:
+            connection = connection_factory(self.clock)
+            self.connections.append(connection)
+            return connection
+
+        self.reader = FeedReader(
+            AccountConfig("main", KeySource(fixed=Secret(KEY))),
+            ws_url="ws://sfox.invalid/ws",
+            feed=FeedConfig(**{"ping_interval_seconds": 20, "ping_timeout_seconds": 10, **feed}),
+            state=self.state, budget=RequestBudget(self.clock), connector=connect, clock=self.clock,
+            request_snapshot=self.snapshots.append, stop=threading.Event(),
+        )
+
+    def run_once(self) -> Any:
+        return self.reader._connect_once()
+
+    def errors(self, reason: str) -> int:
+        return self.state.snapshot().accounts[0].errors[reason]
+
+
+def test_documented_handshake_then_balances() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}, after=[balances(3)]))
+    outcome = harness.run_once()
+    connection = harness.connections[0]
+    assert connection.sent == [{"type": "authenticate", "apiKey": KEY},
+                               {"type": "subscribe", "feeds": ["private.user.balances"]}]
+    assert "up" in harness.statuses
+    assert harness.snapshots == ["connected"]
+    view = harness.state.snapshot().accounts[0]
+    assert view.balances["btc"].balance == 1.0
+    assert view.messages["control"] == 2
+    assert outcome.reason == "connection"  # the script ended with the connection closing
+    assert connection.closed
+    assert harness.errors("sequence") == 0
+
+
+def test_bare_success_replies_are_enough() -> None:
+    bare = {"type": "success", "sequence": 1, "timestamp": 1703708043956093955}
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(bare)], "subscribe": [text({**bare, "sequence": 2})]}))
+    harness.run_once()
+    assert "up" in harness.statuses
+
+
+@pytest.mark.parametrize("reply", [
+    AUTH_ERROR,
+    {"type": "error", "sequence": 1, "action": "login", "error": {"message": "invalid key"}},
+    {"type": "failure", "sequence": 1},
+])
+def test_any_reply_to_authenticate_but_success_is_a_rejection(reply: dict[str, Any]) -> None:
+    harness = Harness(lambda clock: ScriptedConnection(clock, {"authenticate": [text(reply)]}))
+    outcome = harness.run_once()
+    assert outcome.rejected and outcome.reason == "auth"
+    assert harness.errors("auth") == 1
+    assert [r["type"] for r in harness.connections[0].sent] == ["authenticate"]
+    assert "up" not in harness.statuses
+
+
+def test_no_reply_to_authenticate_is_an_auth_error_after_the_reply_timeout() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(clock, {}, idle_until=10**9), ping_timeout_seconds=2)
+    started = harness.clock.monotonic()
+    outcome = harness.run_once()
+    assert outcome.reason == "auth" and not outcome.rejected
+    assert harness.clock.monotonic() - started == pytest.approx(5.0)  # at least 5 s, whatever ping_timeout
+
+
+def test_silence_after_subscribe_counts_as_subscribed() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(clock, {"authenticate": [text(AUTH_OK)]},
+                                                       idle_until=1000 + 11))
+    harness.run_once()
+    assert "up" in harness.statuses
+    assert harness.errors("subscribe") == 0
+
+
+def test_balances_before_the_subscribe_reply_mean_subscribed() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [balances(2)]}))
+    harness.run_once()
+    assert "up" in harness.statuses
+    assert harness.state.snapshot().accounts[0].balances["btc"].balance == 1.0
+
+
+def test_subscribe_error() -> None:
+    error = {"type": "error", "sequence": 2, "payload": {"action": "subscribe"}, "action": "subscribe"}
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(error)]}))
+    outcome = harness.run_once()
+    assert outcome.reason == "subscribe"
+    assert harness.errors("subscribe") == 1
+    assert "up" not in harness.statuses
+
+
+def test_missing_pong_ends_the_connection_within_interval_plus_timeout() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}, answer_pings=False,
+        idle_until=10**9), ping_interval_seconds=20, ping_timeout_seconds=10)
+    started = harness.clock.monotonic()
+    outcome = harness.run_once()
+    assert outcome.reason == "connection" and "no pong" in outcome.detail
+    assert harness.clock.monotonic() - started == pytest.approx(30.0)
+    assert harness.connections[0].pings == 1
+
+
+def test_answered_pings_keep_a_quiet_connection_up() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}, idle_until=1000 + 200))
+    outcome = harness.run_once()  # ends when the script runs out, after 200 quiet seconds
+    assert harness.connections[0].pings == 10
+    assert outcome.reason == "connection" and "no pong" not in outcome.detail
+    assert outcome.up_seconds == pytest.approx(200, abs=1)
+
+
+def test_server_pings_are_answered() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}, after=[(OP_PING, b"hello")]))
+    harness.run_once()
+    assert harness.connections[0].pongs == [b"hello"]
+
+
+def test_close_frame_reports_its_code() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]},
+        after=[(OP_CLOSE, (1013).to_bytes(2, "big") + b"try again later")]))
+    outcome = harness.run_once()
+    assert outcome.reason == "connection"
+    assert "code 1013, try again later" in outcome.detail
+
+
+def test_sequence_gap_counts_and_asks_for_a_snapshot() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]},
+        after=[balances(3), balances(7), balances(8), balances(2)]))
+    harness.run_once()
+    assert harness.errors("sequence") == 2
+    assert harness.snapshots == ["connected", "sequence", "sequence"]
+
+
+def test_a_rotated_key_file_is_read_on_the_next_attempt(tmp_path: Any) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("first-key")
+    harness = Harness(lambda clock: ScriptedConnection(clock, {"authenticate": [text(AUTH_ERROR)]}))
+    harness.reader._key_source = KeySource(file=key_file)
+    harness.run_once()
+    key_file.write_text("second-key\n")
+    harness.run_once()
+    assert [c.sent[0]["apiKey"] for c in harness.connections] == ["first-key", "second-key"]
+    key_file.unlink()  # a vanished file keeps the last good key
+    harness.run_once()
+    assert harness.connections[-1].sent[0]["apiKey"] == "second-key"
+
+
+def test_requests_are_drawn_from_the_shared_budget() -> None:
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}))
+    harness.run_once()
+    harness.run_once()
+    assert harness.reader._budget.sent == 4
