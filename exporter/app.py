@@ -20,7 +20,7 @@ from .clock import Clock, SystemClock
 from .config import Config
 from .exposition import Exposition, Rendered
 from .feed import FeedReader
-from .httpserver import HttpServer, Security
+from .httpserver import HttpServer, Limits, Security
 from .logs import Redactor
 from .metrics import SfoxCollector
 from .ratelimit import RequestBudget
@@ -52,6 +52,7 @@ class Exporter:
         rng: random.Random | None = None,
         security: Security | None = None,
         redactor: Redactor | None = None,
+        http_limits: Limits | None = None,
     ) -> None:
         self.config = config
         self.version = version()
@@ -94,7 +95,8 @@ class Exporter:
             )
             for account in config.accounts
         ]
-        self.http = HttpServer(config.web.listen_host, config.web.listen_port, self, self.version, security)
+        self.http = HttpServer(config.web.listen_host, config.web.listen_port, self, self.version,
+                               security=security, limits=http_limits)
 
     def _snapshot_requester(self, account: str) -> Callable[[str], None]:
         worker = self.snapshots.get(account)

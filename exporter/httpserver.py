@@ -8,12 +8,14 @@ happen in the connection's thread, never in the accept loop.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import TCPServer, ThreadingMixIn
 from typing import Any, Protocol
@@ -22,13 +24,17 @@ from .exposition import Rendered
 
 log = logging.getLogger("exporter.http")
 
-MAX_CONNECTIONS = 64
-IDLE_SECONDS = 60.0  # a kept-alive connection may wait this long for its next request
-REQUEST_HEAD_SECONDS = 10.0  # from the first byte of a request to the end of its headers
-MAX_REQUEST_HEAD_BYTES = 32 * 1024
-WRITE_SECONDS = 30.0
-TLS_HANDSHAKE_SECONDS = 10.0
 HEALTH_PATHS = ("/healthz", "/readyz")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 64
+    idle_seconds: float = 60.0  # a kept-alive connection may wait this long for its next request
+    request_head_seconds: float = 10.0  # from the first byte of a request to the end of its headers
+    max_request_head_bytes: int = 32 * 1024
+    write_seconds: float = 30.0
+    tls_handshake_seconds: float = 10.0
 
 
 class WebApp(Protocol):
@@ -48,22 +54,37 @@ class WebApp(Protocol):
 class Security(Protocol):
     """TLS and authentication from --web.config.file."""
 
-    ssl_context: ssl.SSLContext | None
     headers: dict[str, str]
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None: ...
 
     def requires_auth(self) -> bool: ...
 
     def authorized(self, authorization: str | None) -> bool: ...
 
+    def peer_allowed(self, sock: ssl.SSLSocket) -> bool: ...
+
+    def allow_request(self) -> bool: ...
+
 
 class _NoSecurity:
-    ssl_context: ssl.SSLContext | None = None
     headers: dict[str, str] = {}
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return None
 
     def requires_auth(self) -> bool:
         return False
 
     def authorized(self, authorization: str | None) -> bool:
+        return True
+
+    def peer_allowed(self, sock: ssl.SSLSocket) -> bool:
+        return True
+
+    def allow_request(self) -> bool:
         return True
 
 
@@ -72,11 +93,16 @@ class HttpServer(ThreadingMixIn, HTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, host: str, port: int, app: WebApp, version: str, security: Security | None = None) -> None:
+    def __init__(self, host: str, port: int, app: WebApp, version: str, *, security: Security | None = None,
+                 limits: Limits | None = None) -> None:
         self.app = app
         self.version = version
         self.security: Security = security or _NoSecurity()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.limits = limits or Limits()
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
+        # Connections waiting for their next request, oldest first: the ones to close when full.
+        self._idle: dict[socket.socket, float] = {}
+        self._idle_lock = threading.Lock()
         self.address_family = _address_family(host)
         super().__init__((host, port), _Handler)
         self._thread: threading.Thread | None = None
@@ -116,10 +142,14 @@ class HttpServer(ThreadingMixIn, HTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            log.warning("refusing a connection from %s: %d connections already open",
-                        client_address[0], MAX_CONNECTIONS)
-            self.shutdown_request(request)
-            return
+            # Full: make room by closing the connection that has waited longest for a request, so an
+            # idle client can never lock out a scrape; busy ones free their slot within a deadline.
+            self._close_oldest_idle()
+            if not self._slots.acquire(timeout=1.0):
+                log.warning("refusing a connection from %s: %d connections already busy",
+                            client_address[0], self.limits.max_connections)
+                self.shutdown_request(request)
+                return
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -131,6 +161,23 @@ class HttpServer(ThreadingMixIn, HTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def mark_idle(self, sock: socket.socket, idle: bool) -> None:
+        with self._idle_lock:
+            if idle:
+                self._idle[sock] = time.monotonic()
+            else:
+                self._idle.pop(sock, None)
+
+    def _close_oldest_idle(self) -> bool:
+        with self._idle_lock:
+            if not self._idle:
+                return False
+            oldest = min(self._idle, key=self._idle.__getitem__)
+            del self._idle[oldest]
+        with contextlib.suppress(OSError):
+            oldest.shutdown(socket.SHUT_RDWR)
+        return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
@@ -151,12 +198,14 @@ class _DeadlineReader(io.RawIOBase):
         remaining = handler.read_deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("request head deadline passed")
-        if handler.head_bytes > MAX_REQUEST_HEAD_BYTES:
+        limits = handler.server.limits
+        if handler.head_bytes > limits.max_request_head_bytes:
             raise ValueError("request head too large")
         self._sock.settimeout(remaining)
         count = self._sock.recv_into(buffer)
         if count and handler.head_bytes == 0:
-            handler.read_deadline = time.monotonic() + REQUEST_HEAD_SECONDS
+            handler.read_deadline = time.monotonic() + limits.request_head_seconds
+            handler.server.mark_idle(self._sock, False)
         handler.head_bytes += count
         return count
 
@@ -170,20 +219,25 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         sock = self.request
         if isinstance(sock, ssl.SSLSocket):
-            sock.settimeout(TLS_HANDSHAKE_SECONDS)
+            sock.settimeout(self.server.limits.tls_handshake_seconds)
             sock.do_handshake()
+            if not self.server.security.peer_allowed(sock):
+                raise ssl.SSLError("the client certificate carries none of client_allowed_sans")
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connection = sock
         self.rfile = io.BufferedReader(_DeadlineReader(sock, self))
         self.wfile = sock.makefile("wb", buffering=0)
 
     def handle_one_request(self) -> None:
-        self.read_deadline = time.monotonic() + IDLE_SECONDS
+        self.read_deadline = time.monotonic() + self.server.limits.idle_seconds
         self.head_bytes = 0
+        self.server.mark_idle(self.connection, True)
         try:
             super().handle_one_request()
         except (TimeoutError, ValueError, ConnectionError, ssl.SSLError):
             self.close_connection = True
+        finally:
+            self.server.mark_idle(self.connection, False)
 
     def version_string(self) -> str:
         return f"sfox-exporter/{self.server.version}"
@@ -206,6 +260,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         app = self.server.app
         security = self.server.security
+        if not security.allow_request():
+            self._reply(429, "text/plain; charset=utf-8", b"too many requests\n", head_only)
+            return
         if path not in HEALTH_PATHS and not security.authorized(self.headers.get("Authorization")):
             self._reply(401, "text/plain; charset=utf-8", b"unauthorized\n", head_only,
                         extra={"WWW-Authenticate": 'Basic realm="sfox-exporter", charset="UTF-8"'})
@@ -230,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, content_type: str, body: bytes, head_only: bool = False,
                extra: dict[str, str] | None = None) -> None:
-        self.connection.settimeout(WRITE_SECONDS)
+        self.connection.settimeout(self.server.limits.write_seconds)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -1,11 +1,448 @@
-"""--web.config.file: TLS and basic auth in the Prometheus exporter-toolkit format (to come)."""
+"""--web.config.file: TLS, client certificates, basic auth and response headers.
+
+The file format is the Prometheus exporter-toolkit's web-config.yml, read with the same rules: unknown
+keys are errors, relative paths are relative to the file, TLS defaults to versions 1.2 to 1.3, only
+the toolkit's five security headers may be set, and passwords are bcrypt hashes. Where Python's ssl
+module cannot do what Go's crypto/tls does (a client certificate requested but not verified), the
+setting is refused with a reason rather than quietly weakened.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import ipaddress
+import re
+import ssl
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import bcrypt
+import yaml
 
 from .config import ConfigError
 
+_TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
+_TLS_KEYS = ("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
+             "client_allowed_sans", "min_version", "max_version", "cipher_suites", "prefer_server_cipher_suites",
+             "curve_preferences")
+_HTTP_KEYS = ("http2", "headers")
+_RATE_KEYS = ("interval", "burst")
+# The exporter-toolkit's allow-list, with the values it accepts (None: any).
+ALLOWED_HEADERS: dict[str, tuple[str, ...] | None] = {
+    "Strict-Transport-Security": None,
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": None,
+    "Content-Security-Policy": None,
+}
+_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
+             "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+# Go's TLS 1.2 suite names and their OpenSSL names. TLS 1.3 suites are not configurable, in Go either.
+_CIPHERS = {
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+}
+_TLS13_CIPHERS = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+_CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1", "X25519": "X25519"}
+_CLIENT_AUTH = {"": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE,
+                "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL, "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
+_UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
+_BCRYPT = re.compile(r"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
+# bcrypt of "fakepassword", checked for unknown users so that timing does not tell which users exist.
+_DECOY_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+AUTH_CACHE_SIZE = 256
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-def load_web_config(path: Path) -> None:
-    raise ConfigError(f"--web.config.file: {path}: not supported yet")
+
+class WebConfigError(ConfigError):
+    pass
+
+
+@dataclass
+class _TlsSettings:
+    cert_file: Path | None
+    key_file: Path | None
+    cert: str | None
+    key: str | None
+    client_ca_file: Path | None
+    client_ca: str | None
+    verify_mode: ssl.VerifyMode
+    min_version: ssl.TLSVersion
+    max_version: ssl.TLSVersion
+    ciphers: str | None
+    curve: str | None
+    prefer_server_ciphers: bool
+
+    def files(self) -> tuple[Path, ...]:
+        return tuple(p for p in (self.cert_file, self.key_file, self.client_ca_file) if p is not None)
+
+
+class _TokenBucket:
+    def __init__(self, interval: float, burst: int) -> None:
+        self._interval = interval
+        self._burst = max(burst, 1)
+        self._tokens = float(self._burst)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) / self._interval)
+            self._last = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+@dataclass
+class WebSecurity:
+    """TLS, authentication and headers for the HTTP server."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    users: dict[str, bytes] = field(default_factory=dict)
+    allowed_sans: tuple[str, ...] | None = None
+    rate_limit: _TokenBucket | None = None
+    _tls: _TlsSettings | None = None
+    _context: ssl.SSLContext | None = field(default=None, repr=False)
+    _stamp: tuple[float, ...] = ()
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _bcrypt_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cache: OrderedDict[bytes, bool] = field(default_factory=OrderedDict, repr=False)
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context, rebuilt when a certificate, key or CA file changes on disk, so that a
+        renewed certificate is served without a restart."""
+        if self._tls is None:
+            return None
+        stamp = _stamp(self._tls.files())
+        with self._lock:
+            if self._context is None or stamp != self._stamp:
+                try:
+                    self._context, self._stamp = _build_context(self._tls), stamp
+                except WebConfigError:
+                    if self._context is None:
+                        raise
+                    # A half-written renewal: keep serving the last good certificate.
+            return self._context
+
+    def requires_auth(self) -> bool:
+        return bool(self.users)
+
+    def authorized(self, authorization: str | None) -> bool:
+        if not self.users:
+            return True
+        credentials = _basic_credentials(authorization)
+        if credentials is None:
+            return False
+        user, password = credentials
+        hashed = self.users.get(user)
+        known = hashed is not None
+        hashed = hashed if hashed is not None else _DECOY_HASH
+        key = hashlib.sha256(b"\0".join((user.encode(), hashed, password))).digest()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is None:
+            with self._bcrypt_lock:  # bcrypt is slow on purpose; one at a time bounds the CPU it takes
+                try:
+                    cached = bcrypt.checkpw(password, hashed)
+                except ValueError:
+                    cached = False
+            with self._lock:
+                self._cache[key] = cached
+                while len(self._cache) > AUTH_CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return known and cached
+
+    def peer_allowed(self, sock: ssl.SSLSocket) -> bool:
+        """client_allowed_sans: the client certificate must carry one of the listed SANs."""
+        if self.allowed_sans is None:
+            return True
+        certificate = sock.getpeercert()
+        if not certificate:
+            return False
+        for entry in certificate.get("subjectAltName", ()):
+            if any(_same_san(str(entry[1]), allowed) for allowed in self.allowed_sans):
+                return True
+        return False
+
+    def allow_request(self) -> bool:
+        return self.rate_limit is None or self.rate_limit.allow()
+
+
+def load_web_config(path: Path) -> WebSecurity:
+    """Read and check a web-config.yml; raises WebConfigError with one line naming the problem."""
+    origin = f"--web.config.file: {path}"
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WebConfigError(f"{origin} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise WebConfigError(f"{origin} cannot be read: {getattr(error, 'strerror', None) or error}") from None
+    except yaml.YAMLError as error:
+        raise WebConfigError(f"{origin} is not valid YAML: {getattr(error, 'problem', None) or error}") from None
+    document = document or {}
+    _mapping(document, origin, _TOP_KEYS)
+    base = path.parent
+    security = WebSecurity()
+    tls_doc = _mapping(document.get("tls_server_config"), f"{origin}: tls_server_config", _TLS_KEYS)
+    http_doc = _mapping(document.get("http_server_config"), f"{origin}: http_server_config", _HTTP_KEYS)
+    security.headers = _headers(http_doc.get("headers"), f"{origin}: http_server_config.headers")
+    if "http2" in http_doc and not isinstance(http_doc["http2"], bool):
+        raise WebConfigError(f"{origin}: http_server_config.http2: expected true or false")
+    security.users = _users(document.get("basic_auth_users"), f"{origin}: basic_auth_users")
+    security.rate_limit = _rate_limit(document.get("rate_limit"), f"{origin}: rate_limit")
+    if any(tls_doc.get(key) not in (None, "") for key in
+           ("cert", "key", "client_ca", "cert_file", "key_file", "client_ca_file", "client_auth_type")):
+        security._tls = _tls_settings(tls_doc, base, f"{origin}: tls_server_config")
+        sans = tls_doc.get("client_allowed_sans")
+        if sans is not None:
+            if not isinstance(sans, list) or not all(isinstance(s, str) for s in sans):
+                raise WebConfigError(f"{origin}: tls_server_config.client_allowed_sans: expected a list of strings")
+            if security._tls.verify_mode != ssl.CERT_REQUIRED:
+                raise WebConfigError(f"{origin}: tls_server_config.client_allowed_sans: needs client_auth_type "
+                                     "RequireAndVerifyClientCert")
+            security.allowed_sans = tuple(sans)
+        _ = security.ssl_context  # load the certificate now, so a bad one stops the start
+    elif tls_doc.get("client_allowed_sans"):
+        raise WebConfigError(f"{origin}: tls_server_config.client_allowed_sans: needs TLS with client certificates")
+    return security
+
+
+def _mapping(value: Any, origin: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebConfigError(f"{origin}: expected a mapping")
+    for key in value:
+        if key not in allowed:
+            raise WebConfigError(f"{origin}: unknown key {key!r}")
+    return value
+
+
+def _headers(value: Any, origin: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebConfigError(f"{origin}: expected a mapping of header names to values")
+    headers = {}
+    for name, text in value.items():
+        if name not in ALLOWED_HEADERS:
+            raise WebConfigError(f"{origin}: HTTP header {name!r} can not be configured "
+                                 f"(allowed: {', '.join(ALLOWED_HEADERS)})")
+        if not isinstance(text, str) or "\n" in text or "\r" in text:
+            raise WebConfigError(f"{origin}: {name}: expected a one-line string")
+        allowed = ALLOWED_HEADERS[name]
+        if allowed is not None and text not in allowed:
+            raise WebConfigError(f"{origin}: {name}: expected one of {', '.join(allowed)}, got {text!r}")
+        if text:
+            headers[name] = text
+    return headers
+
+
+def _users(value: Any, origin: str) -> dict[str, bytes]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebConfigError(f"{origin}: expected a mapping of user names to bcrypt hashes")
+    users = {}
+    for user, hashed in value.items():
+        if not isinstance(user, str) or not user or ":" in user:
+            raise WebConfigError(f"{origin}: {user!r} is not a valid user name")
+        if not isinstance(hashed, str) or not _BCRYPT.fullmatch(hashed):
+            raise WebConfigError(f"{origin}: {user}: the password must be a bcrypt hash "
+                                 "(htpasswd -nBC 10 \"\" | tr -d ':\\n')")
+        users[user] = hashed.encode()
+    return users
+
+
+def _rate_limit(value: Any, origin: str) -> _TokenBucket | None:
+    document = _mapping(value, origin, _RATE_KEYS)
+    if not document:
+        return None
+    interval = _duration(document.get("interval", 0), f"{origin}.interval")
+    burst = document.get("burst", 0)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+        raise WebConfigError(f"{origin}.burst: expected a whole number")
+    return _TokenBucket(interval, burst) if interval > 0 else None
+
+
+def _duration(value: Any, origin: str) -> float:
+    """A Go duration such as 100ms, 1s or 1m30s."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if not isinstance(value, str) or not re.fullmatch(f"(?:{_DURATION.pattern})+", value):
+        raise WebConfigError(f"{origin}: expected a duration such as 100ms or 1s, got {value!r}")
+    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(value))
+
+
+def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> _TlsSettings:
+    def path(key: str) -> Path | None:
+        value = doc.get(key)
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            raise WebConfigError(f"{origin}.{key}: expected a file name")
+        return base / value
+
+    def text(key: str) -> str | None:
+        value = doc.get(key)
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            raise WebConfigError(f"{origin}.{key}: expected PEM text")
+        return value
+
+    cert_file, key_file, client_ca_file = path("cert_file"), path("key_file"), path("client_ca_file")
+    cert, key, client_ca = text("cert"), text("key"), text("client_ca")
+    if cert_file is None and cert is None:
+        raise WebConfigError(f"{origin}: missing one of cert or cert_file")
+    if key_file is None and key is None:
+        raise WebConfigError(f"{origin}: missing one of key or key_file")
+    auth = doc.get("client_auth_type") or ""
+    if auth in _UNVERIFIED_CLIENT_AUTH:
+        raise WebConfigError(f"{origin}.client_auth_type: {auth} accepts certificates without verifying them, which "
+                             "this exporter does not support; use RequireAndVerifyClientCert (or "
+                             "VerifyClientCertIfGiven)")
+    if auth not in _CLIENT_AUTH:
+        raise WebConfigError(f"{origin}.client_auth_type: invalid ClientAuth {auth!r}")
+    verify_mode = _CLIENT_AUTH[auth]
+    has_ca = client_ca_file is not None or client_ca is not None
+    if has_ca and verify_mode == ssl.CERT_NONE:
+        raise WebConfigError(f"{origin}: client CAs have been configured without a client_auth_type")
+    if verify_mode != ssl.CERT_NONE and not has_ca:
+        raise WebConfigError(f"{origin}.client_auth_type: {auth} needs client_ca_file (or client_ca)")
+    min_version = _version(doc.get("min_version", "TLS12"), f"{origin}.min_version")
+    max_version = _version(doc.get("max_version", "TLS13"), f"{origin}.max_version")
+    if min_version > max_version:
+        raise WebConfigError(f"{origin}: min_version is above max_version")
+    ciphers = _ciphers(doc.get("cipher_suites"), f"{origin}.cipher_suites")
+    curves = doc.get("curve_preferences")
+    curve = None
+    if curves:
+        if not isinstance(curves, list) or any(c not in _CURVES for c in curves):
+            raise WebConfigError(f"{origin}.curve_preferences: expected a list of {', '.join(_CURVES)}")
+        curve = _CURVES[curves[0]]  # Python's ssl takes one curve: the most preferred
+    prefer = doc.get("prefer_server_cipher_suites", True)
+    if not isinstance(prefer, bool):
+        raise WebConfigError(f"{origin}.prefer_server_cipher_suites: expected true or false")
+    return _TlsSettings(cert_file, key_file, cert, key, client_ca_file, client_ca, verify_mode, min_version,
+                        max_version, ciphers, curve, prefer)
+
+
+def _version(value: Any, origin: str) -> ssl.TLSVersion:
+    if value not in _VERSIONS:
+        raise WebConfigError(f"{origin}: expected one of {', '.join(_VERSIONS)}, got {value!r}")
+    return _VERSIONS[value]
+
+
+def _ciphers(value: Any, origin: str) -> str | None:
+    if not value:
+        return None
+    if not isinstance(value, list):
+        raise WebConfigError(f"{origin}: expected a list of cipher suite names")
+    names = []
+    for suite in value:
+        if suite in _CIPHERS:
+            names.append(_CIPHERS[suite])
+        elif suite not in _TLS13_CIPHERS:
+            raise WebConfigError(f"{origin}: unknown cipher {suite!r}")
+    return ":".join(names) or None
+
+
+def _build_context(settings: _TlsSettings) -> ssl.SSLContext:
+    for path in settings.files():
+        if not path.is_file():
+            raise WebConfigError(f"--web.config.file: {path} does not exist")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = settings.min_version
+    context.maximum_version = settings.max_version
+    try:
+        if settings.cert is not None or settings.key is not None:
+            _load_inline_chain(context, settings)
+        else:
+            context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
+        if settings.verify_mode != ssl.CERT_NONE:
+            if settings.client_ca_file is not None:
+                context.load_verify_locations(cafile=str(settings.client_ca_file))
+            else:
+                context.load_verify_locations(cadata=settings.client_ca)
+        if settings.ciphers:
+            context.set_ciphers(settings.ciphers)
+        if settings.curve:
+            context.set_ecdh_curve(settings.curve)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        raise WebConfigError(f"--web.config.file: cannot load the TLS certificate, key or CA: "
+                             f"{getattr(error, 'reason', None) or error}") from None
+    context.verify_mode = settings.verify_mode
+    if settings.prefer_server_ciphers:
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    return context
+
+
+def _load_inline_chain(context: ssl.SSLContext, settings: _TlsSettings) -> None:
+    """ssl loads certificates from files only; inline PEM goes through a private temporary file."""
+    cert = settings.cert if settings.cert is not None else Path(str(settings.cert_file)).read_text()
+    key = settings.key if settings.key is not None else Path(str(settings.key_file)).read_text()
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as bundle:  # created with mode 0600
+        bundle.write(cert.strip() + "\n" + key.strip() + "\n")
+        bundle.flush()
+        context.load_cert_chain(bundle.name)
+
+
+def _stamp(files: tuple[Path, ...]) -> tuple[float, ...]:
+    stamps: list[float] = []
+    for path in files:
+        try:
+            stat = path.stat()
+            stamps.extend((stat.st_mtime, float(stat.st_size), float(stat.st_ino)))
+        except OSError:
+            stamps.append(-1.0)
+    return tuple(stamps)
+
+
+def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, separator, password = decoded.partition(b":")
+    if not separator:
+        return None
+    try:
+        return user.decode("utf-8"), password
+    except UnicodeDecodeError:
+        return None
+
+
+def _same_san(value: str, allowed: str) -> bool:
+    if value == allowed:
+        return True
+    try:
+        return ipaddress.ip_address(value.strip()) == ipaddress.ip_address(allowed)
+    except ValueError:
+        return False
