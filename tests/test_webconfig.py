@@ -1,0 +1,346 @@
+"""--web.config.file: TLS, mutual TLS, basic auth, headers and rate limits, with certificates made here."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import http.client
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.app import Exporter
+from exporter.simulator import Simulator
+from exporter.webconfig import WebConfigError, WebSecurity, load_web_config
+
+from .conftest import make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Pki:
+    directory: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path  # a client certificate from a CA the server does not trust
+    stranger_key: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
+                 issuer_key: ec.EllipticCurvePrivateKey | None, *, ca: bool = False,
+                 sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _write(directory: Path, name: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey | None
+           ) -> tuple[Path, Path | None]:
+    cert_path = directory / f"{name}.crt"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    if key is None:
+        return cert_path, None
+    key_path = directory / f"{name}.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    ca_key = _key()
+    ca = _certificate("test CA", ca_key, None, None, ca=True)
+    server_key = _key()
+    server = _certificate("localhost", server_key, ca, ca_key, sans=[
+        x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    client_key = _key()
+    client = _certificate("prometheus", client_key, ca, ca_key, sans=[x509.DNSName("prometheus.monitoring")])
+    other_ca_key = _key()
+    other_ca = _certificate("other CA", other_ca_key, None, None, ca=True)
+    stranger_key = _key()
+    stranger = _certificate("stranger", stranger_key, other_ca, other_ca_key)
+    ca_path, _ = _write(directory, "ca", ca, None)
+    server_cert, server_key_path = _write(directory, "server", server, server_key)
+    client_cert, client_key_path = _write(directory, "client", client, client_key)
+    stranger_cert, stranger_key_path = _write(directory, "stranger", stranger, stranger_key)
+    assert server_key_path and client_key_path and stranger_key_path
+    return Pki(directory, ca_path, server_cert, server_key_path, client_cert, client_key_path, stranger_cert,
+               stranger_key_path)
+
+
+@pytest.fixture
+def serve(simulator: Simulator, tmp_path: Path) -> Iterator[Callable[[str], Exporter]]:
+    """Start an exporter with the given web-config.yml text."""
+    started: list[Exporter] = []
+
+    def start(web_config: str) -> Exporter:
+        path = tmp_path / "web-config.yml"
+        path.write_text(web_config)
+        exporter = Exporter(make_config(simulator), security=load_web_config(path))
+        exporter.start()
+        started.append(exporter)
+        return exporter
+
+    yield start
+    for exporter in started:
+        exporter.stop()
+
+
+def client_context(pki: Pki, cert: Path | None = None, key: Path | None = None,
+                   max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key))
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context
+
+
+def get(exporter: Exporter, path: str = "/metrics", context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    port = exporter.http.port
+    connection: http.client.HTTPConnection
+    if context is not None:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def tls_config(pki: Pki, extra: str = "") -> str:
+    return f"""
+tls_server_config:
+  cert_file: {pki.server_cert}
+  key_file: {pki.server_key}
+{extra}"""
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_tls_scrape(pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    exporter = serve(tls_config(pki))
+    assert exporter.url.startswith("https://")
+    status, headers, body = get(exporter, context=client_context(pki))
+    assert status == 200 and b"sfox_feed_up" in body
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException, OSError)):
+        get(exporter)  # plain HTTP on a TLS port gets nothing
+
+
+def test_mutual_tls_required_and_refused_without_a_client_certificate(
+        pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    exporter = serve(tls_config(pki, f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"))
+    status, _, _ = get(exporter, context=client_context(pki, pki.client_cert, pki.client_key))
+    assert status == 200
+    for context in (client_context(pki), client_context(pki, pki.stranger_cert, pki.stranger_key)):
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException, OSError)):
+            get(exporter, context=context)
+    assert get(exporter, "/healthz", client_context(pki, pki.client_cert, pki.client_key))[0] == 200
+
+
+def test_client_allowed_sans(pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    mtls = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
+    allowed = serve(tls_config(pki, mtls + "  client_allowed_sans: [prometheus.monitoring]\n"))
+    assert get(allowed, context=client_context(pki, pki.client_cert, pki.client_key))[0] == 200
+    denied = serve(tls_config(pki, mtls + "  client_allowed_sans: [someone.else]\n"))
+    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException, OSError)):
+        get(denied, context=client_context(pki, pki.client_cert, pki.client_key))
+
+
+def test_min_version(pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    exporter = serve(tls_config(pki, "  min_version: TLS13\n"))
+    assert get(exporter, context=client_context(pki))[0] == 200
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        get(exporter, context=client_context(pki, max_version=ssl.TLSVersion.TLSv1_2))
+
+
+def test_basic_auth(serve: Callable[[str], Exporter]) -> None:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$")
+    exporter = serve(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    status, headers, _ = get(exporter)
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert get(exporter, headers=basic("prometheus", "wrong"))[0] == 401
+    assert get(exporter, headers=basic("nobody", PASSWORD))[0] == 401
+    assert get(exporter, headers={"Authorization": "Basic !!!"})[0] == 401
+    assert get(exporter, headers={"Authorization": "Bearer " + PASSWORD})[0] == 401
+    status, _, body = get(exporter, headers=basic("prometheus", PASSWORD))
+    assert status == 200 and b"sfox_balance" in body
+    assert get(exporter, "/", headers=basic("prometheus", PASSWORD))[0] == 200
+    assert get(exporter, "/")[0] == 401
+    # The documented exception: probes need no password, and the health pages show no balances.
+    assert get(exporter, "/healthz")[0] == 200
+    assert get(exporter, "/readyz")[0] in (200, 503)
+
+
+def test_bcrypt_runs_once_per_credential() -> None:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(12))  # about 250 ms per check
+    security = load_web_config_text(f"basic_auth_users:\n  prometheus: '{hashed.decode()}'\n")
+    header = basic("prometheus", PASSWORD)["Authorization"]
+    assert security.authorized(header)
+    started = time.perf_counter()
+    for _ in range(50):
+        assert security.authorized(header)
+    assert time.perf_counter() - started < 0.25  # cached: 50 checks cost less than one bcrypt
+
+
+def load_web_config_text(text: str, directory: Path | None = None) -> WebSecurity:
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(directory or scratch) / "web.yml"
+        path.write_text(text)
+        return load_web_config(path)
+
+
+def test_headers(pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    exporter = serve(tls_config(pki) + """http_server_config:
+  headers:
+    Strict-Transport-Security: max-age=31536000
+    X-Frame-Options: deny
+    Content-Security-Policy: default-src 'none'
+""")
+    for path in ("/metrics", "/nothing-here"):
+        _, headers, _ = get(exporter, path, context=client_context(pki))
+        assert headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert headers["X-Frame-Options"] == "deny"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_rate_limit(serve: Callable[[str], Exporter]) -> None:
+    exporter = serve("rate_limit:\n  interval: 1m\n  burst: 2\n")
+    assert [get(exporter)[0] for _ in range(3)] == [200, 200, 429]
+
+
+def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Path,
+                                                         serve: Callable[[str], Exporter]) -> None:
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    shutil.copy(pki.server_cert, cert)
+    shutil.copy(pki.server_key, key)
+    exporter = serve(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    first = ssl.get_server_certificate(("127.0.0.1", exporter.http.port))
+    renewed_key = _key()
+    renewed = _certificate("renewed", renewed_key, None, None, sans=[x509.DNSName("localhost")])
+    new_cert, new_key = _write(tmp_path, "renewed", renewed, renewed_key)
+    assert new_key is not None
+    os.replace(new_key, key)
+    os.replace(new_cert, cert)
+    second = ssl.get_server_certificate(("127.0.0.1", exporter.http.port))
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tls_server_config:\n  cert_file: {cert}\n", "missing one of key or key_file"),
+        ("tls_server_config:\n  key_file: {key}\n", "missing one of cert or cert_file"),
+        ("tls_server_config:\n  cert_file: nope.crt\n  key_file: {key}\n", "nope.crt does not exist"),
+        ("tls_server_config:\n  cert_file: {key}\n  key_file: {cert}\n", "cannot load the TLS certificate"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_ca_file: {ca}\n",
+         "client CAs have been configured without a client_auth_type"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: RequireAndVerifyClientCert\n",
+         "needs client_ca_file"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: RequireAnyClientCert\n",
+         "without verifying them"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: Sometimes\n",
+         "invalid ClientAuth"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: TLS14\n", "min_version"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  cipher_suites: [TLS_MADE_UP]\n",
+         "unknown cipher"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_allowed_sans: [x]\n",
+         "needs client_auth_type RequireAndVerifyClientCert"),
+        ("tls_server_config:\n  cert_filez: {cert}\n", "unknown key 'cert_filez'"),
+        ("tls_config: {{}}\n", "unknown key 'tls_config'"),
+        ("basic_auth_users:\n  admin: plaintext\n", "must be a bcrypt hash"),
+        ("http_server_config:\n  headers:\n    Server: mine\n", "'Server' can not be configured"),
+        ("http_server_config:\n  headers:\n    X-Content-Type-Options: sniff\n", "expected one of nosniff"),
+        ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "expected one of deny, sameorigin"),
+        ("rate_limit:\n  interval: soon\n", "expected a duration"),
+        ("tls_server_config: [\n", "not valid YAML"),
+    ],
+)
+def test_invalid_web_config_is_refused(pki: Pki, tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(text.format(cert=pki.server_cert, key=pki.server_key, ca=pki.ca))
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_relative_paths_are_relative_to_the_web_config(pki: Pki) -> None:
+    security = load_web_config_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+                                    pki.directory)
+    assert security.ssl_context is not None
+
+
+def test_cli_exits_2_on_an_invalid_web_config(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("basic_auth_users:\n  admin: hunter2\n")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
+    result = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(path)],
+                            capture_output=True, text=True, timeout=30, env=environment, cwd=ROOT)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "admin: the password must be a bcrypt hash" in lines[0]
+    assert "hunter2" not in result.stderr
+
+
+def test_tls_handshake_of_a_silent_client_does_not_block_others(pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    exporter = serve(tls_config(pki))
+    silent = socket.create_connection(("127.0.0.1", exporter.http.port))  # connects, never says hello
+    try:
+        started = time.monotonic()
+        assert get(exporter, context=client_context(pki))[0] == 200
+        assert time.monotonic() - started < 2
+    finally:
+        silent.close()
+
+
+def test_the_example_web_config_works(pki: Pki, tmp_path: Path) -> None:
+    shutil.copy(ROOT / "web-config.example.yml", tmp_path / "web-config.yml")
+    shutil.copy(pki.server_cert, tmp_path / "exporter.crt")
+    shutil.copy(pki.server_key, tmp_path / "exporter.key")
+    shutil.copy(pki.ca, tmp_path / "ca.crt")
+    security = load_web_config(tmp_path / "web-config.yml")
+    assert security.ssl_context is not None
+    assert security.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert security.authorized(basic("prometheus", "change-me")["Authorization"])
+    assert security.headers["X-Frame-Options"] == "deny"
