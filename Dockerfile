@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# sfox-exporter image: a wheel built in one stage, installed into a slim runtime in the next.
+#
+#   docker build -t sfox-exporter .                                # production
+#   docker build --build-arg EXTRAS=demo -t sfox-exporter:demo .  # with the simulator, for --demo
+#
+#   docker run --read-only -p 9841:9841 \
+#     -v "$PWD/config.yaml:/etc/sfox-exporter/config.yaml:ro" \
+#     -v "$PWD/sfox.key:/run/secrets/sfox_main:ro" sfox-exporter
+#
+# The base image is pinned by digest (Python 3.12.8, Debian bookworm, slim); update tag and digest together.
+ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm@sha256:2199a62885a12290dc9c5be3ca0681d367576ab7bf037da120e564723292a2f0
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md constraints.txt ./
+COPY exporter ./exporter
+ARG EXTRAS=""
+# The exporter and its dependencies, at the versions CI tested, as wheels for an offline install.
+RUN pip wheel --constraint constraints.txt --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
+
+FROM ${PYTHON_IMAGE}
+ARG EXTRAS=""
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Install from the build stage's wheels without copying them into a layer, then remove pip itself:
+# the running image has no compiler, no build tool and no package installer. The versions are
+# pinned by construction: /wheels holds exactly one, constrained, version of each package.
+# hadolint ignore=DL3013
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels "sfox-exporter${EXTRAS:+[$EXTRAS]}" \
+    && pip uninstall --yes pip setuptools wheel \
+    && groupadd --system --gid 65532 sfox \
+    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin sfox \
+    && mkdir -p /etc/sfox-exporter
+USER 65532:65532
+EXPOSE 9841
+# Probes the exporter's own /healthz; set HEALTHCHECK_URL when it listens elsewhere.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('HEALTHCHECK_URL', 'http://127.0.0.1:9841/healthz'), timeout=4)"]
+ENTRYPOINT ["sfox-exporter"]
+CMD ["--config.file=/etc/sfox-exporter/config.yaml"]
