@@ -12,7 +12,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +277,8 @@ def load_config(overrides: Overrides, environ: Mapping[str, str]) -> Config:
                 warnings.append(f"{origin} is not encrypted: the API key would cross the network in clear")
 
     thresholds = _thresholds(document.get("thresholds"), {account.name for account in accounts})
+    if overrides.demo and "thresholds" not in document:
+        thresholds = demo_thresholds(account.name for account in accounts)
     return Config(web, endpoints, accounts, feed, thresholds, log, overrides.demo, tuple(warnings))
 
 
@@ -502,6 +504,18 @@ def _demo_accounts(document: dict[str, Any]) -> tuple[AccountConfig, ...]:
     """--demo keeps the account names of a config file but talks to the simulator with its keys."""
     names = _unique_names(_account_list(document["accounts"])) if "accounts" in document else [DEMO_ACCOUNT_NAME]
     return tuple(AccountConfig(name, KeySource(fixed=Secret(f"demo-key-{name}"))) for name in names)
+
+
+def demo_thresholds(names: Iterable[str]) -> tuple[Threshold, ...]:
+    """--demo without thresholds of its own gets these, so the threshold metric, panels and alert
+    have something to show: two balances comfortably above, and held USDC always below."""
+    return tuple(
+        threshold for name in names for threshold in (
+            Threshold(name, "usd", "available", 50000.0),
+            Threshold(name, "btc", "available", 0.5),
+            Threshold(name, "usdc", "held", 5000.0),
+        )
+    )
 
 
 def _thresholds(value: Any, account_names: set[str]) -> tuple[Threshold, ...]:

@@ -182,6 +182,10 @@ def test_demo_needs_no_key_and_keeps_account_names(tmp_path: Path) -> None:
     assert [a.name for a in config.accounts] == ["alpha", "beta"]  # type: ignore[attr-defined]
     plain = load_config(Overrides(demo=True), {})
     assert [a.name for a in plain.accounts] == ["demo"]
+    assert {(t.account, t.currency, t.field) for t in plain.thresholds} == {
+        ("demo", "usd", "available"), ("demo", "btc", "available"), ("demo", "usdc", "held")}
+    own = load(tmp_path, "thresholds: [{account: demo, currency: eth, below: 1}]\n", demo=True)
+    assert [t.currency for t in own.thresholds] == ["eth"]  # type: ignore[attr-defined]
 
 
 def test_secret_never_shows_itself() -> None:
