@@ -25,7 +25,7 @@ class Connection(Protocol):
 
     def pong(self, payload: bytes) -> None: ...
 
-    def receive(self, deadline: float) -> tuple[int, bytes | bytearray] | None:
+    def receive(self, deadline: float) -> tuple[int, bytes] | None:
         """The next message or control frame, or None once time.monotonic() reaches `deadline`."""
 
     def close(self) -> None: ...
@@ -64,7 +64,7 @@ class WebSocketConnection:
     def pong(self, payload: bytes) -> None:
         self._ws.pong(payload)
 
-    def receive(self, deadline: float) -> tuple[int, bytes | bytearray] | None:
+    def receive(self, deadline: float) -> tuple[int, bytes] | None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None

@@ -24,6 +24,7 @@ OP_TOO_BIG = -1
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
 RECV_CHUNK = 256 * 1024
+BUFFER_BYTES = 2 * RECV_CHUNK
 
 
 class ProtocolError(Exception):
@@ -35,18 +36,23 @@ class ConnectionClosed(Exception):
 
 
 class FrameReader:
+    """Frames are received straight into one reusable buffer (recv_into, no copy per chunk); each
+    message leaves it as an immutable bytes object, its only copy."""
+
     def __init__(self, sock: socket.socket, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._sock = sock
         self._max = max_message_bytes
-        self._buffer = bytearray()
-        self._position = 0
-        self._fragments: list[bytes | bytearray] | None = None
+        self._buffer = bytearray(BUFFER_BYTES)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # first byte not yet read
+        self._end = 0  # one past the last byte received
+        self._fragments: list[bytes] | None = None
         self._fragment_opcode = 0
         self._fragment_size = 0
         self._skip_bytes = 0  # payload bytes of an oversized frame still to drop
         self._skipping_message = False  # dropping the remaining fragments of an oversized message
 
-    def read(self) -> tuple[int, bytes | bytearray]:
+    def read(self) -> tuple[int, bytes]:
         """The next complete data message, or the next control frame, as (opcode, payload).
 
         Blocks for as long as the socket's timeout allows; raises TimeoutError when it runs out,
@@ -59,23 +65,38 @@ class FrameReader:
             self._fill()
 
     def _fill(self) -> None:
-        if self._position:
-            if self._position == len(self._buffer):
-                self._buffer.clear()
-                self._position = 0
-            elif self._position > RECV_CHUNK:
-                del self._buffer[: self._position]
-                self._position = 0
-        data = self._sock.recv(RECV_CHUNK)
-        if not data:
+        if self._start == self._end:
+            self._start = self._end = 0
+            if len(self._buffer) > BUFFER_BYTES:  # a big message has passed: give the memory back
+                self._resize(BUFFER_BYTES)
+        if len(self._buffer) - self._end < RECV_CHUNK:
+            self._make_room()
+        count = self._sock.recv_into(self._view[self._end :], RECV_CHUNK)
+        if not count:
             raise ConnectionClosed("the server closed the connection")
-        if self._skip_bytes:
-            dropped = min(self._skip_bytes, len(data))
+        if self._skip_bytes:  # everything before was consumed, so these bytes are the ones to drop
+            dropped = min(self._skip_bytes, count)
             self._skip_bytes -= dropped
-            data = data[dropped:]
-        self._buffer += data
+            self._start += dropped
+        self._end += count
 
-    def _next_message(self) -> tuple[int, bytes | bytearray] | None:
+    def _make_room(self) -> None:
+        unread = self._end - self._start
+        if self._start:
+            self._buffer[:unread] = self._view[self._start : self._end]
+            self._start, self._end = 0, unread
+        if len(self._buffer) - self._end < RECV_CHUNK:  # a frame bigger than the buffer: grow it
+            self._resize(max(2 * len(self._buffer), unread + RECV_CHUNK))
+
+    def _resize(self, size: int) -> None:
+        unread = self._end - self._start
+        grown = bytearray(size)
+        grown[:unread] = self._view[self._start : self._end]
+        self._view.release()
+        self._buffer, self._view = grown, memoryview(grown)
+        self._start, self._end = 0, unread
+
+    def _next_message(self) -> tuple[int, bytes] | None:
         while not self._skip_bytes:
             frame = self._next_frame()
             if frame is None:
@@ -105,11 +126,11 @@ class FrameReader:
                     return self._fragment_opcode, data
         return None
 
-    def _next_frame(self) -> tuple[bool, int, bytes | bytearray | None] | None:
+    def _next_frame(self) -> tuple[bool, int, bytes | None] | None:
         """(fin, opcode, payload) of the next whole frame in the buffer; payload None when the frame
         is being dropped for size."""
-        buffer, start = self._buffer, self._position
-        available = len(buffer) - start
+        buffer, start, end = self._buffer, self._start, self._end
+        available = end - start
         if available < 2:
             return None
         first, second = buffer[start], buffer[start + 1]
@@ -132,13 +153,13 @@ class FrameReader:
                 raise ProtocolError("frame length out of range")
         if opcode >= OP_CLOSE and (length > 125 or not fin):
             raise ProtocolError("control frame too long or fragmented")
-        end = start + header + length
+        frame_end = start + header + length
         if opcode < OP_CLOSE and (self._skipping_message or self._fragment_size + length > self._max):
             # Drop what is buffered now and the rest of the payload as it arrives.
-            self._skip_bytes = max(0, end - len(buffer))
-            self._position = min(end, len(buffer))
+            self._skip_bytes = max(0, frame_end - end)
+            self._start = min(frame_end, end)
             return fin, opcode, None
-        if len(buffer) < end:
+        if end < frame_end:
             return None
-        self._position = end
-        return fin, opcode, buffer[start + header : end]
+        self._start = frame_end
+        return fin, opcode, bytes(self._view[start + header : frame_end])
