@@ -20,7 +20,7 @@ from .backoff import Backoff
 from .clock import Clock
 from .config import AccountConfig, ConfigError, FeedConfig, Secret
 from .logs import Episode, Throttle
-from .parse import BALANCES_FEED, BadFrame, BalanceUpdate, ControlMessage, Event, parse_frame, sanitize_text
+from .parse import BALANCES_FEED, BadFrame, BalanceUpdate, CachingParser, ControlMessage, Event, sanitize_text
 from .ratelimit import RequestBudget, Reservation
 from .state import State
 from .wsclient import Connection, Connector
@@ -246,6 +246,7 @@ class _Session:
         self._clock = reader._clock
         self._feed = reader._feed
         self._sequence = SequenceChecker()
+        self._parser = CachingParser()
         self._phase = AUTHENTICATING
         self._phase_deadline = 0.0
         self._next_ping = 0.0
@@ -311,7 +312,7 @@ class _Session:
             event = BadFrame("decode")
             reader._bad_input("a message over the size limit")
         else:
-            event = parse_frame(payload)
+            event = self._parser.parse(payload)
         last = self._sequence.last
         if self._sequence.check(event.sequence):
             reader._sequence_anomaly(last, event.sequence)

@@ -10,7 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 BALANCES_FEED = "private.user.balances"
 
@@ -31,10 +31,11 @@ MAX_CONTROL_TEXT_LENGTH = 200
 
 # float() alone would also accept "1_000", " 1 ", "nan" and "infinity".
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_decimal = _DECIMAL.fullmatch
+_isfinite = math.isfinite
 
 
-@dataclass(frozen=True, slots=True)
-class AccountBalance:
+class AccountBalance(NamedTuple):
     """One currency of the trading account. Absent fields are None."""
 
     currency: str
@@ -53,8 +54,7 @@ class AccountBalance:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Web3Balance:
+class Web3Balance(NamedTuple):
     network: str
     address: str
     currency: str  # "" when sFOX sends none
@@ -65,9 +65,11 @@ class Web3Balance:
         return (self.network, self.address, self.currency)
 
 
-@dataclass(frozen=True, slots=True)
-class BalanceUpdate:
-    """A message of the balances feed: account balances, Web3 wallet balances, or both."""
+class BalanceUpdate(NamedTuple):
+    """A message of the balances feed: account balances, Web3 wallet balances, or both.
+
+    The three types that come once per message or per entry are NamedTuples rather than frozen
+    dataclasses: as immutable, and built several times faster."""
 
     sequence: int | None
     timestamp: float | None  # seconds since the epoch
@@ -150,23 +152,130 @@ def parse_frame(data: bytes | bytearray | str) -> Event:
     elif not isinstance(payload, list):
         return BalanceUpdate(sequence, timestamp, (), (), schema_errors=1)
 
+    return _update(sequence, timestamp, [parse_entry(entry) for entry in payload])
+
+
+def parse_entry(entry: Any) -> AccountBalance | Web3Balance | None:
+    """One element of a balances payload: a Web3 wallet when it says so, else an account balance."""
+    if isinstance(entry, dict) and entry.get("type") == "web3":
+        return parse_web3_entry(entry)
+    return parse_account_entry(entry)
+
+
+def _update(sequence: int | None, timestamp: float | None, entries: list[Any]) -> BalanceUpdate:
+    """A BalanceUpdate from parsed entries, in order; anything but a balance is a schema error."""
+    if set(map(type, entries)) == {AccountBalance}:  # the common case, without a Python-level loop
+        return BalanceUpdate(sequence, timestamp, tuple(entries), (), 0)
     accounts: list[AccountBalance] = []
     wallets: list[Web3Balance] = []
     errors = 0
-    for entry in payload:
-        if isinstance(entry, dict) and entry.get("type") == "web3":
-            wallet = parse_web3_entry(entry)
-            if wallet is None:
-                errors += 1
-            else:
-                wallets.append(wallet)
+    for entry in entries:
+        if type(entry) is AccountBalance:
+            accounts.append(entry)
+        elif type(entry) is Web3Balance:
+            wallets.append(entry)
         else:
-            balance = parse_account_entry(entry)
-            if balance is None:
-                errors += 1
-            else:
-                accounts.append(balance)
+            errors += 1
     return BalanceUpdate(sequence, timestamp, tuple(accounts), tuple(wallets), errors)
+
+
+# sFOX's wire format: compact JSON, keys in this order. Numbers as JSON has them: no leading zeros.
+_COMPACT_BALANCES = re.compile(
+    rb'\{"sequence":(0|[1-9][0-9]{0,18}),"recipient":"private\.user\.balances",'
+    rb'"timestamp":(0|[1-9][0-9]{0,24}),"payload":\['
+)
+_MISSING: Any = object()
+_decode_json = json.JSONDecoder().decode  # what json.loads does with text
+_INVALID_ENTRY: Any = object()  # remembered as such, and counted as a schema error each time
+
+
+# An account entry exactly as sFOX writes one: its eight keys in their documented order, decimal
+# strings, an ASCII currency code. Such bytes decode to their literal text, so the entry can be
+# built straight from the groups with the result parse_account_entry would give.
+_AMOUNT = rb'"(-?(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?)"'
+_CANONICAL_ENTRY = re.compile(
+    rb'\{"currency":"([A-Za-z0-9][A-Za-z0-9._-]{0,31})","balance":' + _AMOUNT + rb',"available":' + _AMOUNT
+    + rb',"held":' + _AMOUNT + rb',"trading_wallet":' + _AMOUNT + rb',"collateral_wallet":' + _AMOUNT
+    + rb',"borrow_wallet":' + _AMOUNT + rb',"lending_wallet":' + _AMOUNT
+)
+
+
+def _canonical_entry(piece: bytes, start: int) -> AccountBalance | None:
+    """The entry of a piece in sFOX's canonical shape, or None for any other piece."""
+    match = _CANONICAL_ENTRY.fullmatch(piece, start)
+    if match is None:
+        return None
+    currency, balance, available, held, trading, collateral, borrow, lending = match.groups()
+    amounts = [float(balance), float(available), float(held), float(trading), float(collateral),
+               float(borrow), float(lending)]
+    if not all(map(_isfinite, amounts)):  # an exponent past float's range: the generic path says no
+        return None
+    return AccountBalance(currency.decode().lower(), amounts[0], amounts[1], amounts[2], (
+        ("trading", amounts[3]), ("collateral", amounts[4]), ("borrow", amounts[5]), ("lending", amounts[6])))
+
+
+class CachingParser:
+    """parse_frame for a stream of balance messages, decoding only entries it has not seen lately.
+
+    A balances message carries many currencies and few of them change from one message to the next.
+    For frames in sFOX's compact format (anything else goes to parse_frame whole), the frame is cut
+    at every '}': a flat payload of n entries gives the first entry, n - 1 entries each led by its
+    separating comma, then ']' and ''. Each piece is looked up by its bytes; a new one must decode,
+    with a closing brace, as a flat JSON object. A '}' inside a string or a nested object always
+    leaves a piece that does not, and the frame then goes to parse_frame too. The first piece and
+    the comma-led ones are remembered apart, so a remembered piece is only ever accepted where it
+    was valid. The result is always what parse_frame returns; tests/test_hostile.py checks that.
+    """
+
+    def __init__(self, keep_at_least: int = 256) -> None:
+        self._first: dict[bytes, Any] = {}
+        self._others: dict[bytes, Any] = {}
+        self._keep_at_least = keep_at_least
+
+    def parse(self, data: bytes | bytearray | str) -> Event:
+        if isinstance(data, str):
+            return parse_frame(data)
+        data = bytes(data)
+        match = _COMPACT_BALANCES.match(data)
+        if match is None:
+            return parse_frame(data)
+        pieces = data.split(b"}")
+        if len(pieces) < 3 or pieces[-1] or pieces[-2] != b"]":
+            if len(data) == match.end() + 2 and data.endswith(b"]}"):  # an empty payload
+                return _update(_sequence(int(match.group(1))), parse_timestamp(int(match.group(2))), [])
+            return parse_frame(data)
+        first = pieces[0][match.end() :]
+        others = pieces[1:-2]
+        entries: list[Any] = [self._first.get(first), *map(self._others.get, others)]
+        if None in entries:
+            index = entries.index(None)
+            while index >= 0:
+                entry = self._decode(first if index == 0 else others[index - 1], first=index == 0)
+                if entry is None:
+                    return parse_frame(data)
+                entries[index] = entry
+                index = entries.index(None, index) if None in entries else -1
+            if len(self._others) > max(self._keep_at_least, 4 * len(entries)):
+                self._first, self._others = {}, {}
+        return _update(_sequence(int(match.group(1))), parse_timestamp(int(match.group(2))), entries)
+
+    def _decode(self, piece: bytes, first: bool) -> Any:
+        """A new piece's entry (or _INVALID_ENTRY), remembered; None if the piece is not a flat object
+        in its place. Pieces are cut at an ASCII byte, so decoding one as UTF-8 gives exactly the
+        characters the whole frame's decoding has there."""
+        if piece[: 1 if first else 2] != (b"{" if first else b",{"):
+            return None
+        canonical = _canonical_entry(piece, 0 if first else 1)
+        if canonical is not None:
+            (self._first if first else self._others)[piece] = canonical
+            return canonical
+        try:
+            decoded = _decode_json(piece[0 if first else 1 :].decode("utf-8", "surrogatepass") + "}")
+        except (ValueError, RecursionError):
+            return None
+        entry = parse_entry(decoded) or _INVALID_ENTRY
+        (self._first if first else self._others)[piece] = entry
+        return entry
 
 
 def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBalance, ...], int] | None:
@@ -183,6 +292,23 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
     return valid, len(entries) - len(valid)
 
 
+_AMOUNT_FIELDS = {"balance": 0, "available": 1, "held": 2}
+# Wallet names by field name ("trading_wallet" -> "trading"; None: not a valid label). The same few
+# names come in every message; the memo is bounded, since a hostile peer could invent endless ones.
+_WALLET_NAMES: dict[str, str | None] = {}
+_WALLET_NAMES_LIMIT = 1024
+
+
+def _wallet_name(key: str) -> str | None:
+    name = _WALLET_NAMES.get(key, _MISSING)
+    if name is _MISSING:
+        wallet = key[: -len(WALLET_SUFFIX)]
+        name = wallet if wallet and _is_label(wallet) else None
+        if len(_WALLET_NAMES) < _WALLET_NAMES_LIMIT:
+            _WALLET_NAMES[key] = name
+    return name  # type: ignore[no-any-return]
+
+
 def parse_account_entry(entry: Any) -> AccountBalance | None:
     """One account-balance object, or None when any part of it is invalid."""
     if not isinstance(entry, dict):
@@ -190,24 +316,31 @@ def parse_account_entry(entry: Any) -> AccountBalance | None:
     currency = entry.get("currency")
     if not isinstance(currency, str) or not currency or not _is_label(currency):
         return None
-    fields: dict[str, float | None] = {"balance": None, "available": None, "held": None}
+    amounts: list[float | None] = [None, None, None]
     wallets: list[tuple[str, float]] = []
-    try:
-        for key, raw in entry.items():
-            if key in fields:
-                fields[key] = parse_amount(raw)
-            elif key.endswith(WALLET_SUFFIX):
-                wallet = key[: -len(WALLET_SUFFIX)]
-                if not wallet or not _is_label(wallet):
-                    return None
+    for key, raw in entry.items():
+        slot = _AMOUNT_FIELDS.get(key)
+        if slot is None:
+            if not key.endswith(WALLET_SUFFIX):
+                continue  # currency, or a field this exporter does not export
+            wallet = _WALLET_NAMES.get(key) or _wallet_name(key)
+            if wallet is None:
+                return None
+        # The common case inline, the rest through parse_amount: this runs for every new entry.
+        if type(raw) is str and len(raw) <= MAX_AMOUNT_LENGTH and _decimal(raw):
+            amount: float | None = float(raw)
+            if not _isfinite(amount):  # type: ignore[arg-type]
+                return None
+        else:
+            try:
                 amount = parse_amount(raw)
-                if amount is not None:
-                    wallets.append((wallet, amount))
-    except InvalidAmount:
-        return None
-    balance = AccountBalance(
-        currency.lower(), fields["balance"], fields["available"], fields["held"], tuple(wallets)
-    )
+            except InvalidAmount:
+                return None
+        if slot is not None:
+            amounts[slot] = amount
+        elif amount is not None:
+            wallets.append((wallet, amount))  # type: ignore[arg-type]  # wallet is set when slot is None
+    balance = AccountBalance(currency.lower(), amounts[0], amounts[1], amounts[2], tuple(wallets))
     return balance if balance.series_count else None
 
 
@@ -246,7 +379,7 @@ def parse_amount(raw: Any) -> float | None:
     if raw is None:
         return None
     if isinstance(raw, str):
-        if len(raw) > MAX_AMOUNT_LENGTH or not _DECIMAL.fullmatch(raw):
+        if len(raw) > MAX_AMOUNT_LENGTH or not _decimal(raw):
             raise InvalidAmount
         value = float(raw)
     elif isinstance(raw, float):
@@ -306,7 +439,7 @@ def _control(message: dict[str, Any], message_type: str, sequence: int | None) -
     action = message.get("action")
     if action is None and isinstance(payload, dict):
         action = payload.get("action")
-    valid_type = _is_label(message_type)
+    valid_type = bool(message_type) and _is_label(message_type)
     valid_action = action is None or (isinstance(action, str) and _is_label(action))
     return ControlMessage(
         sequence,

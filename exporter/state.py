@@ -121,16 +121,20 @@ class State:
 
     def _apply_update(self, book: _Book, update: BalanceUpdate) -> bool:
         book.generation += 1
+        generation = book.generation
+        balances, written_at = book.balances, book.written_at
         applied = False
         for entry in update.accounts:
-            previous = book.balances.get(entry.currency)
-            growth = entry.series_count - (previous.series_count if previous else 0)
-            if growth > 0 and book.series + growth > self._max_series:
-                book.errors["cardinality"] += 1
-                continue
-            book.balances[entry.currency] = entry
-            book.written_at[entry.currency] = book.generation
-            book.series += growth
+            currency = entry.currency
+            previous = balances.get(currency)
+            if previous is not entry:  # else unchanged: the parser handed back the very same object
+                growth = entry.series_count - (previous.series_count if previous else 0)
+                if growth > 0 and book.series + growth > self._max_series:
+                    book.errors["cardinality"] += 1
+                    continue
+                balances[currency] = entry
+                book.series += growth
+            written_at[currency] = generation
             applied = True
         for wallet in update.wallets:
             key = wallet.key

@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from exporter.parse import (
     MAX_LABEL_LENGTH,
     BadFrame,
     BalanceUpdate,
+    CachingParser,
     ControlMessage,
     OtherMessage,
     parse_frame,
@@ -49,7 +51,20 @@ web3_entries = st.fixed_dictionaries(
      "balance": maybe_bad_amounts},
     optional={"network": st.sampled_from(["Ethereum", "Solana"]) | labels | json_values, "currency": currencies},
 )
-plausible = account_entries | web3_entries
+edge_amounts = st.sampled_from(["0", "-0", "1e999", "-1E-999", "1E5", "0.0", "007", "1.", ".5", "+1", "1e1000",
+                                 "12345678901234567890.12345678901234567890", "123456789012345678901",
+                                 "\u0661", " 1", "NaN"])
+decimal_strings = st.decimals(allow_nan=False, allow_infinity=False, places=8).map(str)
+canonical_amounts = st.one_of(decimal_strings, decimal_strings, decimal_strings, st.integers(0, 10**12).map(str),
+                              st.integers(-10**25, 10**25).map(str), edge_amounts)
+canonical_entries = st.builds(
+    lambda currency, values: dict(zip(
+        ("currency", "balance", "available", "held", "trading_wallet", "collateral_wallet", "borrow_wallet",
+         "lending_wallet"), (currency, *values), strict=True)),
+    st.sampled_from(["btc", "USD", "usdc", "x.y-z", "a" * 32, "a" * 33, "-btc", "b\"c"]) | labels,
+    st.lists(canonical_amounts, min_size=7, max_size=7),
+)
+plausible = account_entries | web3_entries | canonical_entries | canonical_entries
 payloads = st.one_of(st.lists(plausible, max_size=8), st.lists(plausible, max_size=8), plausible,
                      st.lists(plausible | entries | json_values, max_size=8), entries, json_values)
 messages = st.fixed_dictionaries(
@@ -131,3 +146,80 @@ def test_every_entry_is_either_applied_or_counted(payload: list[dict[str, Any]])
     assert isinstance(event, BalanceUpdate)
     check_event(event)
     assert len(event.accounts) + len(event.wallets) + event.schema_errors == len(payload)
+
+
+def compact(message: Any) -> bytes:
+    return json.dumps(message, allow_nan=True, separators=(",", ":")).encode()
+
+
+def envelope(payload: Any, sequence: Any = 7, timestamp: Any = 1649899310281716289) -> dict[str, Any]:
+    return {"sequence": sequence, "recipient": "private.user.balances", "timestamp": timestamp, "payload": payload}
+
+
+mutations = st.sampled_from([
+    lambda b: b,
+    lambda b: b.replace(b"},{", b"}, {", 1),  # whitespace: not the compact format
+    lambda b: b.replace(b'"sequence":', b'"sequence":0', 1),  # a leading zero: not JSON at all
+    lambda b: b[:-1],  # truncated
+    lambda b: b + b" ",
+    lambda b: b.replace(b'"currency":"', b'"currency":"},{', 1),  # a separator inside a string
+    lambda b: b.replace(b"[{", b'[{"n":[{},{}],', 1),  # a separator inside a nested value
+    lambda b: b.replace(b'"payload":[', b'"payload":[7,', 1),
+    lambda b: b.replace(b"}]}", b'}],"extra":1}', 1),
+    lambda b: b.replace(b'"balance":"', b'"balance":"\\u00', 1),
+])
+# Mostly frames in sFOX's own compact format, drawn from a small pool of entries so that they repeat
+# across messages (the cache's reason to exist), then the same with one mutation, then anything.
+pool_entries = st.lists(plausible, min_size=1, max_size=6)
+compact_frames = st.builds(lambda pool, picks, seq: compact(envelope([pool[i % len(pool)] for i in picks], seq)),
+                           pool_entries, st.lists(st.integers(0, 5), max_size=8), st.integers(0, 2**64))
+canonical_frames = st.builds(
+    lambda pool, picks, seq: compact(envelope([pool[i % len(pool)] for i in picks], seq)),
+    st.lists(canonical_entries, min_size=1, max_size=6), st.lists(st.integers(0, 5), max_size=8),
+    st.integers(0, 2**64))
+frames = st.one_of(
+    canonical_frames, canonical_frames, canonical_frames, compact_frames, compact_frames,
+    st.builds(lambda frame, mutate: mutate(frame), canonical_frames | compact_frames, mutations),
+    st.builds(lambda message: compact(message), messages),
+    st.binary(max_size=300),
+)
+
+
+@given(st.lists(frames, min_size=1, max_size=12))
+@settings(max_examples=600)
+def test_the_caching_parser_always_agrees_with_parse_frame(batch: list[bytes]) -> None:
+    parser = CachingParser(keep_at_least=4)  # a small memory, so that it is also pruned
+    for frame in batch + batch:  # the second pass finds its entries remembered
+        assert parser.parse(frame) == parse_frame(frame)
+        assert parser.parse(bytearray(frame)) == parse_frame(frame)
+
+
+def test_the_caching_parser_reuses_unchanged_entries() -> None:
+    parser = CachingParser()
+    first = [{"currency": c, "balance": "1"} for c in ("btc", "eth", "usd")]
+    second = [first[0], {"currency": "eth", "balance": "2"}, first[2]]
+    a = parser.parse(compact(envelope(first)))
+    b = parser.parse(compact(envelope(second, sequence=8)))
+    assert isinstance(a, BalanceUpdate) and isinstance(b, BalanceUpdate)
+    assert b.accounts[0] is a.accounts[0] and b.accounts[2] is a.accounts[2]  # the same objects
+    assert b.accounts[1].balance == 2.0 and b.sequence == 8
+
+
+EDGE_AMOUNTS = ["0", "-0", "1.5", "-0.00000001", "1E5", "1e-5", "0E-8", "99999999999999999999.99999999999999999999",
+                "123456789012345678901", "1.000000000000000000001", "1e308", "1e309", "1e999", "-1E-999", "007",
+                "1.", ".5", "+1", "NaN", "inf", "\u0661", " 1", "1_0", ""]
+EDGE_CURRENCIES = ["btc", "USD", "x.y-z", "a" * 32, "a" * 33, "-btc", "\u00e9th", "b\"c", "b\\c", ""]
+
+
+@pytest.mark.parametrize("currency", EDGE_CURRENCIES)
+def test_canonical_entries_agree_with_parse_frame(currency: str) -> None:
+    keys = ("balance", "available", "held", "trading_wallet", "collateral_wallet", "borrow_wallet", "lending_wallet")
+    parser = CachingParser()
+    for amount in EDGE_AMOUNTS:
+        for position in range(7):
+            entry = {"currency": currency, **{key: "2.5" for key in keys}}
+            entry[keys[position]] = amount
+            ordinary = {"currency": "eth", **{key: "1" for key in keys}}
+            for payload in ([entry], [ordinary, entry], [entry, ordinary]):
+                frame = compact(envelope(payload))
+                assert parser.parse(frame) == parse_frame(frame), (currency, amount, position)
