@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +33,8 @@ from websockets.http11 import Request, Response
 from .ledger import Ledger
 
 BALANCES_FEED = "private.user.balances"
+FLOOD_BATCH = 256
+FLOOD_BUFFER_BYTES = 4 * 2**20
 PRIVATE_PREFIX = "private."
 REQUEST_TYPES = ("authenticate", "subscribe", "unsubscribe")
 
@@ -304,20 +306,31 @@ class Simulator:
             self.push(key, wallet)
         return sent
 
-    def flood(self, key: str, count: int, payload: Any) -> None:
-        """Send `count` copies of a data message to the key's subscribers as fast as the socket
-        takes them, with correct sequence numbers and timestamps. Returns when all are written."""
-        body = json.dumps(payload, separators=(",", ":"))
-        recipient = json.dumps(BALANCES_FEED)
+    def flood(self, key: str, count: int, payload: Any | Callable[[int], str]) -> None:
+        """Send `count` data messages to the key's subscribers as fast as the socket takes them, with
+        correct sequence numbers and timestamps; returns when all are written. `payload` is the same
+        payload every time, or a function from the message's index to its payload as JSON text.
+
+        The frames are built here and written to the transport in batches, bypassing websockets'
+        per-message send, so that the flood outruns any receiver it is measured against.
+        """
+        fixed = None if callable(payload) else json.dumps(payload, separators=(",", ":"))
+        prefix = '{"sequence":%d,"recipient":"' + BALANCES_FEED + '","timestamp":%d,"payload":'
 
         async def send() -> None:
             for connection in [c for c in self._connections_matching(key) if c.subscribed]:
-                websocket = connection.websocket
-                for _ in range(count):
-                    await websocket.send(
-                        f'{{"sequence":{connection.next_sequence()},"recipient":{recipient},'
-                        f'"timestamp":{time.time_ns()},"payload":{body}}}'
-                    )
+                transport = connection.websocket.transport
+                for start in range(0, count, FLOOD_BATCH):
+                    frames = []
+                    for index in range(start, min(count, start + FLOOD_BATCH)):
+                        body = fixed if fixed is not None else payload(index)  # type: ignore[operator]
+                        text = (prefix % (connection.next_sequence(), time.time_ns())) + body + "}"
+                        frames.append(_text_frame(text.encode()))
+                    transport.write(b"".join(frames))
+                    while transport.get_write_buffer_size() > FLOOD_BUFFER_BYTES:
+                        if transport.is_closing():
+                            return
+                        await asyncio.sleep(0.0005)
 
         self._call(send(), timeout=None)
 
@@ -534,6 +547,18 @@ class _RestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("rest %s", format % args)
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """An unmasked, final text frame, as a server sends it (RFC 6455, section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 2**16:
+        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+    return header + payload
 
 
 def _quiet_logger(name: str) -> logging.Logger:
