@@ -24,6 +24,7 @@ from .httpserver import HttpServer, Limits, Security
 from .logs import Redactor
 from .metrics import SfoxCollector
 from .ratelimit import RequestBudget
+from .runtime import RuntimeMetrics
 from .snapshot import Fetcher, SnapshotWorker, fetch_balances
 from .state import State
 from .wsclient import Connector, websocket_connector
@@ -66,13 +67,13 @@ class Exporter:
             max_series=config.feed.max_series,
             stale_after_seconds=config.feed.stale_after_seconds,
         )
+        # The registry serves whoever embeds or inspects the exporter; /metrics is rendered by
+        # Exposition, from the same state and the same metric table, with cheaper runtime metrics.
         self.registry = registry if registry is not None else CollectorRegistry()
         self.registry.register(SfoxCollector(self.state, self.version))
-        runtime = CollectorRegistry()
-        for collector in (ProcessCollector(registry=None), PlatformCollector(registry=None)):
-            runtime.register(collector)
-            self.registry.register(collector)
-        self.exposition = Exposition(self.state, self.version, runtime)
+        self.registry.register(ProcessCollector(registry=None))
+        self.registry.register(PlatformCollector(registry=None))
+        self.exposition = Exposition(self.state, self.version, RuntimeMetrics())
         self.budget = RequestBudget(self.clock)
         user_agent = f"sfox-exporter/{self.version}"
         rng = rng or random.Random()

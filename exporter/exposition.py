@@ -11,12 +11,12 @@ from __future__ import annotations
 import threading
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client.exposition import choose_encoder, generate_latest, gzip_accepted
-from prometheus_client.openmetrics import exposition as openmetrics
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from .metrics import BUILD_INFO, METRICS, MetricDef
+from .runtime import RuntimeMetrics
 from .state import AccountView, State
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -29,20 +29,40 @@ PREFIX_CACHE_SLACK = 2
 
 @dataclass(frozen=True)
 class Rendered:
-    body: bytes
+    """A response body in parts, written one after another: the large cached part is never copied."""
+
+    parts: tuple[bytes, ...]
     content_type: str
     content_encoding: str | None = None
 
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
+
+    @property
+    def length(self) -> int:
+        return sum(map(len, self.parts))
+
+
+@dataclass
+class _Cached:
+    version: int
+    body: bytes
+    # gzip of `body` so far, and the compressor's state right after it, which a scrape copies to
+    # append the runtime metrics: one valid gzip stream without compressing the body again.
+    gzip_prefix: bytes = b""
+    gzip_state: Any = None
+
 
 class Exposition:
-    def __init__(self, state: State, version: str, runtime: CollectorRegistry | None = None) -> None:
-        """`runtime` holds collectors whose values change on every read (process metrics); they are
-        rendered afresh on each scrape and never cached."""
+    def __init__(self, state: State, version: str, runtime: RuntimeMetrics | None = None) -> None:
+        """`runtime` renders the process metrics, which change on every read: they are rendered
+        afresh on each scrape and never cached."""
         self._state = state
         self._version = version
         self._runtime = runtime
         self._lock = threading.Lock()
-        self._cache: dict[bool, tuple[int, bytes]] = {}
+        self._cache: dict[bool, _Cached] = {}
         self._prefixes: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def render(self, accept: str | None = None, accept_encoding: str | None = None) -> Rendered:
@@ -50,26 +70,33 @@ class Exposition:
         as_openmetrics = content_type.startswith("application/openmetrics-text")
         if not as_openmetrics and content_type.startswith("text/plain; version=0.0.4"):
             content_type = TEXT_CONTENT_TYPE
-        body = self.sfox_body(as_openmetrics) + self._runtime_body(as_openmetrics)
-        if as_openmetrics:
-            body += OPENMETRICS_EOF
-        if gzip_accepted(accept_encoding or ""):
-            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-            return Rendered(compressor.compress(body) + compressor.flush(), content_type, "gzip")
-        return Rendered(body, content_type)
+        cached = self._cached(as_openmetrics)
+        tail = self._runtime_body(as_openmetrics) + (OPENMETRICS_EOF if as_openmetrics else b"")
+        if not gzip_accepted(accept_encoding or ""):
+            return Rendered((cached.body, tail), content_type)
+        with self._lock:
+            if cached.gzip_state is None:
+                compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+                cached.gzip_prefix = compressor.compress(cached.body)
+                cached.gzip_state = compressor
+            compressor = cached.gzip_state.copy()
+        return Rendered((cached.gzip_prefix, compressor.compress(tail) + compressor.flush()), content_type, "gzip")
 
     def sfox_body(self, as_openmetrics: bool) -> bytes:
         """The exporter's own metrics, without the OpenMetrics EOF marker."""
+        return self._cached(as_openmetrics).body
+
+    def _cached(self, as_openmetrics: bool) -> _Cached:
         version = self._state.version()
         with self._lock:
             cached = self._cache.get(as_openmetrics)
-        if cached is not None and cached[0] == version:
-            return cached[1]
+        if cached is not None and cached.version == version:
+            return cached
         snapshot = self._state.snapshot()
-        body = self._format(snapshot.accounts, as_openmetrics).encode()
+        cached = _Cached(snapshot.version, self._format(snapshot.accounts, as_openmetrics).encode())
         with self._lock:
-            self._cache[as_openmetrics] = (snapshot.version, body)
-        return body
+            self._cache[as_openmetrics] = cached
+        return cached
 
     def _format(self, accounts: tuple[AccountView, ...], as_openmetrics: bool) -> str:
         prefixes = self._prefixes
@@ -94,12 +121,7 @@ class Exposition:
         return "\n".join(lines)
 
     def _runtime_body(self, as_openmetrics: bool) -> bytes:
-        if self._runtime is None:
-            return b""
-        if as_openmetrics:
-            body: bytes = openmetrics.generate_latest(self._runtime)  # type: ignore[no-untyped-call]
-            return body.removesuffix(OPENMETRICS_EOF)
-        return generate_latest(self._runtime)
+        return b"" if self._runtime is None else self._runtime.render(as_openmetrics)
 
 
 def _header(metric: MetricDef, as_openmetrics: bool) -> str:

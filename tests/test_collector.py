@@ -15,6 +15,7 @@ from exporter.config import Threshold
 from exporter.exposition import Exposition
 from exporter.metrics import METRICS, SfoxCollector
 from exporter.parse import AccountBalance, BalanceUpdate, Web3Balance
+from exporter.runtime import RuntimeMetrics
 from exporter.state import ERROR_REASONS, State
 
 from .conftest import FakeClock, Samples
@@ -143,19 +144,27 @@ def test_fast_openmetrics_matches_prometheus_client() -> None:
 
 def test_gzip_when_asked() -> None:
     state = populated_state()
-    exposition = Exposition(state, "1.2.3")
-    rendered = exposition.render(None, "gzip, deflate")
-    assert rendered.content_encoding == "gzip"
-    assert gzip.decompress(rendered.body) == exposition.render(None, None).body
+    exposition = Exposition(state, "1.2.3", RuntimeMetrics())
+    for accept in (None, "application/openmetrics-text; version=1.0.0"):
+        rendered = exposition.render(accept, "gzip, deflate")
+        assert rendered.content_encoding == "gzip"
+        again = exposition.render(accept, "gzip")  # from the cached compressor state
+        plain = exposition.render(accept, None).body
+        for body in (rendered.body, again.body):
+            text = gzip.decompress(body)
+            assert text.split(b"# HELP process_")[0] == plain.split(b"# HELP process_")[0]
+            assert b"process_resident_memory_bytes" in text
 
 
 def test_output_is_reused_until_the_state_changes() -> None:
     state = populated_state()
     exposition = Exposition(state, "1.2.3")
-    first = exposition.render(None, None).body
-    assert exposition.render(None, None).body is first
+    first = exposition.render(None, None).parts[0]
+    assert exposition.render(None, None).parts[0] is first  # the same bytes object: nothing re-rendered
+    gzipped = exposition.render(None, "gzip").parts[0]
+    assert exposition.render(None, "gzip").parts[0] is gzipped
     state.ingest("main", BalanceUpdate(11, 1.7e9, (AccountBalance("btc", 9.0, 9.0, 0.0, ()),), (), 0))
-    changed = exposition.render(None, None).body
+    changed = exposition.render(None, None).parts[0]
     assert changed is not first
     assert Samples(changed.decode()).get("sfox_balance", account="main", currency="btc") == 9.0
 
