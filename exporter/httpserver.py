@@ -213,6 +213,7 @@ class _DeadlineReader(io.RawIOBase):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: HttpServer
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, created by send_response
     read_deadline = 0.0
     head_bytes = 0
 
@@ -272,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"Vary": "Accept, Accept-Encoding"}
             if rendered.content_encoding:
                 extra["Content-Encoding"] = rendered.content_encoding
-            self._reply(200, rendered.content_type, rendered.body, head_only, extra)
+            self._reply(200, rendered.content_type, rendered.parts, head_only, extra)
         elif path == "/healthz":
             ok, text = app.health()
             self._reply(200 if ok else 503, "text/plain; charset=utf-8", text.encode(), head_only)
@@ -285,27 +286,33 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, "text/plain; charset=utf-8", b"not found\n", head_only)
 
-    def _reply(self, status: int, content_type: str, body: bytes, head_only: bool = False,
+    def _reply(self, status: int, content_type: str, body: bytes | tuple[bytes, ...], head_only: bool = False,
                extra: dict[str, str] | None = None) -> None:
+        parts = (body,) if isinstance(body, bytes) else body
         self.connection.settimeout(self.server.limits.write_seconds)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(map(len, parts))))
         self.send_header("Cache-Control", "no-store")
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if not head_only:
-            self.wfile.write(body)
+        self._standard_headers()
+        self._headers_buffer.append(b"\r\n")
+        head = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        _send_all(self.connection, (head,) if head_only else (head, *parts))
 
     def end_headers(self) -> None:
-        """Every response, the standard library's error pages included, carries these."""
+        """The standard library's own responses (error pages) come this way: they get them too."""
+        self._standard_headers()
+        super().end_headers()
+
+    def _standard_headers(self) -> None:
         self.send_header("X-Content-Type-Options", "nosniff")
         for name, value in self.server.security.headers.items():
             self.send_header(name, value)
-        super().end_headers()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s %s", self.command, self.path, code,
@@ -313,6 +320,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_error(self, format: str, *args: Any) -> None:
         log.debug("http error from %s: %s", self.client_address[0], format % args)
+
+
+def _send_all(sock: socket.socket, chunks: tuple[bytes, ...]) -> None:
+    """Headers and body in one system call where the socket allows (not TLS), else one by one."""
+    if isinstance(sock, ssl.SSLSocket):
+        for chunk in chunks:
+            sock.sendall(chunk)
+        return
+    sent = sock.sendmsg(chunks)
+    total = sum(map(len, chunks))
+    if sent < total:  # the kernel took part of it; the rest goes plainly
+        sock.sendall(memoryview(b"".join(chunks))[sent:])
 
 
 def _address_family(host: str) -> socket.AddressFamily:

@@ -25,7 +25,7 @@ class StubApp:
 
     def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered:
         self.scrapes += 1
-        return Rendered(b"up 1\n", "text/plain; version=0.0.4; charset=utf-8")
+        return Rendered((b"up 1\n",), "text/plain; version=0.0.4; charset=utf-8")
 
     def health(self) -> tuple[bool, str]:
         return True, "ok\n"
