@@ -1,0 +1,48 @@
+"""Run every benchmark and print one table: each figure beside its reference and its target.
+
+    python -m benchmarks            # the full run, about 12 minutes
+    python -m benchmarks --quick    # a smoke run, about 3 minutes; figures are rougher
+
+The machines this runs on are shared and noisy, so every figure is measured against a reference in
+the same run: ingest against a bare websocket-client loop and a naive exporter, scrapes against
+prometheus_client's generate_latest over plain Gauges, freshness against the WebSocket delivery
+alone, footprint against the naive exporter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+from . import footprint, freshness, ingest, scrape
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and a 1-minute footprint run")
+    args = parser.parse_args()
+    started = time.monotonic()
+    print(f"# sfox-exporter benchmarks: Python {platform.python_version()}, {platform.machine()}, "
+          f"{'quick' if args.quick else 'full'} run", flush=True)
+    rows: list[tuple[str, str, str, str, str]] = []
+    rows += ingest.run(messages=30000 if args.quick else 100000, rounds=1 if args.quick else 3,
+                       naive_messages=5000 if args.quick else 20000).rows()
+    _print(rows)
+    rows = scrape.rows(scrape.run(scrapes=50 if args.quick else 200,
+                                  sizes=[(10, 100), (1000, 1000)] if args.quick else None))
+    _print(rows)
+    rows = freshness.run(updates=100 if args.quick else 500).rows()
+    _print(rows)
+    rows = footprint.run(minutes=1 if args.quick else 5, idle_seconds=20 if args.quick else 60).rows()
+    _print(rows)
+    print(f"# done in {(time.monotonic() - started) / 60:.1f} minutes")
+
+
+def _print(rows: list[tuple[str, str, str, str, str]]) -> None:
+    for name, figure, reference, target, verdict in rows:
+        print(f"| {name} | {figure} | {reference} | {target} | {verdict} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

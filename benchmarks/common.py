@@ -1,0 +1,117 @@
+"""Helpers shared by the benchmarks: processes, the flood payload, percentiles, /proc readings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+KEY = "bench-key-0123456789abcdef"
+WALLETS = ("trading", "collateral", "borrow", "lending")
+
+
+def balance_entry(currency: str, amount: float) -> dict[str, str]:
+    return {"currency": currency, "balance": f"{amount:.8f}", "available": f"{amount * 0.9:.8f}",
+            "held": f"{amount * 0.1:.8f}", "trading_wallet": f"{amount * 0.7:.8f}",
+            "collateral_wallet": f"{amount * 0.1:.8f}", "borrow_wallet": "0", "lending_wallet": f"{amount * 0.2:.8f}"}
+
+
+def flood_payloads(currencies: int = 20) -> Callable[[int], str]:
+    """Message i carries every currency; one of them, in turn, has a new balance, as live trading
+    would move them."""
+    entries = [json.dumps(balance_entry(f"c{n:04d}", 1000.0 + n), separators=(",", ":"))
+               for n in range(currencies)]
+
+    def payload(index: int) -> str:
+        changed = index % currencies
+        moved = json.dumps(balance_entry(f"c{changed:04d}", 1000.0 + index * 0.01), separators=(",", ":"))
+        return "[" + ",".join([*entries[:changed], moved, *entries[changed + 1 :]]) + "]"
+
+    return payload
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def environment(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}, **extra}
+
+
+@contextmanager
+def exporter_process(ws_url: str, rest_url: str, config: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The exporter in its own process, as it runs in production. Yields it and its base URL."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(config)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"],
+        stderr=subprocess.PIPE, text=True,
+        env=environment(SFOX_WS_URL=ws_url, SFOX_REST_URL=rest_url, BENCH_KEY=KEY))
+    try:
+        url = ""
+        while not url:
+            line = process.stderr.readline() if process.stderr else ""
+            if not line:
+                raise RuntimeError("the exporter exited before serving")
+            match = re.search(r"serving (http://\S+?)/metrics", line)
+            url = match.group(1) if match else ""
+        # Keep reading, so that a full pipe can never block the exporter's logging.
+        threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
+        yield process, url
+    finally:
+        process.terminate()
+        process.wait(10)
+        os.unlink(handle.name)
+
+
+def one_account_config(**feed: object) -> str:
+    settings = {"ping_interval_seconds": 20, "rest_snapshot": False, "stale_after_seconds": 0, **feed}
+    return ("accounts: [{name: main, api_key_env: BENCH_KEY}]\n"
+            f"feed: {json.dumps(settings)}\n")
+
+
+def scrape_value(url: str, name: str, **labels: str) -> float | None:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {"rss_kib": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"])}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,33 @@
+"""The ceiling: a bare websocket-client receive loop, as fast as websocket-client goes.
+
+    python -m benchmarks.contenders.ceiling WS_URL API_KEY COUNT
+
+Authenticates, subscribes, prints "ready", receives COUNT data messages doing nothing with them,
+prints "done". UTF-8 validation is off (skip_utf8_validation), its fastest setting.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import websocket
+
+
+def main() -> None:
+    url, key, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    ws = websocket.create_connection(url, skip_utf8_validation=True)
+    ws.send(json.dumps({"type": "authenticate", "apiKey": key}))
+    ws.recv()
+    ws.send(json.dumps({"type": "subscribe", "feeds": ["private.user.balances"]}))
+    ws.recv()
+    print("ready", flush=True)
+    received = 0
+    while received < count:
+        ws.recv()
+        received += 1
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Scrape: /metrics latency of the exporter against prometheus_client over equivalent plain Gauges.
+
+    python -m benchmarks.scrape [--scrapes 200]
+
+For each size, in one process: the exporter (fed by the simulator) and a reference registry of plain
+prometheus_client Gauges with the same series and values, served by prometheus_client's own
+start_http_server (generate_latest per request). A scraper in its own process, as Prometheus is,
+measures both over HTTP; then the rendering alone (Exposition.render against generate_latest) is
+timed in-process. Each twice: idle, and under a feed of 1,000 messages a second that moves one
+currency per message, applied to both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
+
+from exporter.app import Exporter
+from exporter.config import AccountConfig, Config, FeedConfig, KeySource, LogConfig, Secret, SfoxEndpoints, WebConfig
+from exporter.parse import parse_frame
+from exporter.simulator import Ledger, Simulator
+
+from .common import KEY, WALLETS, balance_entry, environment, flood_payloads, percentile, wait_for
+
+SIZES = [(10, 100), (100, 100), (1000, 100), (10, 1000), (100, 1000), (1000, 1000)]
+FEED_RATE = 1000  # messages per second
+
+
+@dataclass
+class Measurement:
+    currencies: int
+    wallets: int
+    mode: str  # idle, busy, or changed (render only: every render right after a balance change)
+    http_ours: list[float] = field(default_factory=list)
+    http_reference: list[float] = field(default_factory=list)
+    render_ours: list[float] = field(default_factory=list)
+    render_reference: list[float] = field(default_factory=list)
+
+
+class Reference:
+    """The same series as plain Gauges, as a straightforward exporter would keep them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.balance = Gauge("sfox_balance", "b", ["account", "currency"], registry=self.registry)
+        self.available = Gauge("sfox_balance_available", "a", ["account", "currency"], registry=self.registry)
+        self.held = Gauge("sfox_balance_held", "h", ["account", "currency"], registry=self.registry)
+        self.wallet = Gauge("sfox_wallet_balance", "w", ["account", "currency", "wallet"], registry=self.registry)
+        self.web3 = Gauge("sfox_web3_wallet_balance", "3", ["account", "currency", "network", "address"],
+                          registry=self.registry)
+
+    def apply(self, entry: dict[str, str]) -> None:
+        currency = entry["currency"]
+        self.balance.labels("main", currency).set(float(entry["balance"]))
+        self.available.labels("main", currency).set(float(entry["available"]))
+        self.held.labels("main", currency).set(float(entry["held"]))
+        for wallet in WALLETS:
+            self.wallet.labels("main", currency, wallet).set(float(entry[f"{wallet}_wallet"]))
+
+
+def web3_entries(count: int) -> list[dict[str, str]]:
+    return [{"type": "web3", "network": "Ethereum", "address": f"0x{n:040x}", "currency": "USDC",
+             "balance": f"{100 + n}.5"} for n in range(count)]
+
+
+def exporter_config(simulator: Simulator) -> Config:
+    return Config(WebConfig("127.0.0.1", 0), SfoxEndpoints(simulator.ws_url, simulator.rest_url),
+                  (AccountConfig("main", KeySource(fixed=Secret(KEY))),),
+                  FeedConfig(rest_snapshot=False, stale_after_seconds=0, max_series=100000), (), LogConfig())
+
+
+def scraper(url: str, count: int) -> list[float]:
+    output = subprocess.run([sys.executable, "-m", "benchmarks.contenders.scraper", url, str(count)],
+                            capture_output=True, text=True, check=True, env=environment()).stdout
+    return list(json.loads(output))
+
+
+def timed(function: Any, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        function()
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def measure_size(currencies: int, wallets: int, scrapes: int) -> list[Measurement]:
+    results = []
+    with Simulator({KEY: Ledger("main")}, push_interval=None) as simulator:
+        exporter = Exporter(exporter_config(simulator))
+        exporter.start()
+        reference = Reference()
+        server, _ = start_http_server(0, addr="127.0.0.1", registry=reference.registry)
+        try:
+            wait_for(lambda: simulator.subscriber_count(KEY), 15, "the exporter to subscribe")
+            entries = [balance_entry(f"c{n:04d}", 1000.0 + n) for n in range(currencies)]
+            simulator.push(KEY, entries)
+            simulator.push(KEY, web3_entries(wallets))
+            for entry in entries:
+                reference.apply(entry)
+            for wallet in web3_entries(wallets):
+                labels = ("main", "usdc", wallet["network"], wallet["address"])
+                reference.web3.labels(*labels).set(float(wallet["balance"]))
+            wait_for(lambda: exporter.state.snapshot().accounts[0].series == 7 * currencies + wallets, 30,
+                     "the exporter to hold every series")
+            ours_url = f"{exporter.url}/metrics"
+            reference_url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+            for mode in ("idle", "busy"):
+                stop = threading.Event()
+                if mode == "busy":
+                    threading.Thread(target=_feed, args=(simulator, reference, currencies, stop), daemon=True).start()
+                    time.sleep(0.5)  # let the feed reach its rate
+                measurement = Measurement(currencies, wallets, mode)
+                measurement.http_ours = scraper(ours_url, scrapes)
+                measurement.http_reference = scraper(reference_url, scrapes)
+                renders = max(20, scrapes // (4 if currencies >= 1000 else 1))
+                measurement.render_ours = timed(lambda: exporter.exposition.render(None, None), renders)
+                measurement.render_reference = timed(lambda: generate_latest(reference.registry), renders)
+                stop.set()
+                results.append(measurement)
+            results.append(_changed_renders(exporter, reference, currencies, wallets, max(20, scrapes // 4)))
+        finally:
+            server.shutdown()
+            exporter.stop()
+    return results
+
+
+def _changed_renders(exporter: Exporter, reference: Reference, currencies: int, wallets: int,
+                     count: int) -> Measurement:
+    """The worst case: each render follows a change, so nothing can come from the cache."""
+    measurement = Measurement(currencies, wallets, "changed")
+    for index in range(count):
+        entry = balance_entry(f"c{index % currencies:04d}", 2000.0 + index)
+        exporter.state.ingest("main", parse_frame(json.dumps(
+            {"sequence": index, "recipient": "private.user.balances", "payload": [entry]})))
+        started = time.perf_counter()
+        exporter.exposition.render(None, None)
+        measurement.render_ours.append(time.perf_counter() - started)
+        reference.apply(entry)
+        started = time.perf_counter()
+        generate_latest(reference.registry)
+        measurement.render_reference.append(time.perf_counter() - started)
+    return measurement
+
+
+def _feed(simulator: Simulator, reference: Reference, currencies: int, stop: threading.Event) -> None:
+    """FEED_RATE messages a second, in bursts of ten, each moving one currency, to both sides."""
+    width = min(currencies, 20)
+    payloads = flood_payloads(width)
+    sent = 0
+    started = time.monotonic()
+    while not stop.is_set():
+        simulator.flood(KEY, 10, functools.partial(lambda base, i: payloads(base + i), sent))
+        for index in range(sent, sent + 10):
+            moved = balance_entry(f"c{index % width:04d}", 1000.0 + index * 0.01)
+            reference.apply(moved)
+        sent += 10
+        delay = started + sent / FEED_RATE - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def run(scrapes: int = 200, sizes: list[tuple[int, int]] | None = None) -> list[Measurement]:
+    results = []
+    for currencies, wallets in sizes or SIZES:
+        results.extend(measure_size(currencies, wallets, scrapes))
+    return results
+
+
+def rows(results: list[Measurement]) -> list[tuple[str, str, str, str, str]]:
+    table = []
+    for m in results:
+        label = f"scrape {m.currencies}c+{m.wallets}w {m.mode}"
+        for kind, ours, reference in (("HTTP", m.http_ours, m.http_reference),
+                                      ("render", m.render_ours, m.render_reference)):
+            if not ours:
+                continue
+            p50, p99 = percentile(ours, 0.5), percentile(ours, 0.99)
+            r50, r99 = percentile(reference, 0.5), percentile(reference, 0.99)
+            speedup = r50 / p50
+            if m.mode == "idle":
+                target, met = ">= 10x faster", speedup >= 10
+            else:
+                target, met = "not slower", p50 <= r50 and p99 <= r99
+            table.append((f"{label} {kind}", f"p50 {p50 * 1e3:.3f} / p99 {p99 * 1e3:.3f} ms",
+                          f"ref p50 {r50 * 1e3:.3f} / p99 {r99 * 1e3:.3f} ms; {speedup:.1f}x", target,
+                          "met" if met else "MISSED"))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scrapes", type=int, default=200)
+    args = parser.parse_args()
+    for row in rows(run(args.scrapes)):
+        print("  ".join(row))
+
+
+if __name__ == "__main__":
+    main()
