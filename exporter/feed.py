@@ -31,8 +31,9 @@ log = logging.getLogger("exporter.feed")
 CONNECT_TIMEOUT_SECONDS = 10.0
 # The shortest time an authenticate or subscribe reply is awaited, whatever ping_timeout says.
 MIN_REPLY_TIMEOUT_SECONDS = 5.0
-# A connection that stayed up this long resets the backoff to its initial delay.
-HEALTHY_SECONDS = 60.0
+# A connection that stayed up this long resets the backoff to its initial delay; one dropped sooner
+# (say, right after subscribing, again and again) keeps backing off further.
+HEALTHY_SECONDS = 10.0
 REQUESTS_PER_CONNECTION = 2  # authenticate and subscribe
 
 AUTHENTICATING, SUBSCRIBING, STREAMING = "authenticating", "subscribing", "streaming"
@@ -156,7 +157,8 @@ class FeedReader:
     def _connect_once(self) -> _Outcome:
         key = self._load_key()
         if key is None:
-            return _Outcome("auth", "no usable API key", rejected=True)
+            self._state.count_error(self.account, "auth")
+            return _Outcome("auth", "no API key could be loaded")
         self._state.set_status(self.account, feed_state.CONNECTING)
         with self._budget.connection(self._stop) as granted:
             if not granted:
@@ -177,7 +179,6 @@ class FeedReader:
             return _Outcome("connection", _describe(error))
         with self._connection_lock:
             self._connection = connection
-        started = self._clock.monotonic()
         session = _Session(self, connection, reservation)
         try:
             session.converse(key)
@@ -185,12 +186,12 @@ class FeedReader:
         except _SessionEnd as end:
             if end.reason != "stopped":
                 self._state.count_error(self.account, end.reason)
-            return _Outcome(end.reason, end.detail, session.up_seconds(started), end.rejected)
+            return _Outcome(end.reason, end.detail, session.up_seconds(), end.rejected)
         except Exception as error:  # noqa: BLE001 - a broken socket surfaces as many exception types
             if self._stop.is_set():
                 return _Outcome("stopped", "")
             self._state.count_error(self.account, "connection")
-            return _Outcome("connection", _describe(error), session.up_seconds(started))
+            return _Outcome("connection", _describe(error), session.up_seconds())
         finally:
             with self._connection_lock:
                 self._connection = None
@@ -253,7 +254,7 @@ class _Session:
         self._pong_deadline: float | None = None
         self._up_at: float | None = None
 
-    def up_seconds(self, started: float) -> float:
+    def up_seconds(self) -> float:
         return 0.0 if self._up_at is None else self._clock.monotonic() - self._up_at
 
     def converse(self, key: Secret) -> None:
