@@ -9,13 +9,16 @@ happen in the connection's thread, never in the accept loop.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import io
 import logging
+import re
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import TCPServer, ThreadingMixIn
 from typing import Any, Protocol
@@ -25,6 +28,9 @@ from .exposition import Rendered
 log = logging.getLogger("exporter.http")
 
 HEALTH_PATHS = ("/healthz", "/readyz")
+MAX_HEADERS = 100  # as http.client allows
+MAX_LINE = 65536
+_HTTP_VERSION = re.compile(r"HTTP/(\d{1,10})\.(\d{1,10})")
 
 
 @dataclass(frozen=True)
@@ -210,10 +216,41 @@ class _DeadlineReader(io.RawIOBase):
         return count
 
 
+class _Headers(dict[str, str]):
+    """Request headers by lower-cased name; a repeated header keeps its last value."""
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
+class _Date:
+    """The Date header, formatted once a second rather than once a response."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __str__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._text, self._second = email.utils.formatdate(now, usegmt=True), now
+        return self._text
+
+
+_DATE = _Date()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answers to requests too broken to have a version still get a status line and headers, which
+    # the standard library leaves out for its default, HTTP/0.9.
+    default_request_version = "HTTP/1.0"
     server: HttpServer
     _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, created by send_response
+    raw_requestline: bytes  # BaseHTTPRequestHandler's, read by handle_one_request
     read_deadline = 0.0
     head_bytes = 0
 
@@ -242,6 +279,54 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return f"sfox-exporter/{self.server.version}"
+
+    def parse_request(self) -> bool:
+        """The request line and headers, with BaseHTTPRequestHandler's rules for versions, errors and
+        keep-alive, but without the email parser it reads headers with: a GET of /metrics needs a
+        handful of them, and this runs for every scrape. HTTP/0.9 is refused."""
+        self.command = None  # type: ignore[assignment]
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
+            return False
+        if len(words) != 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({self.requestline!r})")
+            return False
+        command, path, version = words
+        match = _HTTP_VERSION.fullmatch(version)
+        if match is None:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+            return False
+        number = (int(match.group(1)), int(match.group(2)))
+        if number >= (2, 0):
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version})")
+            return False
+        self.close_connection = number < (1, 1)
+        self.command, self.request_version = command, version
+        self.path = "/" + path.lstrip("/") if path.startswith("//") else path
+        headers = _Headers()
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_LINE + 1)
+            if len(line) > MAX_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = line.decode("iso-8859-1").partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = (headers.get("Connection") or "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        return True
 
     def do_GET(self) -> None:
         self._serve(head_only=False)
@@ -290,33 +375,33 @@ class _Handler(BaseHTTPRequestHandler):
                extra: dict[str, str] | None = None) -> None:
         parts = (body,) if isinstance(body, bytes) else body
         self.connection.settimeout(self.server.limits.write_seconds)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(sum(map(len, parts))))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
+        self.log_request(status)
+        lines = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            f"Server: {self.version_string()}",
+            f"Date: {_DATE}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {sum(map(len, parts))}",
+            "Cache-Control: no-store",
+            "X-Content-Type-Options: nosniff",
+            *(f"{name}: {value}" for name, value in (extra or {}).items()),
+            *(f"{name}: {value}" for name, value in self.server.security.headers.items()),
+        ]
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self._standard_headers()
-        self._headers_buffer.append(b"\r\n")
-        head = b"".join(self._headers_buffer)
-        self._headers_buffer = []
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         _send_all(self.connection, (head,) if head_only else (head, *parts))
 
     def end_headers(self) -> None:
-        """The standard library's own responses (error pages) come this way: they get them too."""
-        self._standard_headers()
-        super().end_headers()
-
-    def _standard_headers(self) -> None:
+        """The standard library's own responses (error pages) come this way: they get these too."""
         self.send_header("X-Content-Type-Options", "nosniff")
         for name, value in self.server.security.headers.items():
             self.send_header(name, value)
+        super().end_headers()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s %s", self.command, self.path, code,
-                  extra={"client": self.client_address[0]})
+        # The request line, not self.path: a malformed request is answered before it has a path.
+        log.debug("%s -> %s", getattr(self, "requestline", ""), code, extra={"client": self.client_address[0]})
 
     def log_error(self, format: str, *args: Any) -> None:
         log.debug("http error from %s: %s", self.client_address[0], format % args)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.exposition import Rendered
-from exporter.httpserver import HttpServer, Limits
+from exporter.httpserver import HttpServer, Limits, _Headers
 
 from .conftest import http_get, wait_until
 
@@ -168,3 +168,54 @@ def test_concurrent_scrapes(server: HttpServer) -> None:
     for thread in threads:
         thread.join(10)
     assert results == [200] * 16
+
+
+def exchange(server: HttpServer, request: bytes) -> tuple[bytes, bool]:
+    """Send raw bytes; return what came back and whether the server then closed the connection."""
+    sock = connect(server)
+    sock.sendall(request)
+    sock.settimeout(2)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data, True
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), b"0"))
+        while len(body) < length:
+            body += sock.recv(65536)
+        closed = closed_by_server(sock, timeout=1)
+        return head + b"\r\n\r\n" + body, closed
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "closes"),
+    [
+        (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"200", False),
+        (b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"200", True),
+        (b"GET /metrics HTTP/1.0\r\n\r\n", b"200", True),
+        (b"GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", b"200", False),
+        (b"GET /metrics\r\n\r\n", b"400", True),
+        (b"GET /metrics HTTP/2.0\r\n\r\n", b"505", True),
+        (b"GET /metrics HTTP/one\r\n\r\n", b"400", True),
+        (b"GET /metrics HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", b"431", True),
+        (b"GET //metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"200", False),
+    ],
+)
+def test_request_parsing(server: HttpServer, request_bytes: bytes, status: bytes, closes: bool) -> None:
+    response, closed = exchange(server, request_bytes)
+    assert response.split(b" ")[1] == status, response[:80]
+    assert b"X-Content-Type-Options: nosniff" in response
+    assert closed == closes
+
+
+def test_header_names_are_case_insensitive() -> None:
+    headers = _Headers()
+    headers["accept-encoding"] = "gzip"
+    assert headers.get("Accept-Encoding") == "gzip" and "ACCEPT-ENCODING" in headers
+    assert headers.get("Accept") is None and "Accept" not in headers
