@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import signal
 import sys
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             simulator.stop()
         return 1
     exporter.start()
+    # Everything built so far lives as long as the process. Frozen, it is no longer rescanned by
+    # every full garbage collection, whose pauses would otherwise show in scrape latency.
+    gc.collect()
+    gc.freeze()
     while not stop.wait(3600):
         pass
     exporter.stop()
