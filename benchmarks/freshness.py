@@ -51,7 +51,7 @@ def _entry(value: int) -> dict[str, str]:
 def exporter_delays(simulator: Simulator, updates: int) -> list[float]:
     with exporter_process(simulator.ws_url, simulator.rest_url, one_account_config()) as (_, url):
         wait_for(lambda: simulator.subscriber_count(KEY), 15, "the exporter to subscribe")
-        host, port = url.removeprefix("http://").split(":")
+        host, port = url.removeprefix("http://").split(":")  # a Scraper of the scraper contender, in-process
         scraper = Scraper(host, int(port), "/metrics")
         simulator.push(KEY, [balance_entry(f"c{n:02d}", 10.0 + n) for n in range(5)])
         delays = []

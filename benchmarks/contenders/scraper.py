@@ -1,10 +1,12 @@
-"""A scraper, in a process of its own as Prometheus is: GET a URL COUNT times, print the latencies.
+"""A scraper, in a process of its own as Prometheus is: GET each URL COUNT times, print the latencies.
 
-    python -m benchmarks.contenders.scraper URL COUNT
+    python -m benchmarks.contenders.scraper COUNT URL [URL ...]
 
-HTTP/1.1 on one keep-alive connection over a plain socket, reopened whenever the server closes it
-(the time that takes counts), so that the client's own cost stays small beside what is measured.
-Checks that every answer is a 200 with a whole Content-Length body. Prints a JSON list of seconds.
+HTTP/1.1 over a plain socket, one keep-alive connection per URL, reopened whenever the server closes
+it (the time that takes counts), so that the client's own cost stays small beside what is measured.
+Several URLs are scraped in turn, request by request. A warm-up of 20 requests is not counted, so
+that no figure includes a cold start. Checks that every answer is a 200
+with a whole Content-Length body. Prints a JSON list of latency lists, in seconds, one per URL.
 """
 
 from __future__ import annotations
@@ -61,16 +63,23 @@ class Scraper:
         return chunk
 
 
+WARM_UP = 20
+
+
 def main() -> None:
-    url, count = urlsplit(sys.argv[1]), int(sys.argv[2])
-    scraper = Scraper(url.hostname or "127.0.0.1", url.port or 80, url.path)
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        body = scraper.get()
-        latencies.append(time.perf_counter() - started)
-        if not body:
-            raise SystemExit("empty body")
+    count = int(sys.argv[1])
+    scrapers = []
+    for url in map(urlsplit, sys.argv[2:]):
+        scrapers.append(Scraper(url.hostname or "127.0.0.1", url.port or 80, url.path))
+    latencies: list[list[float]] = [[] for _ in scrapers]
+    for round_number in range(WARM_UP + count):
+        for scraper, measured in zip(scrapers, latencies, strict=True):
+            started = time.perf_counter()
+            body = scraper.get()
+            if round_number >= WARM_UP:
+                measured.append(time.perf_counter() - started)
+            if not body:
+                raise SystemExit("empty body")
     print(json.dumps(latencies))
 
 
