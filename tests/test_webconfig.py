@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,21 +101,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture
-def serve(simulator: Simulator, tmp_path: Path) -> Iterator[Callable[[str], Exporter]]:
+def serve(simulator: Simulator, tmp_path: Path, start_exporter: Callable[..., Exporter]) -> Callable[[str], Exporter]:
     """Start an exporter with the given web-config.yml text."""
-    started: list[Exporter] = []
 
     def start(web_config: str) -> Exporter:
         path = tmp_path / "web-config.yml"
         path.write_text(web_config)
-        exporter = Exporter(make_config(simulator), security=load_web_config(path))
-        exporter.start()
-        started.append(exporter)
-        return exporter
+        return start_exporter(make_config(simulator), security=load_web_config(path))
 
-    yield start
-    for exporter in started:
-        exporter.stop()
+    return start
 
 
 def client_context(pki: Pki, cert: Path | None = None, key: Path | None = None,
