@@ -323,7 +323,7 @@ class Simulator:
                 for start in range(0, count, FLOOD_BATCH):
                     frames = []
                     for index in range(start, min(count, start + FLOOD_BATCH)):
-                        body = fixed if fixed is not None else payload(index)  # type: ignore[operator]
+                        body = fixed if fixed is not None else payload(index)
                         text = (prefix % (connection.next_sequence(), time.time_ns())) + body + "}"
                         frames.append(_text_frame(text.encode()))
                     transport.write(b"".join(frames))
