@@ -129,7 +129,7 @@ class WebSecurity:
     _stamp: tuple[float, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _bcrypt_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _cache: OrderedDict[bytes, bool] = field(default_factory=OrderedDict, repr=False)
+    _cache: OrderedDict[tuple[str, bytes, bytes], bool] = field(default_factory=OrderedDict, repr=False)
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -159,22 +159,28 @@ class WebSecurity:
             return False
         user, password = credentials
         hashed = self.users.get(user)
-        known = hashed is not None
-        hashed = hashed if hashed is not None else _DECOY_HASH
-        key = hashlib.sha256(b"\0".join((user.encode(), hashed, password))).digest()
+        if hashed is None:
+            # Unknown users cost a bcrypt check too, so that timing does not tell who exists.
+            with self._bcrypt_lock:
+                bcrypt.checkpw(password, _DECOY_HASH)
+            return False
+        # The parts of the key are fixed-length or separate fields: no two credentials share one.
+        key = (user, hashed, hashlib.sha256(password).digest())
         with self._lock:
-            cached = self._cache.get(key)
-        if cached is None:
-            with self._bcrypt_lock:  # bcrypt is slow on purpose; one at a time bounds the CPU it takes
-                try:
-                    cached = bcrypt.checkpw(password, hashed)
-                except ValueError:
-                    cached = False
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return True
+        with self._bcrypt_lock:  # bcrypt is slow on purpose; one at a time bounds the CPU it takes
+            try:
+                valid = bcrypt.checkpw(password, hashed)
+            except ValueError:
+                valid = False
+        if valid:  # only successes are remembered, so failed guesses cannot evict Prometheus's entry
             with self._lock:
-                self._cache[key] = cached
+                self._cache[key] = True
                 while len(self._cache) > AUTH_CACHE_SIZE:
                     self._cache.popitem(last=False)
-        return known and cached
+        return valid
 
     def peer_allowed(self, sock: ssl.SSLSocket) -> bool:
         """client_allowed_sans: the client certificate must carry one of the listed SANs."""
@@ -194,6 +200,16 @@ class WebSecurity:
 
 def load_web_config(path: Path) -> WebSecurity:
     """Read and check a web-config.yml; raises WebConfigError with one line naming the problem."""
+    try:
+        return _load_web_config(path)
+    except WebConfigError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as error:
+        # A value of a shape no check above foresaw: still one line and exit status 2.
+        raise WebConfigError(f"--web.config.file: {path}: invalid value ({error})") from None
+
+
+def _load_web_config(path: Path) -> WebSecurity:
     origin = f"--web.config.file: {path}"
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -322,6 +338,8 @@ def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> _TlsSettings:
     if key_file is None and key is None:
         raise WebConfigError(f"{origin}: missing one of key or key_file")
     auth = doc.get("client_auth_type") or ""
+    if not isinstance(auth, str):
+        raise WebConfigError(f"{origin}.client_auth_type: expected a string")
     if auth in _UNVERIFIED_CLIENT_AUTH:
         raise WebConfigError(f"{origin}.client_auth_type: {auth} accepts certificates without verifying them, which "
                              "this exporter does not support; use RequireAndVerifyClientCert (or "
@@ -342,7 +360,7 @@ def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> _TlsSettings:
     curves = doc.get("curve_preferences")
     curve = None
     if curves:
-        if not isinstance(curves, list) or any(c not in _CURVES for c in curves):
+        if not isinstance(curves, list) or not all(isinstance(c, str) and c in _CURVES for c in curves):
             raise WebConfigError(f"{origin}.curve_preferences: expected a list of {', '.join(_CURVES)}")
         curve = _CURVES[curves[0]]  # Python's ssl takes one curve: the most preferred
     prefer = doc.get("prefer_server_cipher_suites", True)
@@ -353,7 +371,7 @@ def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> _TlsSettings:
 
 
 def _version(value: Any, origin: str) -> ssl.TLSVersion:
-    if value not in _VERSIONS:
+    if not isinstance(value, str) or value not in _VERSIONS:
         raise WebConfigError(f"{origin}: expected one of {', '.join(_VERSIONS)}, got {value!r}")
     return _VERSIONS[value]
 
@@ -365,6 +383,8 @@ def _ciphers(value: Any, origin: str) -> str | None:
         raise WebConfigError(f"{origin}: expected a list of cipher suite names")
     names = []
     for suite in value:
+        if not isinstance(suite, str):
+            raise WebConfigError(f"{origin}: expected cipher suite names, got {suite!r}")
         if suite in _CIPHERS:
             names.append(_CIPHERS[suite])
         elif suite not in _TLS13_CIPHERS:

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from exporter.app import Exporter
 from exporter.simulator import Simulator
@@ -288,6 +291,17 @@ def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Pat
         ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "expected one of deny, sameorigin"),
         ("rate_limit:\n  interval: soon\n", "expected a duration"),
         ("tls_server_config: [\n", "not valid YAML"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: [x]\n",
+         "client_auth_type: expected a string"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: [TLS12]\n", "min_version"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  cipher_suites: [[a]]\n",
+         "expected cipher suite names"),
+        ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  curve_preferences: [[a]]\n",
+         "curve_preferences"),
+        ("tls_server_config:\n  cert_file: [{cert}]\n  key_file: {key}\n", "cert_file: expected a file name"),
+        ("basic_auth_users: [admin]\n", "basic_auth_users: expected a mapping"),
+        ("http_server_config:\n  headers: [x]\n", "headers: expected a mapping"),
+        ("rate_limit:\n  interval: 1s\n  burst: many\n", "burst: expected a whole number"),
     ],
 )
 def test_invalid_web_config_is_refused(pki: Pki, tmp_path: Path, text: str, message: str) -> None:
@@ -338,3 +352,54 @@ def test_the_example_web_config_works(pki: Pki, tmp_path: Path) -> None:
     assert security.ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert security.authorized(basic("prometheus", "change-me")["Authorization"])
     assert security.headers["X-Frame-Options"] == "deny"
+
+
+def test_no_credential_can_borrow_another_ones_cache_entry() -> None:
+    """A key built by joining user, hash and password with a separator let one crafted pair of
+    requests log in without the password; the cache must keep credentials apart."""
+    hashed = bcrypt.hashpw(b"the-real-password", bcrypt.gensalt(4))
+    security = load_web_config_text(f"basic_auth_users:\n  prom: '{hashed.decode()}'\n")
+    decoy = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
+
+    def header(user: bytes, password: bytes) -> str:
+        return "Basic " + base64.b64encode(user + b":" + password).decode()
+
+    assert not security.authorized(header(b"prom\0" + hashed + b"\0x", b"fakepassword"))
+    assert not security.authorized(header(b"prom", b"x\0" + decoy + b"\0fakepassword"))
+    assert security.authorized(header(b"prom", b"the-real-password"))
+
+
+def test_failed_guesses_cannot_evict_a_good_credential() -> None:
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(4))
+    security = load_web_config_text(f"basic_auth_users:\n  prom: '{hashed.decode()}'\n")
+    good = basic("prom", "right")["Authorization"]
+    assert security.authorized(good)
+    for attempt in range(300):
+        assert not security.authorized(basic("prom", f"wrong-{attempt}")["Authorization"])
+    assert security._cache  # the good credential is still remembered
+    assert len(security._cache) == 1
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=8)
+tls_keys = st.sampled_from(["cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
+                            "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+                            "prefer_server_cipher_suites", "curve_preferences", "bogus"])
+
+
+@given(st.fixed_dictionaries({}, optional={
+    "tls_server_config": st.dictionaries(tls_keys, yaml_values, max_size=5) | yaml_values,
+    "http_server_config": st.dictionaries(st.sampled_from(["http2", "headers", "x"]), yaml_values) | yaml_values,
+    "basic_auth_users": st.dictionaries(st.text(max_size=8), yaml_values, max_size=3) | yaml_values,
+    "rate_limit": st.dictionaries(st.sampled_from(["interval", "burst"]), yaml_values) | yaml_values,
+}))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_web_config_is_loaded_or_refused_with_one_line(tmp_path: Path, document: dict[str, object]) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(yaml.safe_dump(document))
+    try:
+        load_web_config(path)
+    except WebConfigError as error:
+        assert "\n" not in str(error)
