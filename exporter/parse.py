@@ -76,10 +76,7 @@ class BalanceUpdate(NamedTuple):
     accounts: tuple[AccountBalance, ...]
     wallets: tuple[Web3Balance, ...]
     schema_errors: int
-
-    @property
-    def kind(self) -> str:
-        return KIND_WEB3 if self.wallets and not self.accounts else KIND_BALANCES
+    kind: str = KIND_BALANCES  # web3 when every entry says type web3, valid or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,28 +152,45 @@ def parse_frame(data: bytes | bytearray | str) -> Event:
     return _update(sequence, timestamp, [parse_entry(entry) for entry in payload])
 
 
-def parse_entry(entry: Any) -> AccountBalance | Web3Balance | None:
+class _Invalid:
+    """An entry that failed validation, remembering whether it said it was a Web3 wallet."""
+
+    __slots__ = ("web3",)
+
+    def __init__(self, web3: bool) -> None:
+        self.web3 = web3
+
+
+_INVALID_ACCOUNT = _Invalid(web3=False)
+_INVALID_WEB3 = _Invalid(web3=True)
+
+
+def parse_entry(entry: Any) -> AccountBalance | Web3Balance | _Invalid:
     """One element of a balances payload: a Web3 wallet when it says so, else an account balance."""
     if isinstance(entry, dict) and entry.get("type") == "web3":
-        return parse_web3_entry(entry)
-    return parse_account_entry(entry)
+        return parse_web3_entry(entry) or _INVALID_WEB3
+    return parse_account_entry(entry) or _INVALID_ACCOUNT
 
 
 def _update(sequence: int | None, timestamp: float | None, entries: list[Any]) -> BalanceUpdate:
-    """A BalanceUpdate from parsed entries, in order; anything but a balance is a schema error."""
+    """A BalanceUpdate from parsed entries, in order; every invalid entry is a schema error."""
     if set(map(type, entries)) == {AccountBalance}:  # the common case, without a Python-level loop
         return BalanceUpdate(sequence, timestamp, tuple(entries), (), 0)
     accounts: list[AccountBalance] = []
     wallets: list[Web3Balance] = []
     errors = 0
+    web3 = bool(entries)
     for entry in entries:
         if type(entry) is AccountBalance:
             accounts.append(entry)
+            web3 = False
         elif type(entry) is Web3Balance:
             wallets.append(entry)
         else:
             errors += 1
-    return BalanceUpdate(sequence, timestamp, tuple(accounts), tuple(wallets), errors)
+            web3 = web3 and entry.web3
+    return BalanceUpdate(sequence, timestamp, tuple(accounts), tuple(wallets), errors,
+                         KIND_WEB3 if web3 else KIND_BALANCES)
 
 
 # sFOX's wire format: compact JSON, keys in this order. Numbers as JSON has them: no leading zeros.
@@ -186,7 +200,6 @@ _COMPACT_BALANCES = re.compile(
 )
 _MISSING: Any = object()
 _decode_json = json.JSONDecoder().decode  # what json.loads does with text
-_INVALID_ENTRY: Any = object()  # remembered as such, and counted as a schema error each time
 
 
 # An account entry exactly as sFOX writes one: its eight keys in their documented order, decimal
@@ -260,7 +273,7 @@ class CachingParser:
         return _update(_sequence(int(match.group(1))), parse_timestamp(int(match.group(2))), entries)
 
     def _decode(self, piece: bytes, first: bool) -> Any:
-        """A new piece's entry (or _INVALID_ENTRY), remembered; None if the piece is not a flat object
+        """A new piece's entry (valid or _Invalid), remembered; None if the piece is not a flat object
         in its place. Pieces are cut at an ASCII byte, so decoding one as UTF-8 gives exactly the
         characters the whole frame's decoding has there."""
         if piece[: 1 if first else 2] != (b"{" if first else b",{"):
@@ -273,7 +286,7 @@ class CachingParser:
             decoded = _decode_json(piece[0 if first else 1 :].decode("utf-8", "surrogatepass") + "}")
         except (ValueError, RecursionError):
             return None
-        entry = parse_entry(decoded) or _INVALID_ENTRY
+        entry = parse_entry(decoded)
         (self._first if first else self._others)[piece] = entry
         return entry
 
@@ -470,4 +483,6 @@ def sanitize_text(text: str, limit: int = MAX_CONTROL_TEXT_LENGTH) -> str:
 
 
 def _is_label(value: str) -> bool:
-    return len(value) <= MAX_LABEL_LENGTH and value.isascii() and value.isprintable()
+    """Bounded and printable: no control or format characters, no separators but the space, no
+    lone surrogates (which could not even be encoded for /metrics)."""
+    return len(value) <= MAX_LABEL_LENGTH and value.isprintable()

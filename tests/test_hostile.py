@@ -76,7 +76,7 @@ messages = st.fixed_dictionaries(
 
 
 def valid_label(value: str, allow_empty: bool = False) -> bool:
-    return (allow_empty or value != "") and len(value) <= MAX_LABEL_LENGTH and value.isascii() and value.isprintable()
+    return (allow_empty or value != "") and len(value) <= MAX_LABEL_LENGTH and value.isprintable()
 
 
 def check_event(event: object) -> None:

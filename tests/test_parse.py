@@ -95,6 +95,9 @@ def test_documented_web3_message() -> None:
         pytest.param([{"currency": "btc", "balance": " 1"}], 0, 0, 1, id="padded number"),
         pytest.param([{"currency": "btc", "balance": [1]}], 0, 0, 1, id="list value"),
         pytest.param([{"currency": "b\u0000tc", "balance": "1"}], 0, 0, 1, id="control character in label"),
+        pytest.param([{"currency": "b\u200btc", "balance": "1"}], 0, 0, 1, id="zero-width space in label"),
+        pytest.param([{"currency": "\ud800", "balance": "1"}], 0, 0, 1, id="lone surrogate in label"),
+        pytest.param([{"currency": "\u00c9th", "balance": "1"}], 1, 0, 0, id="printable non-ASCII label"),
         pytest.param([{"currency": "x" * 129, "balance": "1"}], 0, 0, 1, id="oversized label"),
         pytest.param([{"currency": "btc", "balance": "1", "_wallet": "1"}], 0, 0, 1, id="nameless wallet"),
         pytest.param([{"currency": "btc", "balance": "1", "held": None}], 1, 0, 0, id="null is absent"),
@@ -284,3 +287,20 @@ def test_json_nan_literals_never_become_values() -> None:
     assert event.schema_errors == 1
     assert parse_frame(b'{"recipient":"private.user.balances","payload":[{"currency":"btc","balance":Infinity}]}'
                        ).schema_errors == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        ({"type": "web3", "address": "0xa", "balance": "not a number"}, "web3"),
+        ([{"type": "web3", "address": "0xa", "balance": "x"}, {"type": "web3", "address": "0xb", "balance": "1"}],
+         "web3"),
+        ([{"type": "web3", "address": "0xa", "balance": "1"}, {"currency": "btc", "balance": "1"}], "balances"),
+        ([{"currency": "btc", "balance": "x"}], "balances"),
+        ([], "balances"),
+    ],
+)
+def test_the_kind_follows_what_the_entries_say_they_are(payload: Any, kind: str) -> None:
+    event = parse_frame(balances(payload))
+    assert isinstance(event, BalanceUpdate)
+    assert event.kind == kind
