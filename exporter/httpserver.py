@@ -364,6 +364,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200 if ok else 503, "text/plain; charset=utf-8", text.encode(), head_only)
         elif path == "/readyz":
             ok, text = app.readiness()
+            if security.requires_auth() and not security.authorized(self.headers.get("Authorization")):
+                text = "ready\n" if ok else "not ready\n"  # probes get the status; only users see the names
             self._reply(200 if ok else 503, "text/plain; charset=utf-8", text.encode(), head_only)
         elif path == "/":
             self._reply(200, "text/html; charset=utf-8", app.landing_page().encode(), head_only,

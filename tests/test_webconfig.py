@@ -32,7 +32,7 @@ from exporter.app import Exporter
 from exporter.simulator import Simulator
 from exporter.webconfig import WebConfigError, WebSecurity, load_web_config
 
-from .conftest import make_config
+from .conftest import make_config, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -204,9 +204,15 @@ def test_basic_auth(serve: Callable[[str], Exporter]) -> None:
     assert status == 200 and b"sfox_balance" in body
     assert get(exporter, "/", headers=basic("prometheus", PASSWORD))[0] == 200
     assert get(exporter, "/")[0] == 401
-    # The documented exception: probes need no password, and the health pages show no balances.
+    # The documented exception: probes need no password, and the health pages show no balances;
+    # without credentials /readyz gives its status but not the account names.
     assert get(exporter, "/healthz")[0] == 200
-    assert get(exporter, "/readyz")[0] in (200, 503)
+    status, _, body = get(exporter, "/readyz")
+    assert status in (200, 503) and b"main" not in body
+    wait_until(lambda: get(exporter, "/readyz")[0] == 200)
+    exporter.state.set_status("main", "connecting")
+    assert get(exporter, "/readyz")[2] == b"not ready\n"
+    assert b"main (connecting)" in get(exporter, "/readyz", headers=basic("prometheus", PASSWORD))[2]
 
 
 def test_bcrypt_runs_once_per_credential() -> None:
