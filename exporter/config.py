@@ -39,6 +39,10 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class ConfigError(Exception):
     """A configuration problem, worded for the one line the exporter prints before exiting 2."""
 
+    def __init__(self, message: str) -> None:
+        # Messages quote keys and values from the file, which may hold line breaks of their own.
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
+
 
 class Secret:
     """An API key that does not show itself: not in repr, str, format, logs or tracebacks."""

@@ -238,3 +238,9 @@ def test_cli_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("sfox-exporter ")
+
+
+def test_a_key_with_a_line_break_still_gives_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, '"web\\nbad": 1\n', {"SFOX_API_KEY": CANARY})
+    assert "\n" not in str(caught.value) and "web\\nbad" in str(caught.value)
