@@ -7,6 +7,10 @@ all feed threads draw on one RequestBudget. REST balance calls are limited per a
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import math
+import re
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -22,6 +26,10 @@ WS_WINDOW_MARGIN_SECONDS = 1.0
 MAX_CONNECTIONS = 10
 REST_REQUESTS_PER_WINDOW = 5
 REST_WINDOW_SECONDS = 10.0
+# The same reasoning as for the WebSocket window: a call is recorded when it starts, and one that
+# started slowly can reach sFOX after a later one that did not.
+REST_WINDOW_MARGIN_SECONDS = 1.0
+MAX_RETRY_AFTER_SECONDS = 900.0
 # How often a waiting thread looks at its stop event.
 WAIT_SLICE_SECONDS = 0.5
 
@@ -143,3 +151,25 @@ class RequestBudget:
         with self._condition:
             self._promised -= count
             self._condition.notify_all()
+
+
+def parse_retry_after(value: str | None, now: float, default: float) -> float:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; `default` without
+    one, or with one that makes no sense."""
+    if value is None:
+        return default
+    value = value.strip()
+    seconds: float
+    if re.fullmatch(r"[0-9]{1,10}(?:\.[0-9]{1,6})?", value):
+        seconds = float(value)
+    else:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return default
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = moment.timestamp() - now
+    if not math.isfinite(seconds):
+        return default
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -8,11 +8,8 @@ the worst a failing REST API can do is leave the balances to the WebSocket feed 
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import http.client
 import logging
-import math
 import random
 import threading
 import time
@@ -26,7 +23,13 @@ from .clock import Clock
 from .config import AccountConfig, ConfigError, FeedConfig, Secret
 from .logs import Episode
 from .parse import parse_rest_balances
-from .ratelimit import REST_REQUESTS_PER_WINDOW, REST_WINDOW_SECONDS, SlidingWindow
+from .ratelimit import (
+    REST_REQUESTS_PER_WINDOW,
+    REST_WINDOW_MARGIN_SECONDS,
+    REST_WINDOW_SECONDS,
+    SlidingWindow,
+    parse_retry_after,
+)
 from .state import State
 
 log = logging.getLogger("exporter.snapshot")
@@ -35,7 +38,6 @@ BALANCE_PATH = "/v1/user/balance"
 MAX_BODY_BYTES = 8 * 2**20
 # sFOX's documented wait after a 429 when no Retry-After comes with it.
 DEFAULT_RETRY_AFTER_SECONDS = 60.0
-MAX_RETRY_AFTER_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -98,27 +100,6 @@ def _read_bounded(response: object, deadline: float) -> bytes:
         chunks.append(chunk)
 
 
-def parse_retry_after(value: str | None, now: float) -> float:
-    """Seconds to wait, from delta-seconds or an HTTP date; sFOX's documented default without one."""
-    if value is None:
-        return DEFAULT_RETRY_AFTER_SECONDS
-    value = value.strip()
-    seconds: float
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return DEFAULT_RETRY_AFTER_SECONDS
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        seconds = moment.timestamp() - now
-    if not math.isfinite(seconds):
-        return DEFAULT_RETRY_AFTER_SECONDS
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
-
-
 class SnapshotWorker:
     def __init__(
         self,
@@ -142,7 +123,8 @@ class SnapshotWorker:
         self._stop = stop
         self._fetch = fetch
         self._user_agent = user_agent
-        self._window = SlidingWindow(REST_REQUESTS_PER_WINDOW, REST_WINDOW_SECONDS, clock)
+        self._window = SlidingWindow(REST_REQUESTS_PER_WINDOW, REST_WINDOW_SECONDS + REST_WINDOW_MARGIN_SECONDS,
+                                     clock)
         self._backoff = Backoff(feed.backoff_initial_seconds, feed.backoff_max_seconds, rng or random.Random())
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -217,7 +199,7 @@ class SnapshotWorker:
     def _failed(self, detail: str, result: FetchResult | None) -> bool:
         self._state.count_error(self.account, "rest")
         if result is not None and result.status == 429:
-            delay = parse_retry_after(result.retry_after, self._clock.time())
+            delay = parse_retry_after(result.retry_after, self._clock.time(), DEFAULT_RETRY_AFTER_SECONDS)
         else:
             delay = self._backoff.next()
         self._not_before = self._clock.monotonic() + delay

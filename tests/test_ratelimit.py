@@ -9,7 +9,7 @@ import pytest
 
 from exporter.backoff import Backoff
 from exporter.feed import SequenceChecker
-from exporter.ratelimit import RequestBudget, Reservation, SlidingWindow
+from exporter.ratelimit import RequestBudget, Reservation, SlidingWindow, parse_retry_after
 
 from .conftest import FakeClock
 
@@ -115,3 +115,23 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
 def test_sequence_checker(sequences: list[int | None], anomalies: int) -> None:
     checker = SequenceChecker()
     assert sum(checker.check(sequence) for sequence in sequences) == anomalies
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, 60.0),
+        ("10", 10.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("99999999", 900.0),  # capped
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),  # an HTTP date, 10 s after "now" below
+        ("soon", 60.0),
+        ("\u00b2", 60.0),  # a digit to str.isdigit, not to float
+        ("-5", 60.0),
+        ("", 60.0),
+    ],
+)
+def test_retry_after(header: str | None, seconds: float) -> None:
+    now = 1445412480.0  # 21 Oct 2015 07:28:00 GMT
+    assert parse_retry_after(header, now, default=60.0) == pytest.approx(seconds)
