@@ -21,16 +21,20 @@ from .clock import Clock
 from .config import AccountConfig, ConfigError, FeedConfig, Secret
 from .logs import Episode, Throttle
 from .parse import BALANCES_FEED, BadFrame, BalanceUpdate, CachingParser, ControlMessage, Event, sanitize_text
-from .ratelimit import RequestBudget, Reservation
+from .ratelimit import RequestBudget, Reservation, parse_retry_after
 from .state import State
-from .wsclient import Connection, Connector
+from .wsclient import Connection, Connector, HandshakeRefused
 from .wsframes import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
 
 log = logging.getLogger("exporter.feed")
 
 CONNECT_TIMEOUT_SECONDS = 10.0
-# The shortest time an authenticate or subscribe reply is awaited, whatever ping_timeout says.
+# The shortest time a reply to authenticate is awaited, whatever ping_timeout says.
 MIN_REPLY_TIMEOUT_SECONDS = 5.0
+# sFOX documents no reply to subscribe: silence this long counts as subscribed.
+SUBSCRIBE_GRACE_SECONDS = 2.0
+# sFOX blocks an IP for 2 minutes after a breach of its limits; a 429 without Retry-After means that.
+BLOCKED_SECONDS = 120.0
 # A connection that stayed up this long resets the backoff to its initial delay; one dropped sooner
 # (say, right after subscribing, again and again) keeps backing off further.
 HEALTHY_SECONDS = 10.0
@@ -40,25 +44,34 @@ AUTHENTICATING, SUBSCRIBING, STREAMING = "authenticating", "subscribing", "strea
 
 
 class SequenceChecker:
-    """sFOX numbers every message of a connection; a gap or a step back means something was lost.
+    """sFOX numbers the messages of a connection; a gap or a step back means something was lost.
 
-    A frame whose number cannot be read (not JSON, say) still used one up, so each such frame
-    allows the next number to be one higher without counting as a gap: it is already counted as
-    a decode or schema error.
+    Data messages are checked against each other. How the replies to authenticate and subscribe are
+    numbered varies (the protocol notes show both with sequence 1, and a counter shared with the data
+    is inferred), so replies only place the first data message: a first number beyond the last reply
+    + 1 is a gap under any scheme, anything lower means the data is counted apart. A control message
+    later on, like a frame whose number cannot be read (not JSON, say; already counted as a decode or
+    schema error), may have used a number, so it lets the next one be one higher.
     """
 
     def __init__(self) -> None:
-        self.last: int | None = None
-        self._unnumbered = 0
+        self.last: int | None = None  # the last data message's number
+        self._reply: int | None = None  # the highest number on a reply before any data
+        self._allowance = 0
 
-    def check(self, sequence: int | None) -> bool:
-        """Record `sequence`; True when it is not the one expected after the last."""
-        if sequence is None:
-            self._unnumbered += 1
+    def check(self, sequence: int | None, control: bool = False) -> bool:
+        """Record a message's number; True when it shows something lost."""
+        if sequence is None or (control and self.last is not None):
+            self._allowance += 1
             return False
-        last, allowance = self.last, self._unnumbered
-        self.last, self._unnumbered = sequence, 0
-        return last is not None and not last < sequence <= last + 1 + allowance
+        if control:
+            self._reply = sequence if self._reply is None else max(self._reply, sequence)
+            return False
+        last, allowance = self.last, self._allowance
+        self.last, self._allowance = sequence, 0
+        if last is None:
+            return self._reply is not None and sequence > self._reply + 1 + allowance
+        return not last < sequence <= last + 1 + allowance
 
 
 @dataclass
@@ -69,6 +82,7 @@ class _Outcome:
     detail: str
     up_seconds: float = 0.0
     rejected: bool = False
+    wait_at_least: float = 0.0  # what sFOX asked for, when it did
 
 
 class _SessionEnd(Exception):
@@ -143,7 +157,7 @@ class FeedReader:
                                    else feed_state.BACKING_OFF)
             if outcome.up_seconds >= HEALTHY_SECONDS:
                 self._backoff.reset()
-            delay = self._backoff.next()
+            delay = max(self._backoff.next(), outcome.wait_at_least)
             if outcome.rejected:
                 self._rejections.failed(
                     "sFOX rejected the API key (%s); retrying with backoff, next attempt in %.1fs",
@@ -174,6 +188,12 @@ class FeedReader:
     def _connect_and_read(self, key: Secret, reservation: Reservation) -> _Outcome:
         try:
             connection = self._connector(self._ws_url, CONNECT_TIMEOUT_SECONDS)
+        except HandshakeRefused as refused:
+            self._state.count_error(self.account, "connection")
+            wait = 0.0
+            if refused.status == 429:
+                wait = parse_retry_after(refused.retry_after, self._clock.time(), BLOCKED_SECONDS)
+            return _Outcome("connection", str(refused), wait_at_least=wait)
         except Exception as error:  # noqa: BLE001 - any failure to connect is a connection error
             self._state.count_error(self.account, "connection")
             return _Outcome("connection", _describe(error))
@@ -315,9 +335,10 @@ class _Session:
         else:
             event = self._parser.parse(payload)
         last = self._sequence.last
-        if self._sequence.check(event.sequence):
-            reader._sequence_anomaly(last, event.sequence)
+        anomaly = self._sequence.check(event.sequence, control=isinstance(event, ControlMessage))
         reader._state.ingest(reader.account, event)
+        if anomaly:  # after the message is stored, so that the resync starts from what it said
+            reader._sequence_anomaly(last, event.sequence)
         if isinstance(event, ControlMessage):
             self._on_control(event)
         elif isinstance(event, BadFrame):
@@ -340,13 +361,15 @@ class _Session:
                 raise _SessionEnd("auth", f"authenticate answered {detail}", rejected=True)
             self._send({"type": "subscribe", "feeds": [BALANCES_FEED]})
             self._phase = SUBSCRIBING
-            self._phase_deadline = self._clock.monotonic() + reader._reply_timeout
+            self._phase_deadline = self._clock.monotonic() + min(reader._reply_timeout, SUBSCRIBE_GRACE_SECONDS)
             reader._state.set_status(reader.account, feed_state.SUBSCRIBING)
         elif self._phase == SUBSCRIBING and (message.action in (None, "subscribe")
                                              or (failed and message.action != "authenticate")):
             if not message.success:
                 raise _SessionEnd("subscribe", f"subscribe answered {detail}")
             self._streaming(self._clock.monotonic())
+        elif failed and message.action == "subscribe":  # a refusal after the grace period still counts
+            raise _SessionEnd("subscribe", f"subscribe answered {detail}")
         elif failed and reader._throttle.allow("control error"):
             log.warning("sFOX sent %s (action %s)", detail, message.action, extra={"account": reader.account})
 

@@ -18,6 +18,15 @@ import websocket
 from .wsframes import DEFAULT_MAX_MESSAGE_BYTES, FrameReader
 
 
+class HandshakeRefused(Exception):
+    """sFOX answered the WebSocket upgrade with an HTTP error, 429 when it blocks an IP."""
+
+    def __init__(self, status: int, retry_after: str | None) -> None:
+        super().__init__(f"HTTP {status} on the WebSocket handshake")
+        self.status = status
+        self.retry_after = retry_after
+
+
 class Connection(Protocol):
     def send_text(self, text: str) -> None: ...
 
@@ -40,15 +49,19 @@ Connector = Callable[[str, float], Connection]
 class WebSocketConnection:
     def __init__(self, url: str, timeout: float, user_agent: str,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self._ws = websocket.create_connection(
-            url,
-            timeout=timeout,
-            header=[f"User-Agent: {user_agent}"],
-            # Frames are read by FrameReader, and JSON decoding checks UTF-8 in C anyway.
-            skip_utf8_validation=True,
-            enable_multithread=True,
-            sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
-        )
+        try:
+            self._ws = websocket.create_connection(
+                url,
+                timeout=timeout,
+                header=[f"User-Agent: {user_agent}"],
+                # Frames are read by FrameReader, and JSON decoding checks UTF-8 in C anyway.
+                skip_utf8_validation=True,
+                enable_multithread=True,
+                sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+            )
+        except websocket.WebSocketBadStatusException as error:
+            headers = {str(k).lower(): str(v) for k, v in (error.resp_headers or {}).items()}
+            raise HandshakeRefused(error.status_code, headers.get("retry-after")) from None
         sock = self._ws.sock
         assert sock is not None
         self._sock: socket.socket = sock

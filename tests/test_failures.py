@@ -296,3 +296,13 @@ def test_timestamps_in_any_unit(simulator: Simulator, start_exporter: StartExpor
         expected = 1700000000.123 if timestamp > 10**10 else 1700000000.0
         scrape_until(exporter.url, lambda s, e=expected: abs(  # type: ignore[misc]
             s.number("sfox_balances_updated_timestamp_seconds", account="main") - e) < 1e-3)
+
+
+def test_a_blocked_ip_waits_for_retry_after(simulator: Simulator, start_exporter: StartExporter) -> None:
+    simulator.block_ip(2)
+    exporter = start_exporter(make_config(simulator, backoff_initial_seconds=0.05, rest_snapshot=False))
+    scrape_until(exporter.url, lambda s: s.number("sfox_feed_errors_total", account="main", reason="connection") >= 1)
+    refused_at = time.monotonic()
+    wait_until(feed_up(exporter), timeout=10)
+    assert time.monotonic() - refused_at > 1.0  # not the 0.05 s backoff: the 2 s sFOX asked for
+    assert errors(exporter, "connection") == 1  # one refused handshake, not a burst of them

@@ -14,6 +14,7 @@ from exporter.config import AccountConfig, FeedConfig, KeySource, Secret
 from exporter.feed import FeedReader
 from exporter.ratelimit import RequestBudget
 from exporter.state import State
+from exporter.wsclient import HandshakeRefused
 from exporter.wsframes import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
 
 from .conftest import FakeClock
@@ -42,13 +43,15 @@ class ScriptedConnection:
     nothing is left it lets the fake clock run to the caller's deadline, or ends the connection."""
 
     def __init__(self, clock: FakeClock, replies: dict[str, list[Frame]], after: list[Frame] | None = None,
-                 answer_pings: bool = True, idle_until: float | None = None) -> None:
+                 answer_pings: bool = True, idle_until: float | None = None,
+                 later: list[tuple[float, Frame]] | None = None) -> None:
         self.clock = clock
         self.replies = replies
         self.frames: deque[Frame] = deque()
         self.after = list(after or [])
         self.answer_pings = answer_pings
         self.idle_until = idle_until  # run the clock this far before ending a quiet connection
+        self.later = deque(later or [])  # (monotonic time, frame): arrives when the clock gets there
         self.sent: list[dict[str, Any]] = []
         self.pongs: list[bytes] = []
         self.pings = 0
@@ -73,6 +76,10 @@ class ScriptedConnection:
     def receive(self, deadline: float) -> Frame | None:
         if self.frames:
             return self.frames.popleft()
+        if self.later and self.later[0][0] <= deadline:
+            at, frame = self.later.popleft()
+            self.clock.advance(max(0.0, at - self.clock.monotonic()))
+            return frame
         if self.idle_until is not None and deadline <= self.idle_until:
             self.clock.advance(max(0.0, deadline - self.clock.monotonic()))
             return None
@@ -236,6 +243,58 @@ def test_sequence_gap_counts_and_asks_for_a_snapshot() -> None:
     harness.run_once()
     assert harness.errors("sequence") == 2
     assert harness.snapshots == ["connected", "sequence", "sequence"]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "errors"),
+    [
+        pytest.param((1, 2, [3, 4, 5]), 0, id="one counter for everything"),
+        pytest.param((1, 1, [2, 3, 4]), 0, id="both replies numbered 1, as in the docs"),
+        pytest.param((1, 2, [1, 2, 3]), 0, id="replies counted apart from data"),
+        pytest.param((None, None, [0, 1, 2]), 0, id="unnumbered replies, data from 0"),
+        pytest.param((1, 2, [3, 4, 9, 10]), 1, id="a gap in the data"),
+        pytest.param((1, 2, [6, 7]), 1, id="a gap right after subscribing"),
+        pytest.param((1, 1, [5, 6]), 1, id="a gap after replies numbered 1"),
+        pytest.param((1, 2, [3, 4, 4, 5]), 1, id="a repeat in the data"),
+    ],
+)
+def test_sequence_numbering_schemes(numbers: tuple[int | None, int | None, list[int]], errors: int) -> None:
+    auth_number, subscribe_number, data_numbers = numbers
+    auth = {**AUTH_OK, "sequence": auth_number}
+    subscribed = {**SUB_OK, "sequence": subscribe_number}
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(auth)], "subscribe": [text(subscribed)]},
+        after=[balances(n) for n in data_numbers]))
+    harness.run_once()
+    assert harness.errors("sequence") == errors
+    assert harness.snapshots.count("sequence") == errors
+
+
+def test_a_subscribe_refusal_after_the_grace_period_still_ends_the_connection() -> None:
+    refusal = {"type": "error", "sequence": 3, "payload": {"action": "subscribe"}, "action": "subscribe"}
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)]}, idle_until=1000 + 10, later=[(1000 + 4, text(refusal))]))
+    outcome = harness.run_once()
+    assert "up" in harness.statuses  # silence for the grace period counted as subscribed...
+    assert outcome.reason == "subscribe"  # ...until the refusal came
+    assert harness.errors("subscribe") == 1
+
+
+def test_a_handshake_refused_with_429_waits_as_told() -> None:
+    def refuse(url: str, timeout: float) -> ScriptedConnection:
+        raise HandshakeRefused(429, "7")
+
+    harness = Harness(lambda clock: ScriptedConnection(clock, {}))
+    harness.reader._connector = refuse
+    outcome = harness.run_once()
+    assert outcome.reason == "connection" and outcome.wait_at_least == 7.0
+    assert harness.errors("connection") == 1
+
+    def refuse_silently(url: str, timeout: float) -> ScriptedConnection:
+        raise HandshakeRefused(429, None)
+
+    harness.reader._connector = refuse_silently
+    assert harness.run_once().wait_at_least == 120.0  # sFOX's two-minute block
 
 
 def test_a_rotated_key_file_is_read_on_the_next_attempt(tmp_path: Any) -> None:

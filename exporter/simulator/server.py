@@ -223,6 +223,11 @@ class Simulator:
 
     # --- hooks for tests ------------------------------------------------------------------------
 
+    def block_ip(self, seconds: float, ip: str = "127.0.0.1") -> None:
+        """Refuse WebSocket handshakes from this IP with HTTP 429, as sFOX does after a breach."""
+        with self._lock:
+            self._blocked_until[ip] = time.monotonic() + seconds
+
     def reject_auth(self, key: str, rejected: bool = True) -> None:
         """Answer `authenticate` for this key with sFOX's error shape (or stop doing so)."""
         with self._lock:
@@ -361,8 +366,11 @@ class Simulator:
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         ip = _ip(connection)
         with self._lock:
-            if self._blocked_until.get(ip, 0.0) > time.monotonic():
-                return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "IP blocked for exceeding rate limits\n")
+            remaining = self._blocked_until.get(ip, 0.0) - time.monotonic()
+        if remaining > 0:
+            response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "IP blocked for exceeding rate limits\n")
+            response.headers["Retry-After"] = str(max(1, round(remaining)))
+            return response
         return None
 
     async def _handle(self, websocket: ServerConnection) -> None:
