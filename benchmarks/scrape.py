@@ -122,8 +122,9 @@ def measure_size(currencies: int, wallets: int, scrapes: int) -> list[Measuremen
             reference_url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
             for mode in ("idle", "busy"):
                 stop = threading.Event()
+                feeder = threading.Thread(target=_feed, args=(simulator, reference, currencies, stop), daemon=True)
                 if mode == "busy":
-                    threading.Thread(target=_feed, args=(simulator, reference, currencies, stop), daemon=True).start()
+                    feeder.start()
                     time.sleep(0.5)  # let the feed reach its rate
                 measurement = Measurement(currencies, wallets, mode)
                 # One URL at a time (interleaved requests would make ours wait on what the reference
@@ -137,7 +138,10 @@ def measure_size(currencies: int, wallets: int, scrapes: int) -> list[Measuremen
                 measurement.render_ours = timed(lambda: exporter.exposition.render(None, None), renders)
                 measurement.render_reference = timed(lambda: generate_latest(reference.registry), renders)
                 stop.set()
+                if feeder.is_alive():
+                    feeder.join()
                 results.append(measurement)
+            _drain(simulator, exporter)
             results.append(_changed_renders(exporter, reference, currencies, wallets, scrapes))
         finally:
             server.shutdown()
@@ -146,21 +150,46 @@ def measure_size(currencies: int, wallets: int, scrapes: int) -> list[Measuremen
     return results
 
 
+def _drain(simulator: Simulator, exporter: Exporter) -> None:
+    """Wait until the exporter has applied everything sent so far, so its feed thread is quiet.
+
+    The feed is ordered: once a marker pushed last is visible, every message before it was applied.
+    """
+    marker = 987654.0
+    simulator.push(KEY, [balance_entry("c0000", marker)])
+    wait_for(lambda: exporter.state.snapshot().accounts[0].balances["c0000"].balance == marker, 30,
+             "the exporter to apply the whole busy feed")
+
+
 def _changed_renders(exporter: Exporter, reference: Reference, currencies: int, wallets: int,
                      count: int) -> Measurement:
     """The worst case: each render follows a change, so nothing can come from the cache."""
     measurement = Measurement(currencies, wallets, "changed")
-    for index in range(count):
+    warm_up = 10
+
+    def render_ours() -> float:
+        started = time.perf_counter()
+        exporter.exposition.render(None, None)
+        return time.perf_counter() - started
+
+    def render_reference() -> float:
+        started = time.perf_counter()
+        generate_latest(reference.registry)
+        return time.perf_counter() - started
+
+    for index in range(count + warm_up):
         entry = balance_entry(f"c{index % currencies:04d}", 2000.0 + index)
         exporter.state.ingest("main", parse_frame(json.dumps(
             {"sequence": index, "recipient": "private.user.balances", "payload": [entry]})))
-        started = time.perf_counter()
-        exporter.exposition.render(None, None)
-        measurement.render_ours.append(time.perf_counter() - started)
         reference.apply(entry)
-        started = time.perf_counter()
-        generate_latest(reference.registry)
-        measurement.render_reference.append(time.perf_counter() - started)
+        # Alternate which side renders first, so neither always pays for what the other left behind.
+        if index % 2:
+            ours, theirs = render_ours(), render_reference()
+        else:
+            theirs, ours = render_reference(), render_ours()
+        if index >= warm_up:
+            measurement.render_ours.append(ours)
+            measurement.render_reference.append(theirs)
     return measurement
 
 
