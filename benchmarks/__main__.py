@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: each figure beside its reference and its target.
 
     python -m benchmarks            # the full run, about 12 minutes
-    python -m benchmarks --quick    # a smoke run, about 3 minutes; figures are rougher
+    python -m benchmarks --quick    # a smoke run, about 2 minutes; figures are rougher
 
 The machines this runs on are shared and noisy, so every figure is measured against a reference in
 the same run: ingest against a bare websocket-client loop and a naive exporter, scrapes against
