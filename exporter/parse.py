@@ -29,8 +29,8 @@ MAX_LABEL_LENGTH = 128
 MAX_AMOUNT_LENGTH = 64
 MAX_CONTROL_TEXT_LENGTH = 200
 
-# float() alone would also accept "1_000", " 1 ", "nan" and "infinity".
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# float() alone would also accept "1_000", " 1 ", "nan", "infinity" and digits of other scripts.
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _decimal = _DECIMAL.fullmatch
 _isfinite = math.isfinite
 
@@ -341,8 +341,8 @@ def parse_account_entry(entry: Any) -> AccountBalance | None:
                 return None
         # The common case inline, the rest through parse_amount: this runs for every new entry.
         if type(raw) is str and len(raw) <= MAX_AMOUNT_LENGTH and _decimal(raw):
-            amount: float | None = float(raw)
-            if not _isfinite(amount):  # type: ignore[arg-type]
+            amount = float(raw)
+            if not _isfinite(amount):
                 return None
         else:
             try:
@@ -351,7 +351,7 @@ def parse_account_entry(entry: Any) -> AccountBalance | None:
                 return None
         if slot is not None:
             amounts[slot] = amount
-        elif amount is not None:
+        else:
             wallets.append((wallet, amount))  # type: ignore[arg-type]  # wallet is set when slot is None
     balance = AccountBalance(currency.lower(), amounts[0], amounts[1], amounts[2], tuple(wallets))
     return balance if balance.series_count else None
@@ -373,8 +373,6 @@ def parse_web3_entry(entry: dict[str, Any]) -> Web3Balance | None:
         amount = parse_amount(entry.get("balance"))
     except InvalidAmount:
         return None
-    if amount is None:
-        return None
     return Web3Balance(network, address, currency.lower(), amount)
 
 
@@ -382,15 +380,15 @@ class InvalidAmount(ValueError):
     """A balance value that is not a finite number."""
 
 
-def parse_amount(raw: Any) -> float | None:
-    """A balance value as a float; None when absent or null; raises InvalidAmount otherwise.
+def parse_amount(raw: Any) -> float:
+    """A balance value as a float; raises InvalidAmount for anything but a finite number.
+
+    null is a value that is not a number too: sFOX leaves a field out when it has nothing to say.
 
     sFOX sends decimal strings on the WebSocket and JSON numbers over REST. Strings go straight to
     float(), which rounds correctly; no arithmetic happens on the way, so the exported value is the
     float64 nearest to what sFOX sent.
     """
-    if raw is None:
-        return None
     if isinstance(raw, str):
         if len(raw) > MAX_AMOUNT_LENGTH or not _decimal(raw):
             raise InvalidAmount

@@ -12,6 +12,7 @@ from exporter.parse import (
     BadFrame,
     BalanceUpdate,
     ControlMessage,
+    InvalidAmount,
     OtherMessage,
     Web3Balance,
     parse_amount,
@@ -100,7 +101,12 @@ def test_documented_web3_message() -> None:
         pytest.param([{"currency": "\u00c9th", "balance": "1"}], 1, 0, 0, id="printable non-ASCII label"),
         pytest.param([{"currency": "x" * 129, "balance": "1"}], 0, 0, 1, id="oversized label"),
         pytest.param([{"currency": "btc", "balance": "1", "_wallet": "1"}], 0, 0, 1, id="nameless wallet"),
-        pytest.param([{"currency": "btc", "balance": "1", "held": None}], 1, 0, 0, id="null is absent"),
+        pytest.param([{"currency": "btc", "balance": "1", "held": None}], 0, 0, 1, id="null is not a number"),
+        pytest.param([{"currency": "btc", "balance": "1", "borrow_wallet": None}], 0, 0, 1, id="null wallet"),
+        pytest.param([{"currency": "btc", "balance": "1"}, {"currency": "usd", "held": "2"}], 2, 0, 0,
+                     id="absent fields are not errors"),
+        pytest.param([{"currency": "btc", "balance": "\u0661\u0662\u0663"}], 0, 0, 1, id="arabic-indic digits"),
+        pytest.param([{"currency": "btc", "balance": "\uff11"}], 0, 0, 1, id="fullwidth digit"),
         pytest.param([{"type": "web3", "network": "Ethereum", "balance": "2"}], 0, 0, 1, id="web3 without address"),
         pytest.param([{"type": "web3", "address": "a", "balance": None}], 0, 0, 1, id="web3 without balance"),
         pytest.param([{"type": "web3", "address": "a", "network": 5, "balance": "1"}], 0, 0, 1,
@@ -156,11 +162,17 @@ def test_unknown_fields_are_ignored() -> None:
         (7, 7.0),
         (2.25, 2.25),
         (10**30, 1e30),
-        (None, None),
     ],
 )
 def test_amounts_are_the_nearest_float_to_what_sfox_sent(text: Any, expected: float | None) -> None:
     assert parse_amount(text) == expected
+
+
+@pytest.mark.parametrize("raw", [None, True, "", "abc", "1_000", " 1", "0x10", "1,5", "NaN", "-Infinity", "1e400",
+                                 "\u0661", "\uff15", "1" * 65, float("nan"), [1], {}])
+def test_anything_but_a_finite_number_is_refused(raw: Any) -> None:
+    with pytest.raises(InvalidAmount):
+        parse_amount(raw)
 
 
 @pytest.mark.parametrize(
