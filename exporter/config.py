@@ -7,6 +7,7 @@ the value of a key.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import os
@@ -34,6 +35,24 @@ LOG_FORMATS = ("logfmt", "json")
 
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+REDACTED = "[REDACTED]"
+# Environment variables whose values config errors treat as keys, wherever they turn up.
+_SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASS", re.IGNORECASE)
+MIN_SECRET_LENGTH = 8  # shorter values would blank out ordinary words
+MAX_KEY_FILE_BYTES = 4096
+
+
+def _unless_key_like(name: str) -> str:
+    """A variable name or path for an error message, unless it looks like a key pasted in its place.
+
+    Names and paths are upper case, or have a '/' or '.'; sFOX keys are long runs of lower-case
+    letters and digits. A key that is known is redacted anyway; this catches one that is not.
+    """
+    looks_like_key = (len(name) >= 16 and not {"/", "."} & set(name)
+                      and any(c.isdigit() for c in name) and any(c.islower() for c in name))
+    return "(name not shown: it looks like an API key)" if looks_like_key else name
 
 
 class ConfigError(Exception):
@@ -86,9 +105,9 @@ class KeySource:
     @property
     def origin(self) -> str:
         if self.file is not None:
-            return f"key file {self.file}"
+            return f"key file {_unless_key_like(str(self.file))}"
         if self.env is not None:
-            return f"environment variable {self.env}"
+            return f"environment variable {_unless_key_like(self.env)}"
         return "built-in demo key"
 
     def load(self) -> Secret:
@@ -98,18 +117,18 @@ class KeySource:
             try:
                 text = self.file.read_text(encoding="utf-8")
             except FileNotFoundError:
-                raise ConfigError(f"key file {self.file} does not exist") from None
+                raise ConfigError(f"{self.origin} does not exist") from None
             except (OSError, UnicodeDecodeError) as error:
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else "unreadable"
-                raise ConfigError(f"key file {self.file} cannot be read: {reason}") from None
+                raise ConfigError(f"{self.origin} cannot be read: {reason}") from None
             key = text.strip()
             if not key:
-                raise ConfigError(f"key file {self.file} is empty")
+                raise ConfigError(f"{self.origin} is empty")
         else:
             assert self.env is not None
             key = self.environ.get(self.env, "").strip()
             if not key:
-                raise ConfigError(f"environment variable {self.env} is not set or empty")
+                raise ConfigError(f"{self.origin} is not set or empty")
         if any(not ch.isprintable() or ch.isspace() for ch in key):
             raise ConfigError(f"the API key in {self.origin} contains whitespace or control characters")
         return Secret(key)
@@ -225,8 +244,44 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
 
 
 def load_config(overrides: Overrides, environ: Mapping[str, str]) -> Config:
-    """Build the Config. Raises ConfigError."""
-    document = _read_document(overrides.config_file) if overrides.config_file else {}
+    """Build the Config. Raises ConfigError, whose message never holds a key that can be known."""
+    document: dict[str, Any] = {}
+    try:
+        if overrides.config_file:
+            document = _read_document(overrides.config_file)
+        return _build_config(overrides, environ, document)
+    except ConfigError as error:
+        message = str(error)
+        for secret in sorted(_possible_keys(environ, document), key=len, reverse=True):
+            message = message.replace(secret, REDACTED)
+        if message == str(error):
+            raise
+        raise ConfigError(message) from None
+
+
+def _possible_keys(environ: Mapping[str, str], document: dict[str, Any]) -> set[str]:
+    """Every value that may be an API key.
+
+    Config errors quote what the user wrote, so a key pasted into the wrong place (an account name, a
+    variable name, a path, a YAML key) would come back on stderr and into container logs.
+    """
+    names: list[Any] = [name for name in environ
+                        if _SECRET_ENV_NAME.search(name) and not name.upper().endswith("_FILE")]
+    files: list[Any] = [environ.get("SFOX_API_KEY_FILE")]
+    accounts = document.get("accounts")
+    for account in accounts if isinstance(accounts, list) else ():
+        if isinstance(account, dict):
+            names.append(account.get("api_key_env"))
+            files.append(account.get("api_key_file"))
+    values = [environ.get(name, "") for name in names if isinstance(name, str)]
+    for file in files:
+        if isinstance(file, str) and file and os.path.isfile(file):  # never a FIFO that would block
+            with contextlib.suppress(OSError, ValueError), open(file, encoding="utf-8") as handle:
+                values.append(handle.read(MAX_KEY_FILE_BYTES))
+    return {value.strip() for value in values if len(value.strip()) >= MIN_SECRET_LENGTH}
+
+
+def _build_config(overrides: Overrides, environ: Mapping[str, str], document: dict[str, Any]) -> Config:
     _check_keys(document, "", _SCHEMA[""])
 
     web_doc = _section(document, "web")

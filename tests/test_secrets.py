@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from exporter.app import Exporter
-from exporter.config import Overrides, load_config
+from exporter.config import ConfigError, Overrides, load_config
 from exporter.logs import JsonFormatter, LogfmtFormatter, Redactor
 from exporter.simulator import Ledger, Simulator
 
@@ -83,6 +83,53 @@ def test_config_errors_about_a_key_do_not_quote_it(tmp_path: Path, bad_key: str)
         load_config(Overrides(), {"SFOX_API_KEY_FILE": str(key_file)})
     assert "whitespace or control characters" in str(caught.value)
     assert not leaks(str(caught.value))
+
+
+# A key pasted into the wrong place: config errors quote what the user wrote, but never a key.
+PASTED = "a3f9c2e1d4b5a6f7e8d9c0b1a2f3e4d5c6b7a8f9e0d1c2b3a4f5e6d7c8b9a0f1"  # shaped like an sFOX key
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        pytest.param(f"accounts: [{{name: main, api_key_env: {PASTED}}}]\n", {"MY_KEY": PASTED},
+                     "accounts[0]: environment variable", id="key as the variable name, key also in env"),
+        pytest.param(f"accounts: [{{name: main, api_key_env: {PASTED}}}]\n", {},
+                     "accounts[0]: environment variable", id="key as the variable name, only in the file"),
+        pytest.param(f"accounts: [{{name: main, api_key_env: MY_KEY, {PASTED}: 1}}]\n", {"MY_KEY": PASTED},
+                     "unknown key", id="key as a field name"),
+        pytest.param(f"accounts: [{{name: 'main {PASTED}', api_key_env: MY_KEY}}]\n", {"MY_KEY": PASTED},
+                     "accounts[0].name", id="key inside the account name"),
+        pytest.param(f"accounts: [{{name: main, api_key_env: SFOX_MAIN}}, {{name: x, api_key_file: {PASTED}}}]\n",
+                     {"SFOX_MAIN": PASTED}, "accounts[1]: key file", id="key as a file path"),
+        pytest.param(None, {"SFOX_API_KEY_FILE": PASTED}, "SFOX_API_KEY_FILE: key file",
+                     id="key in SFOX_API_KEY_FILE"),
+        pytest.param(f"web: {{listen_address: {PASTED}}}\n", {"SFOX_API_KEY": PASTED},
+                     "web.listen_address", id="key as the listen address"),
+    ],
+)
+def test_a_key_pasted_into_the_wrong_place_is_not_echoed(tmp_path: Path, text: str | None, env: dict[str, str],
+                                                           expected: str) -> None:
+    config_file = None
+    if text is not None:
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(Overrides(config_file=str(config_file) if config_file else None), env)
+    message = str(caught.value)
+    assert expected in message
+    assert PASTED not in message and PASTED[:16] not in message
+
+
+def test_ordinary_names_and_paths_are_still_shown(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(Overrides(), {"SFOX_API_KEY_FILE": "/run/secrets/sfox_main_2024"})
+    assert "/run/secrets/sfox_main_2024 does not exist" in str(caught.value)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("accounts: [{name: main, api_key_env: SFOX_KEY_MAIN_ACCOUNT_2024}]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(Overrides(config_file=str(config_file)), {})
+    assert "SFOX_KEY_MAIN_ACCOUNT_2024 is not set" in str(caught.value)
 
 
 def test_debug_logging_of_a_real_process_never_shows_the_key() -> None:
