@@ -128,6 +128,7 @@ class FeedReader:
         self._rejections = Episode(log, self.account, logging.ERROR)
         self._throttle = Throttle(clock)
         self._reply_timeout = max(feed.ping_timeout_seconds, MIN_REPLY_TIMEOUT_SECONDS)
+        self._key_rejected = False
         self.thread = threading.Thread(target=self.run, name=f"feed-{self.account}", daemon=True)
 
     def start(self) -> None:
@@ -153,27 +154,30 @@ class FeedReader:
                 outcome = _Outcome("connection", "unexpected error")
             if self._stop.is_set():
                 break
-            self._state.set_status(self.account, feed_state.AUTH_REJECTED if outcome.rejected
-                                   else feed_state.BACKING_OFF)
-            if outcome.up_seconds >= HEALTHY_SECONDS:
-                self._backoff.reset()
-            delay = max(self._backoff.next(), outcome.wait_at_least)
-            if outcome.rejected:
-                self._rejections.failed(
-                    "sFOX rejected the API key (%s); retrying with backoff, next attempt in %.1fs",
-                    outcome.detail, delay)
-            else:
-                self._failures.failed("feed connection failed (%s: %s); reconnecting in %.1fs",
-                                      outcome.reason, outcome.detail, delay)
-            self._stop.wait(delay)
+            self._stop.wait(self._ended(outcome))
         self._state.set_status(self.account, feed_state.STOPPED)
+
+    def _ended(self, outcome: _Outcome) -> float:
+        """Show and log how a connection ended; returns how long to wait before the next one."""
+        self._key_rejected = outcome.rejected
+        self._state.set_status(self.account, feed_state.AUTH_REJECTED if outcome.rejected else feed_state.BACKING_OFF)
+        if outcome.up_seconds >= HEALTHY_SECONDS:
+            self._backoff.reset()
+        delay = max(self._backoff.next(), outcome.wait_at_least)
+        if outcome.rejected:
+            self._rejections.failed(
+                "sFOX rejected the API key (%s); retrying with backoff, next attempt in %.1fs", outcome.detail, delay)
+        else:
+            self._failures.failed("feed connection failed (%s: %s); reconnecting in %.1fs",
+                                  outcome.reason, outcome.detail, delay)
+        return delay
 
     def _connect_once(self) -> _Outcome:
         key = self._load_key()
         if key is None:
             self._state.count_error(self.account, "auth")
             return _Outcome("auth", "no API key could be loaded")
-        self._state.set_status(self.account, feed_state.CONNECTING)
+        self._progress(feed_state.CONNECTING)
         with self._budget.connection(self._stop) as granted:
             if not granted:
                 return _Outcome("stopped", "")
@@ -215,11 +219,17 @@ class FeedReader:
         finally:
             with self._connection_lock:
                 self._connection = None
-            self._state.set_status(self.account, feed_state.BACKING_OFF)
+            self._progress(feed_state.BACKING_OFF)
             try:
                 connection.close()
             except Exception:  # noqa: BLE001 - closing a dead socket can fail in many ways
                 log.debug("closing the connection failed", extra={"account": self.account})
+
+    def _progress(self, status: str) -> None:
+        """Show a step of the next attempt, unless the key was rejected: that stays the news until
+        sFOX accepts it, since with a rejected key most of the time goes into waiting for a retry."""
+        if not self._key_rejected:
+            self._state.set_status(self.account, status)
 
     def _load_key(self) -> Secret | None:
         """Read the key again on every attempt, so a rotated key file is picked up."""
@@ -281,7 +291,7 @@ class _Session:
         reader = self._reader
         now = self._clock.monotonic()
         self._send({"type": "authenticate", "apiKey": key.reveal()})
-        reader._state.set_status(reader.account, feed_state.AUTHENTICATING)
+        reader._progress(feed_state.AUTHENTICATING)
         self._phase_deadline = now + reader._reply_timeout
         self._next_ping = now + self._feed.ping_interval_seconds
         stop = reader._stop
@@ -359,6 +369,7 @@ class _Session:
         if self._phase == AUTHENTICATING and (message.action in (None, "authenticate") or failed):
             if not message.success:
                 raise _SessionEnd("auth", f"authenticate answered {detail}", rejected=True)
+            reader._key_rejected = False
             self._send({"type": "subscribe", "feeds": [BALANCES_FEED]})
             self._phase = SUBSCRIBING
             self._phase_deadline = self._clock.monotonic() + min(reader._reply_timeout, SUBSCRIBE_GRACE_SECONDS)

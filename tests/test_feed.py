@@ -166,6 +166,19 @@ def test_any_reply_to_authenticate_but_success_is_a_rejection(reply: dict[str, A
     assert "up" not in harness.statuses
 
 
+def test_a_rejected_key_stays_the_status_until_sfox_accepts_one() -> None:
+    replies = iter([AUTH_ERROR, AUTH_ERROR, AUTH_OK])
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(next(replies))], "subscribe": [text(SUB_OK)]}))
+    harness.reader._ended(harness.run_once())
+    assert harness.statuses[-1] == "auth rejected"
+    first_retry = len(harness.statuses)
+    harness.reader._ended(harness.run_once())  # retrying, and rejected again
+    assert set(harness.statuses[first_retry:]) == {"auth rejected"}
+    harness.run_once()  # accepted: the steps show again
+    assert harness.statuses[-3:] == ["subscribing", "up", "backing off"]
+
+
 def test_no_reply_to_authenticate_is_an_auth_error_after_the_reply_timeout() -> None:
     harness = Harness(lambda clock: ScriptedConnection(clock, {}, idle_until=10**9), ping_timeout_seconds=2)
     started = harness.clock.monotonic()
