@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .logs import Redactor
+
 MAX_ACCOUNTS = 10  # sFOX allows 10 WebSocket connections per IP, and each account takes one
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9841"
 DEFAULT_TELEMETRY_PATH = "/metrics"
@@ -37,7 +39,6 @@ _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-REDACTED = "[REDACTED]"
 # Environment variables whose values config errors treat as keys, wherever they turn up.
 _SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASS", re.IGNORECASE)
 MIN_SECRET_LENGTH = 8  # shorter values would blank out ordinary words
@@ -251,9 +252,10 @@ def load_config(overrides: Overrides, environ: Mapping[str, str]) -> Config:
             document = _read_document(overrides.config_file)
         return _build_config(overrides, environ, document)
     except ConfigError as error:
-        message = str(error)
-        for secret in sorted(_possible_keys(environ, document), key=len, reverse=True):
-            message = message.replace(secret, REDACTED)
+        redactor = Redactor()
+        for secret in _possible_keys(environ, document):
+            redactor.add(secret)
+        message = redactor.redact(str(error))
         if message == str(error):
             raise
         raise ConfigError(message) from None

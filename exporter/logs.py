@@ -29,13 +29,14 @@ class Redactor:
     """The secrets that must never appear in a log line."""
 
     def __init__(self) -> None:
-        self._secrets: frozenset[str] = frozenset()
+        # Longest first: a key that holds another must not be left half-shown by the shorter one.
+        self._secrets: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
         if len(secret) >= 4:  # shorter "keys" would blank out ordinary words
             with self._lock:
-                self._secrets = self._secrets | {secret}
+                self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -75,6 +75,13 @@ def test_redactor_scrubs_a_key_that_slips_into_a_message() -> None:
     assert "[REDACTED]" in JsonFormatter(redactor).format(record)
 
 
+def test_redactor_hides_the_longer_of_two_keys_that_overlap() -> None:
+    redactor = Redactor()
+    redactor.add(CANARY[:20])
+    redactor.add(CANARY)
+    assert redactor.redact(f"key {CANARY} and {CANARY[:20]}") == "key [REDACTED] and [REDACTED]"
+
+
 @pytest.mark.parametrize("bad_key", [CANARY + " tail", CANARY + "\u0007"])
 def test_config_errors_about_a_key_do_not_quote_it(tmp_path: Path, bad_key: str) -> None:
     key_file = tmp_path / "key"
