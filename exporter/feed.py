@@ -128,7 +128,6 @@ class FeedReader:
         self._rejections = Episode(log, self.account, logging.ERROR)
         self._throttle = Throttle(clock)
         self._reply_timeout = max(feed.ping_timeout_seconds, MIN_REPLY_TIMEOUT_SECONDS)
-        self._key_rejected = False
         self.thread = threading.Thread(target=self.run, name=f"feed-{self.account}", daemon=True)
 
     def start(self) -> None:
@@ -159,7 +158,6 @@ class FeedReader:
 
     def _ended(self, outcome: _Outcome) -> float:
         """Show and log how a connection ended; returns how long to wait before the next one."""
-        self._key_rejected = outcome.rejected
         self._state.set_status(self.account, feed_state.AUTH_REJECTED if outcome.rejected else feed_state.BACKING_OFF)
         if outcome.up_seconds >= HEALTHY_SECONDS:
             self._backoff.reset()
@@ -227,8 +225,9 @@ class FeedReader:
 
     def _progress(self, status: str) -> None:
         """Show a step of the next attempt, unless the key was rejected: that stays the news until
-        sFOX accepts it, since with a rejected key most of the time goes into waiting for a retry."""
-        if not self._key_rejected:
+        sFOX accepts it, since with a rejected key most of the time goes into waiting for a retry.
+        Only this thread sets the account's status, so reading it first is no race."""
+        if self._state.status(self.account) != feed_state.AUTH_REJECTED:
             self._state.set_status(self.account, status)
 
     def _load_key(self) -> Secret | None:
@@ -367,16 +366,15 @@ class _Session:
         # handshake step is taken as the answer to that step (the protocol notes call this inferred).
         failed = not message.success
         if self._phase == AUTHENTICATING and (message.action in (None, "authenticate") or failed):
-            if not message.success:
+            if failed:
                 raise _SessionEnd("auth", f"authenticate answered {detail}", rejected=True)
-            reader._key_rejected = False
             self._send({"type": "subscribe", "feeds": [BALANCES_FEED]})
             self._phase = SUBSCRIBING
             self._phase_deadline = self._clock.monotonic() + min(reader._reply_timeout, SUBSCRIBE_GRACE_SECONDS)
             reader._state.set_status(reader.account, feed_state.SUBSCRIBING)
         elif self._phase == SUBSCRIBING and (message.action in (None, "subscribe")
                                              or (failed and message.action != "authenticate")):
-            if not message.success:
+            if failed:
                 raise _SessionEnd("subscribe", f"subscribe answered {detail}")
             self._streaming(self._clock.monotonic())
         elif failed and message.action == "subscribe":  # a refusal after the grace period still counts

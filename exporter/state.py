@@ -225,6 +225,10 @@ class State:
                 self._expire(book, now)
             return Snapshot(self._version, tuple(self._view(book) for book in self._books.values()))
 
+    def status(self, account: str) -> str:
+        with self._lock:
+            return self._books[account].status
+
     def statuses(self) -> dict[str, str]:
         with self._lock:
             return {name: book.status for name, book in self._books.items()}
