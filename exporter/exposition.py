@@ -39,10 +39,6 @@ class Rendered:
     def body(self) -> bytes:
         return b"".join(self.parts)
 
-    @property
-    def length(self) -> int:
-        return sum(map(len, self.parts))
-
 
 @dataclass
 class _Cached:
@@ -81,10 +77,6 @@ class Exposition:
                 cached.gzip_state = compressor
             compressor = cached.gzip_state.copy()
         return Rendered((cached.gzip_prefix, compressor.compress(tail) + compressor.flush()), content_type, "gzip")
-
-    def sfox_body(self, as_openmetrics: bool) -> bytes:
-        """The exporter's own metrics, without the OpenMetrics EOF marker."""
-        return self._cached(as_openmetrics).body
 
     def _cached(self, as_openmetrics: bool) -> _Cached:
         version = self._state.version()

@@ -65,8 +65,6 @@ class Security(Protocol):
     @property
     def ssl_context(self) -> ssl.SSLContext | None: ...
 
-    def requires_auth(self) -> bool: ...
-
     def authorized(self, authorization: str | None) -> bool: ...
 
     def peer_allowed(self, sock: ssl.SSLSocket) -> bool: ...
@@ -80,9 +78,6 @@ class _NoSecurity:
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
         return None
-
-    def requires_auth(self) -> bool:
-        return False
 
     def authorized(self, authorization: str | None) -> bool:
         return True
@@ -135,10 +130,6 @@ class HttpServer(ThreadingMixIn, HTTPServer):
             self.shutdown()
         self.server_close()
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = self.socket.accept()
         context = self.security.ssl_context
@@ -175,15 +166,14 @@ class HttpServer(ThreadingMixIn, HTTPServer):
             else:
                 self._idle.pop(sock, None)
 
-    def _close_oldest_idle(self) -> bool:
+    def _close_oldest_idle(self) -> None:
         with self._idle_lock:
             if not self._idle:
-                return False
+                return
             oldest = min(self._idle, key=self._idle.__getitem__)
             del self._idle[oldest]
         with contextlib.suppress(OSError):
             oldest.shutdown(socket.SHUT_RDWR)
-        return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
@@ -364,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200 if ok else 503, "text/plain; charset=utf-8", text.encode(), head_only)
         elif path == "/readyz":
             ok, text = app.readiness()
-            if security.requires_auth() and not security.authorized(self.headers.get("Authorization")):
+            if not security.authorized(self.headers.get("Authorization")):
                 text = "ready\n" if ok else "not ready\n"  # probes get the status; only users see the names
             self._reply(200 if ok else 503, "text/plain; charset=utf-8", text.encode(), head_only)
         elif path == "/":

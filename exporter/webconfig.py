@@ -148,9 +148,6 @@ class WebSecurity:
                     # A half-written renewal: keep serving the last good certificate.
             return self._context
 
-    def requires_auth(self) -> bool:
-        return bool(self.users)
-
     def authorized(self, authorization: str | None) -> bool:
         if not self.users:
             return True
