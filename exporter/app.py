@@ -6,6 +6,7 @@ random source, web security), so tests run the real thing against the simulator 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import random
@@ -26,7 +27,7 @@ from .metrics import SfoxCollector
 from .ratelimit import RequestBudget
 from .runtime import RuntimeMetrics
 from .snapshot import Fetcher, SnapshotWorker, fetch_balances
-from .state import State
+from .state import UP, State
 from .wsclient import Connector, websocket_connector
 
 log = logging.getLogger("exporter")
@@ -109,7 +110,8 @@ class Exporter:
         if host in ("", "0.0.0.0", "::"):
             host = "127.0.0.1"
         scheme = "https" if self.http.security.ssl_context is not None else "http"
-        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{self.http.port}"
+        served = dataclasses.replace(self.config.web, listen_host=host, listen_port=self.http.port)
+        return f"{scheme}://{served.listen_address}"
 
     def start(self) -> None:
         self.http.start()
@@ -146,7 +148,7 @@ class Exporter:
         return True, "ok\n"
 
     def readiness(self) -> tuple[bool, str]:
-        not_ready = {name: status for name, status in self.state.statuses().items() if status != "up"}
+        not_ready = {name: status for name, status in self.state.statuses().items() if status != UP}
         if not not_ready:
             return True, "ready\n"
         listing = ", ".join(f"{name} ({status})" for name, status in not_ready.items())
