@@ -60,7 +60,7 @@ def exporter_process(ws_url: str, rest_url: str, config: str) -> Iterator[tuple[
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(config)
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"],
+        [sys.executable, "-m", "sfox_exporter", "--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"],
         stderr=subprocess.PIPE, text=True,
         env=environment(SFOX_WS_URL=ws_url, SFOX_REST_URL=rest_url, BENCH_KEY=KEY))
     try:

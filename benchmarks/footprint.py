@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.simulator import Ledger, Simulator
 
 from .common import KEY, cpu_seconds, environment, exporter_process, flood_payloads, one_account_config, proc_status
 

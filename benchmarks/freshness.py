@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import websocket
 
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.simulator import Ledger, Simulator
 
 from .common import KEY, balance_entry, exporter_process, one_account_config, percentile, wait_for
 from .contenders.scraper import Scraper

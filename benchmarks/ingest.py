@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.simulator import Ledger, Simulator
 
 from .common import KEY, environment, exporter_process, flood_payloads, median, one_account_config, scrape_value
 

@@ -25,10 +25,19 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
 
-from exporter.app import Exporter
-from exporter.config import AccountConfig, Config, FeedConfig, KeySource, LogConfig, Secret, SfoxEndpoints, WebConfig
-from exporter.parse import parse_frame
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.app import Exporter
+from sfox_exporter.config import (
+    AccountConfig,
+    Config,
+    FeedConfig,
+    KeySource,
+    LogConfig,
+    Secret,
+    SfoxEndpoints,
+    WebConfig,
+)
+from sfox_exporter.sfox.decode import parse_frame
+from sfox_exporter.simulator import Ledger, Simulator
 
 from .common import KEY, WALLETS, balance_entry, environment, flood_payloads, percentile, wait_for
 

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.simulator import Ledger, Simulator
 
 ACCOUNTS = {f"soak{i}": f"soak-key-{i}-0123456789abcdef" for i in range(3)}
 
@@ -58,7 +58,7 @@ def main() -> int:
     config.close()
     environment = {**os.environ, "SFOX_WS_URL": simulator.ws_url, "SFOX_REST_URL": simulator.rest_url,
                    **{f"KEY_{n.upper()}": k for n, k in ACCOUNTS.items()}}
-    exporter = subprocess.Popen([sys.executable, "-m", "exporter", "--config.file", config.name,
+    exporter = subprocess.Popen([sys.executable, "-m", "sfox_exporter", "--config.file", config.name,
                                  "--web.listen-address", "127.0.0.1:19899", "--log.level", "error"],
                                 env=environment)
     stop = threading.Event()

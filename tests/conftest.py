@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import Exporter
-from exporter.config import (
+from sfox_exporter.app import Exporter
+from sfox_exporter.config import (
     AccountConfig,
     Config,
     FeedConfig,
@@ -24,7 +24,7 @@ from exporter.config import (
     Threshold,
     WebConfig,
 )
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.simulator import Ledger, Simulator
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
     environment.update(env or {})
-    return subprocess.Popen([sys.executable, "-m", "exporter", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "sfox_exporter", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
 
 

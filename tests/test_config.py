@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import _SCHEMA, ConfigError, Overrides, Secret, load_config, parse_listen_address
+from sfox_exporter.config import _SCHEMA, ConfigError, Overrides, Secret, load_config, parse_listen_address
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "CANARY-KEY-5f2b9c1e8d7a6b5c4d3e2f1a"
@@ -201,7 +201,7 @@ def test_secret_never_shows_itself() -> None:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sfox_exporter", *args], capture_output=True, text=True,
                           env=environment, timeout=timeout, cwd=ROOT)
 
 

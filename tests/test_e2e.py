@@ -11,9 +11,9 @@ from decimal import Decimal
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from exporter.app import Exporter
-from exporter.config import Threshold
-from exporter.simulator import Simulator
+from sfox_exporter.app import Exporter
+from sfox_exporter.config import Threshold
+from sfox_exporter.simulator import Simulator
 
 from .conftest import KEY_MAIN, KEY_OTHER, feed_up, http_get, make_config, scrape, scrape_until, wait_until
 

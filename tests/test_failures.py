@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.app import Exporter
-from exporter.simulator import Simulator
+from sfox_exporter.app import Exporter
+from sfox_exporter.simulator import Simulator
 
 from .conftest import KEY_MAIN, feed_up, http_get, make_config, scrape, scrape_until, wait_until
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from exporter.config import AccountConfig, FeedConfig, KeySource, Secret
-from exporter.feed import FeedReader
-from exporter.ratelimit import RequestBudget
-from exporter.state import State
-from exporter.wsclient import HandshakeRefused
-from exporter.wsframes import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
+from sfox_exporter.config import AccountConfig, FeedConfig, KeySource, Secret
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.connection import HandshakeRefused
+from sfox_exporter.sfox.feed import FeedReader
+from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
+from sfox_exporter.sfox.ratelimit import RequestBudget
 
 from .conftest import FakeClock
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.exposition import Exposition
-from exporter.parse import (
+from sfox_exporter.metrics.exposition import Exposition
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.decode import (
     MAX_LABEL_LENGTH,
     BadFrame,
     BalanceUpdate,
@@ -21,7 +22,6 @@ from exporter.parse import (
     parse_frame,
     parse_rest_balances,
 )
-from exporter.state import State
 
 from .conftest import FakeClock, Samples
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.exposition import Rendered
-from exporter.httpserver import HttpServer, Limits, _Headers
+from sfox_exporter.metrics.exposition import Rendered
+from sfox_exporter.web.server import HttpServer, Limits, _Headers
 
 from .conftest import http_get, wait_until
 

@@ -6,13 +6,13 @@ import json
 import logging
 import weakref
 
-from exporter.logs import Episode, JsonFormatter, LogfmtFormatter, Redactor, Throttle
+from sfox_exporter.logs import Episode, JsonFormatter, LogfmtFormatter, Redactor, Throttle
 
 from .conftest import FakeClock
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
-    entry = logging.LogRecord("exporter.feed", logging.WARNING, __file__, 1, message, args, None)
+    entry = logging.LogRecord("sfox_exporter.sfox.feed", logging.WARNING, __file__, 1, message, args, None)
     entry.__dict__.update(extra)
     return entry
 
@@ -20,7 +20,7 @@ def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
 def test_logfmt_quotes_what_needs_quoting() -> None:
     line = LogfmtFormatter(Redactor()).format(record('reconnect "now"\nplease', account="main", attempt=3))
     assert "\n" not in line
-    assert 'level=warn logger=exporter.feed msg="reconnect \\"now\\"\\nplease" account=main attempt=3' in line
+    assert 'level=warn logger=sfox_exporter.sfox.feed msg="reconnect \\"now\\"\\nplease" account=main attempt=3' in line
     assert line.startswith("ts=") and line.split()[0].endswith("Z")
 
 

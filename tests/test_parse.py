@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.parse import (
+from sfox_exporter.sfox.decode import (
     AccountBalance,
     BadFrame,
     BalanceUpdate,

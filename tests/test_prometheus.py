@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.app import Exporter
-from exporter.config import Threshold
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.app import Exporter
+from sfox_exporter.config import Threshold
+from sfox_exporter.simulator import Ledger, Simulator
 
 from .conftest import make_config, wait_until
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from exporter.backoff import Backoff
-from exporter.feed import SequenceChecker
-from exporter.ratelimit import RequestBudget, Reservation, SlidingWindow, parse_retry_after
+from sfox_exporter.sfox.backoff import Backoff
+from sfox_exporter.sfox.feed import SequenceChecker
+from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, SlidingWindow, parse_retry_after
 
 from .conftest import FakeClock
 

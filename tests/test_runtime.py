@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.runtime import RuntimeMetrics
+from sfox_exporter.metrics.runtime import RuntimeMetrics
 
 
 def reference() -> CollectorRegistry:

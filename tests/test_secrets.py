@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import Exporter
-from exporter.config import ConfigError, Overrides, load_config
-from exporter.logs import JsonFormatter, LogfmtFormatter, Redactor
-from exporter.simulator import Ledger, Simulator
+from sfox_exporter.app import Exporter
+from sfox_exporter.config import ConfigError, Overrides, load_config
+from sfox_exporter.logs import JsonFormatter, LogfmtFormatter, Redactor
+from sfox_exporter.simulator import Ledger, Simulator
 
 from .conftest import feed_up, http_get, make_config, scrape_until, wait_until
 
@@ -59,7 +59,7 @@ def test_canary_through_every_failure_path(start_exporter: Callable[..., Exporte
     assert any("HTTP 500" in m for m in reasons) and any("no pong" in m for m in reasons)
     bare = Redactor()  # no redaction: the key must not be there to begin with
     for record in caplog.records:
-        if record.name.startswith("exporter.simulator"):
+        if record.name.startswith("sfox_exporter.simulator"):
             continue  # the sFOX side of the conversation, which must of course see the key
         for formatter in (LogfmtFormatter(bare), JsonFormatter(bare)):
             assert not leaks(formatter.format(record)), record.getMessage()
@@ -145,7 +145,7 @@ def test_debug_logging_of_a_real_process_never_shows_the_key() -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
         environment.update(SFOX_API_KEY=CANARY, SFOX_WS_URL=simulator.ws_url, SFOX_REST_URL=simulator.rest_url)
         process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--log.level", "debug", "--log.format", "json",
+            [sys.executable, "-m", "sfox_exporter", "--log.level", "debug", "--log.format", "json",
              "--web.listen-address", "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
         try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from exporter.config import Threshold
-from exporter.parse import AccountBalance, BadFrame, BalanceUpdate, ControlMessage, OtherMessage, Web3Balance
-from exporter.state import State
+from sfox_exporter.config import Threshold
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.decode import AccountBalance, BadFrame, BalanceUpdate, ControlMessage, OtherMessage, Web3Balance
 
 from .conftest import FakeClock
 

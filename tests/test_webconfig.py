@@ -28,9 +28,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.app import Exporter
-from exporter.simulator import Simulator
-from exporter.webconfig import WebConfigError, WebSecurity, load_web_config
+from sfox_exporter.app import Exporter
+from sfox_exporter.simulator import Simulator
+from sfox_exporter.web.toolkit import WebConfigError, WebSecurity, load_web_config
 
 from .conftest import make_config, wait_until
 
@@ -329,7 +329,7 @@ def test_cli_exits_2_on_an_invalid_web_config(tmp_path: Path) -> None:
     path = tmp_path / "web.yml"
     path.write_text("basic_auth_users:\n  admin: hunter2\n")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SFOX_")}
-    result = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(path)],
+    result = subprocess.run([sys.executable, "-m", "sfox_exporter", "--demo", "--web.config.file", str(path)],
                             capture_output=True, text=True, timeout=30, env=environment, cwd=ROOT)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

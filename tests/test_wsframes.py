@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.wsframes import (
+from sfox_exporter.sfox.frames import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,

@@ -38,7 +38,7 @@ FLOOD_BUFFER_BYTES = 4 * 2**20
 PRIVATE_PREFIX = "private."
 REQUEST_TYPES = ("authenticate", "subscribe", "unsubscribe")
 
-log = logging.getLogger("exporter.simulator")
+log = logging.getLogger("sfox_exporter.simulator")
 T = TypeVar("T")
 
 
@@ -206,7 +206,7 @@ class Simulator:
             compression=None,
             ping_interval=None,  # sFOX documents no server pings; clients ping
             max_size=2**20,
-            logger=_quiet_logger("exporter.simulator.websockets"),
+            logger=_quiet_logger("sfox_exporter.simulator.websockets"),
         )
         port = self._ws_server.sockets[0].getsockname()[1]
         self.ws_url = f"ws://{_url_host(self._host)}:{port}/ws"

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .clock import Clock
+from sfox_exporter.clock import Clock
 
 WS_REQUESTS_PER_WINDOW = 40
 WS_WINDOW_SECONDS = 60.0

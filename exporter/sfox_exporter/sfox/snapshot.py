@@ -18,21 +18,21 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backoff import Backoff
-from .clock import Clock
-from .config import AccountConfig, ConfigError, FeedConfig, Secret
-from .logs import Episode
-from .parse import parse_rest_balances
-from .ratelimit import (
+from sfox_exporter.clock import Clock
+from sfox_exporter.config import AccountConfig, ConfigError, FeedConfig, Secret
+from sfox_exporter.logs import Episode
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.backoff import Backoff
+from sfox_exporter.sfox.decode import parse_rest_balances
+from sfox_exporter.sfox.ratelimit import (
     REST_REQUESTS_PER_WINDOW,
     REST_WINDOW_MARGIN_SECONDS,
     REST_WINDOW_SECONDS,
     SlidingWindow,
     parse_retry_after,
 )
-from .state import State
 
-log = logging.getLogger("exporter.snapshot")
+log = logging.getLogger("sfox_exporter.sfox.snapshot")
 
 BALANCE_PATH = "/v1/user/balance"
 MAX_BODY_BYTES = 8 * 2**20

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .logs import Redactor
+from sfox_exporter.logs import Redactor
 
 MAX_ACCOUNTS = 10  # sFOX allows 10 WebSocket connections per IP, and each account takes one
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9841"

@@ -17,20 +17,20 @@ from importlib import metadata
 from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
-from .clock import Clock, SystemClock
-from .config import Config
-from .exposition import Exposition, Rendered
-from .feed import FeedReader
-from .httpserver import HttpServer, Limits, Security
-from .logs import Redactor
-from .metrics import SfoxCollector
-from .ratelimit import RequestBudget
-from .runtime import RuntimeMetrics
-from .snapshot import Fetcher, SnapshotWorker, fetch_balances
-from .state import UP, State
-from .wsclient import Connector, websocket_connector
+from sfox_exporter.clock import Clock, SystemClock
+from sfox_exporter.config import Config
+from sfox_exporter.logs import Redactor
+from sfox_exporter.metrics.exposition import Exposition, Rendered
+from sfox_exporter.metrics.runtime import RuntimeMetrics
+from sfox_exporter.metrics.state import UP, State
+from sfox_exporter.metrics.table import SfoxCollector
+from sfox_exporter.sfox.connection import Connector, websocket_connector
+from sfox_exporter.sfox.feed import FeedReader
+from sfox_exporter.sfox.ratelimit import RequestBudget
+from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker, fetch_balances
+from sfox_exporter.web.server import HttpServer, Limits, Security
 
-log = logging.getLogger("exporter")
+log = logging.getLogger("sfox_exporter")
 
 STOP_TIMEOUT_SECONDS = 3.0
 

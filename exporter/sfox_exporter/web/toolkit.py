@@ -26,7 +26,7 @@ from typing import Any
 import bcrypt
 import yaml
 
-from .config import ConfigError
+from sfox_exporter.config import ConfigError
 
 _TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
 _TLS_KEYS = ("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",

@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 
-from ..config import ConfigError, parse_listen_address
+from sfox_exporter.config import ConfigError, parse_listen_address
+
 from .server import Simulator
 
 

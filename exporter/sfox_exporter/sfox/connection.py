@@ -15,7 +15,7 @@ from typing import Protocol
 
 import websocket
 
-from .wsframes import DEFAULT_MAX_MESSAGE_BYTES, FrameReader
+from sfox_exporter.sfox.frames import DEFAULT_MAX_MESSAGE_BYTES, FrameReader
 
 
 class HandshakeRefused(Exception):

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .clock import Clock
-from .config import Threshold
-from .parse import MESSAGE_KINDS, AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
+from sfox_exporter.clock import Clock
+from sfox_exporter.config import Threshold
+from sfox_exporter.sfox.decode import MESSAGE_KINDS, AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
 
 ERROR_REASONS = ("decode", "schema", "auth", "subscribe", "sequence", "connection", "rest", "cardinality")
 

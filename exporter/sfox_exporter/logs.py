@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import IO, Any
 
-from .clock import Clock
+from sfox_exporter.clock import Clock
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",

@@ -15,18 +15,26 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import state as feed_state
-from .backoff import Backoff
-from .clock import Clock
-from .config import AccountConfig, ConfigError, FeedConfig, Secret
-from .logs import Episode, Throttle
-from .parse import BALANCES_FEED, BadFrame, BalanceUpdate, CachingParser, ControlMessage, Event, sanitize_text
-from .ratelimit import RequestBudget, Reservation, parse_retry_after
-from .state import State
-from .wsclient import Connection, Connector, HandshakeRefused
-from .wsframes import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
+from sfox_exporter.clock import Clock
+from sfox_exporter.config import AccountConfig, ConfigError, FeedConfig, Secret
+from sfox_exporter.logs import Episode, Throttle
+from sfox_exporter.metrics import state as feed_state
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.backoff import Backoff
+from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
+from sfox_exporter.sfox.decode import (
+    BALANCES_FEED,
+    BadFrame,
+    BalanceUpdate,
+    CachingParser,
+    ControlMessage,
+    Event,
+    sanitize_text,
+)
+from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
+from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, parse_retry_after
 
-log = logging.getLogger("exporter.feed")
+log = logging.getLogger("sfox_exporter.sfox.feed")
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 # The shortest time a reply to authenticate is awaited, whatever ping_timeout says.

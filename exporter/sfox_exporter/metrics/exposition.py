@@ -15,9 +15,9 @@ from typing import Any
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from .metrics import BUILD_INFO, METRICS, MetricDef
-from .runtime import RuntimeMetrics
-from .state import AccountView, State
+from sfox_exporter.metrics.runtime import RuntimeMetrics
+from sfox_exporter.metrics.state import AccountView, State
+from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_EOF = b"# EOF\n"

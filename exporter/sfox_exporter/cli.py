@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
-from .app import Exporter, version
-from .config import Config, ConfigError, Overrides, environment, load_config
-from .logs import Redactor, setup_logging
-from .webconfig import load_web_config
+from sfox_exporter.app import Exporter, version
+from sfox_exporter.config import Config, ConfigError, Overrides, environment, load_config
+from sfox_exporter.logs import Redactor, setup_logging
+from sfox_exporter.web.toolkit import load_web_config
 
-log = logging.getLogger("exporter")
+log = logging.getLogger("sfox_exporter")
 
 
 def parse_args(argv: list[str] | None) -> Overrides:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
 
 def _start_demo(config: Config) -> tuple[Any, Config]:
     try:
-        from .simulator import Simulator  # noqa: PLC0415 - optional dependency, only for --demo
+        from sfox_exporter.simulator import Simulator  # noqa: PLC0415 - optional dependency, only for --demo
     except ImportError:
         raise ConfigError(
             "--demo needs the simulator, which needs the 'websockets' package: "

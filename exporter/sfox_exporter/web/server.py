@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import TCPServer, ThreadingMixIn
 from typing import Any, Protocol
 
-from .exposition import Rendered
+from sfox_exporter.metrics.exposition import Rendered
 
-log = logging.getLogger("exporter.http")
+log = logging.getLogger("sfox_exporter.http")
 
 HEALTH_PATHS = ("/healthz", "/readyz")
 MAX_HEADERS = 100  # as http.client allows

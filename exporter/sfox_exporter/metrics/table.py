@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .state import AccountView, Snapshot, State
+from sfox_exporter.metrics.state import AccountView, Snapshot, State
 
 Sample = tuple[tuple[str, ...], float]
 Extractor = Callable[[AccountView], Iterable[Sample]]

@@ -1,0 +1,5 @@
+import sys
+
+from sfox_exporter.cli import main
+
+sys.exit(main())

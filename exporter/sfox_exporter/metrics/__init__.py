@@ -1,0 +1,1 @@
+"""From balances to Prometheus: the shared state, the metric table, the collector and the exposition."""

@@ -1,0 +1,1 @@
+"""The HTTP side: the server, its routes and exporter-toolkit web config (TLS and basic auth)."""
