@@ -13,9 +13,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.exposition import Exposition
 from sfox_exporter.metrics.runtime import RuntimeMetrics
-from sfox_exporter.metrics.state import ERROR_REASONS, State
+from sfox_exporter.metrics.state import State
 from sfox_exporter.metrics.table import METRICS, SfoxCollector
 from sfox_exporter.sfox.decode import AccountBalance, BalanceUpdate, Web3Balance
+from sfox_exporter.vocabulary import ERROR_REASONS, FeedStatus
 
 from .conftest import FakeClock, Samples
 
@@ -49,7 +50,7 @@ ODD = AccountBalance('we"ird\\cur', 1.0, None, None, ())
 def populated_state(clock: FakeClock | None = None) -> State:
     state = State(["main", "treasury"], clock=clock or FakeClock(),
                   thresholds=[Threshold("main", "usd", "available", 1000)])
-    state.set_status("main", "up")
+    state.set_status("main", FeedStatus.UP)
     state.ingest("main", BalanceUpdate(10, 1649899310.281716, (BTC, USD, ODD), (WEB3,), 0))
     return state
 
@@ -170,10 +171,10 @@ def test_output_is_reused_until_the_state_changes() -> None:
 def test_staleness_shows_without_any_new_message() -> None:
     clock = FakeClock()
     state = State(["main"], clock=clock, stale_after_seconds=60)
-    state.set_status("main", "up")
+    state.set_status("main", FeedStatus.UP)
     state.ingest("main", BalanceUpdate(1, 1.7e9, (USD,), (), 0))
     exposition = Exposition(state, "1")
-    state.set_status("main", "connecting")
+    state.set_status("main", FeedStatus.CONNECTING)
     assert Samples(exposition.render().body.decode()).get("sfox_balance", account="main", currency="usd") == 100
     clock.advance(61)
     samples = Samples(exposition.render().body.decode())

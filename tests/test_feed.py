@@ -16,6 +16,7 @@ from sfox_exporter.sfox.connection import HandshakeRefused
 from sfox_exporter.sfox.feed import FeedReader
 from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
 from sfox_exporter.sfox.ratelimit import RequestBudget
+from sfox_exporter.vocabulary import FeedStatus
 
 from .conftest import FakeClock
 
@@ -101,7 +102,7 @@ class Harness:
         self.statuses: list[str] = []
         original = self.state.set_status
 
-        def record_status(account: str, status: str) -> None:
+        def record_status(account: str, status: FeedStatus) -> None:
             self.statuses.append(status)
             original(account, status)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.decode import AccountBalance, BadFrame, BalanceUpdate, ControlMessage, OtherMessage, Web3Balance
+from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
 from .conftest import FakeClock
 
@@ -47,7 +48,7 @@ def test_counters_by_kind_and_reason() -> None:
     state.ingest("main", OtherMessage(3, None, schema_errors=1))
     state.ingest("main", update(entry("btc", 1), errors=2))
     view = state.snapshot().accounts[0]
-    assert dict(view.messages) == {"balances": 1, "web3": 0, "control": 1, "unknown": 2}
+    assert dict(view.messages) == {"balances": 1, "web3": 0, "end_users": 0, "control": 1, "unknown": 2}
     assert view.errors["decode"] == 1
     assert view.errors["schema"] == 3
     assert view.last_message_time == clock.time()
@@ -71,9 +72,9 @@ def test_every_mutation_bumps_the_version() -> None:
     versions = [state.version()]
     state.ingest("main", update(entry("btc", 1)))
     versions.append(state.version())
-    state.count_error("main", "rest")
+    state.count_error("main", ErrorReason.REST)
     versions.append(state.version())
-    state.set_status("main", "up")
+    state.set_status("main", FeedStatus.UP)
     versions.append(state.version())
     assert versions == sorted(set(versions))
     assert state.version() == versions[-1]  # reading changes nothing
@@ -82,9 +83,9 @@ def test_every_mutation_bumps_the_version() -> None:
 def test_stale_balances_are_withdrawn_and_health_stays() -> None:
     clock = FakeClock()
     state = make_state(clock, stale_after_seconds=600)
-    state.set_status("main", "up")
+    state.set_status("main", FeedStatus.UP)
     state.ingest("main", update(entry("btc", 1), wallets=(Web3Balance("Ethereum", "0xa", "eth", 1),)))
-    state.set_status("main", "backing off")
+    state.set_status("main", FeedStatus.BACKING_OFF)
     clock.advance(599)
     assert state.snapshot().accounts[0].balances
     clock.advance(1)
@@ -93,7 +94,7 @@ def test_stale_balances_are_withdrawn_and_health_stays() -> None:
     assert not view.balances and not view.wallets and view.series == 0
     assert view.messages["balances"] == 1  # health stays
     # Fresh data after the feed is back brings series back, without the stale ones.
-    state.set_status("main", "up")
+    state.set_status("main", FeedStatus.UP)
     state.ingest("main", update(entry("usd", 5)))
     view = state.snapshot().accounts[0]
     assert not view.withdrawn
@@ -103,11 +104,11 @@ def test_stale_balances_are_withdrawn_and_health_stays() -> None:
 def test_staleness_is_applied_when_the_feed_returns_between_scrapes() -> None:
     clock = FakeClock()
     state = make_state(clock, stale_after_seconds=10)
-    state.set_status("main", "up")
+    state.set_status("main", FeedStatus.UP)
     state.ingest("main", update(entry("btc", 1)))
-    state.set_status("main", "connecting")
+    state.set_status("main", FeedStatus.CONNECTING)
     clock.advance(11)
-    state.set_status("main", "up")  # no scrape in between
+    state.set_status("main", FeedStatus.UP)  # no scrape in between
     assert not state.snapshot().accounts[0].balances
 
 

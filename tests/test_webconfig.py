@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from sfox_exporter.app import Exporter
 from sfox_exporter.simulator import Simulator
+from sfox_exporter.vocabulary import FeedStatus
 from sfox_exporter.web.toolkit import WebConfigError, WebSecurity, load_web_config
 
 from .conftest import make_config, wait_until
@@ -57,7 +58,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
                  issuer_key: ec.EllipticCurvePrivateKey | None, *, ca: bool = False,
                  sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -210,7 +211,7 @@ def test_basic_auth(serve: Callable[[str], Exporter]) -> None:
     status, _, body = get(exporter, "/readyz")
     assert status in (200, 503) and b"main" not in body
     wait_until(lambda: get(exporter, "/readyz")[0] == 200)
-    exporter.state.set_status("main", "connecting")
+    exporter.state.set_status("main", FeedStatus.CONNECTING)
     assert get(exporter, "/readyz")[2] == b"not ready\n"
     assert b"main (connecting)" in get(exporter, "/readyz", headers=basic("prometheus", PASSWORD))[2]
 

@@ -22,12 +22,13 @@ from sfox_exporter.config import Config
 from sfox_exporter.logs import Redactor
 from sfox_exporter.metrics.exposition import Exposition, Rendered
 from sfox_exporter.metrics.runtime import RuntimeMetrics
-from sfox_exporter.metrics.state import UP, State
+from sfox_exporter.metrics.state import State
 from sfox_exporter.metrics.table import SfoxCollector
 from sfox_exporter.sfox.connection import Connector, websocket_connector
 from sfox_exporter.sfox.feed import FeedReader
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker, fetch_balances
+from sfox_exporter.vocabulary import FeedStatus
 from sfox_exporter.web.server import HttpServer, Limits, Security
 
 log = logging.getLogger("sfox_exporter")
@@ -148,7 +149,7 @@ class Exporter:
         return True, "ok\n"
 
     def readiness(self) -> tuple[bool, str]:
-        not_ready = {name: status for name, status in self.state.statuses().items() if status != UP}
+        not_ready = {name: status for name, status in self.state.statuses().items() if status != FeedStatus.UP}
         if not not_ready:
             return True, "ready\n"
         listing = ", ".join(f"{name} ({status})" for name, status in not_ready.items())

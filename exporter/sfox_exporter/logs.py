@@ -51,7 +51,7 @@ class _Formatter(logging.Formatter):
         self._redactor = redactor
 
     def fields(self, record: logging.LogRecord) -> dict[str, Any]:
-        stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         fields: dict[str, Any] = {
             "ts": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
             "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),

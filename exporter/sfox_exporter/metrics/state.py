@@ -13,19 +13,8 @@ from types import MappingProxyType
 
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import Threshold
-from sfox_exporter.sfox.decode import MESSAGE_KINDS, AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
-
-ERROR_REASONS = ("decode", "schema", "auth", "subscribe", "sequence", "connection", "rest", "cardinality")
-
-# Feed states, shown on the landing page and in /readyz.
-STARTING = "starting"
-CONNECTING = "connecting"
-AUTHENTICATING = "authenticating"
-SUBSCRIBING = "subscribing"
-UP = "up"
-BACKING_OFF = "backing off"
-AUTH_REJECTED = "auth rejected"
-STOPPED = "stopped"
+from sfox_exporter.sfox.decode import AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
+from sfox_exporter.vocabulary import ERROR_REASONS, MESSAGE_KINDS, ErrorReason, FeedStatus
 
 
 @dataclass
@@ -39,7 +28,7 @@ class _Book:
     written_at: dict[str, int] = field(default_factory=dict)
     generation: int = 0
     series: int = 0
-    status: str = STARTING
+    status: FeedStatus = FeedStatus.STARTING
     down_since: float | None = None  # monotonic
     withdrawn: bool = False
     last_message_time: float | None = None
@@ -183,7 +172,7 @@ class State:
             book.snapshot_time = now
             self._version += 1
 
-    def count_error(self, account: str, reason: str, count: int = 1) -> None:
+    def count_error(self, account: str, reason: ErrorReason, count: int = 1) -> None:
         with self._lock:
             self._books[account].errors[reason] += count
             self._version += 1
@@ -193,17 +182,17 @@ class State:
             self._books[account].reconnects += 1
             self._version += 1
 
-    def set_status(self, account: str, status: str) -> None:
+    def set_status(self, account: str, status: FeedStatus) -> None:
         now = self._clock.monotonic()
         with self._lock:
             book = self._books[account]
             if status == book.status:
                 return
             self._expire(book, now)
-            if status == UP:
+            if status == FeedStatus.UP:
                 book.down_since = None
                 book.withdrawn = False
-            elif book.status == UP:
+            elif book.status == FeedStatus.UP:
                 book.down_since = now
             book.status = status
             self._version += 1
@@ -225,7 +214,7 @@ class State:
                 self._expire(book, now)
             return Snapshot(self._version, tuple(self._view(book) for book in self._books.values()))
 
-    def status(self, account: str) -> str:
+    def status(self, account: str) -> FeedStatus:
         with self._lock:
             return self._books[account].status
 
@@ -238,7 +227,7 @@ class State:
         a stale balance must not look current. Feed-health series stay."""
         if (
             book.withdrawn
-            or book.status == UP
+            or book.status == FeedStatus.UP
             or book.down_since is None
             or self._stale_after <= 0
             or now - book.down_since < self._stale_after
@@ -256,7 +245,7 @@ class State:
         withdrawn = book.withdrawn
         return AccountView(
             name=book.name,
-            up=book.status == UP,
+            up=book.status == FeedStatus.UP,
             status=book.status,
             withdrawn=withdrawn,
             balances=MappingProxyType({} if withdrawn else dict(book.balances)),

@@ -12,13 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from sfox_exporter.vocabulary import MessageKind
+
 BALANCES_FEED = "private.user.balances"
 
-KIND_BALANCES = "balances"
-KIND_WEB3 = "web3"
-KIND_CONTROL = "control"
-KIND_UNKNOWN = "unknown"
-MESSAGE_KINDS = (KIND_BALANCES, KIND_WEB3, KIND_CONTROL, KIND_UNKNOWN)
+KIND_BALANCES = MessageKind.BALANCES
+KIND_WEB3 = MessageKind.WEB3
+KIND_CONTROL = MessageKind.CONTROL
+KIND_UNKNOWN = MessageKind.UNKNOWN
 
 ACCOUNT_FIELDS = ("balance", "available", "held")
 WALLET_SUFFIX = "_wallet"
@@ -76,7 +77,7 @@ class BalanceUpdate(NamedTuple):
     accounts: tuple[AccountBalance, ...]
     wallets: tuple[Web3Balance, ...]
     schema_errors: int
-    kind: str = KIND_BALANCES  # web3 when every entry says type web3, valid or not
+    kind: MessageKind = KIND_BALANCES  # web3 when every entry says type web3, valid or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ class ControlMessage:
     detail: str | None  # error text, when sFOX sends one
     schema_errors: int = 0
 
-    kind = KIND_CONTROL
+    kind: MessageKind = KIND_CONTROL
 
     @property
     def success(self) -> bool:
@@ -104,7 +105,7 @@ class OtherMessage:
     recipient: str | None
     schema_errors: int
 
-    kind = KIND_UNKNOWN
+    kind: MessageKind = KIND_UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ class BadFrame:
 
     reason: str
 
-    kind = KIND_UNKNOWN
+    kind: MessageKind = KIND_UNKNOWN
     sequence = None
     schema_errors = 0
 

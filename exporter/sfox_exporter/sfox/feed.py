@@ -14,11 +14,11 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import AccountConfig, ConfigError, FeedConfig, Secret
 from sfox_exporter.logs import Episode, Throttle
-from sfox_exporter.metrics import state as feed_state
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
@@ -33,6 +33,7 @@ from sfox_exporter.sfox.decode import (
 )
 from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
 from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, parse_retry_after
+from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
 log = logging.getLogger("sfox_exporter.sfox.feed")
 
@@ -86,7 +87,7 @@ class SequenceChecker:
 class _Outcome:
     """How one connection ended."""
 
-    reason: str  # an error reason, or "stopped"
+    reason: ErrorReason | Literal["stopped"]
     detail: str
     up_seconds: float = 0.0
     rejected: bool = False
@@ -94,7 +95,7 @@ class _Outcome:
 
 
 class _SessionEnd(Exception):
-    def __init__(self, reason: str, detail: str, rejected: bool = False) -> None:
+    def __init__(self, reason: ErrorReason | Literal["stopped"], detail: str, rejected: bool = False) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -157,16 +158,16 @@ class FeedReader:
                 outcome = self._connect_once()
             except Exception:  # a bug must cost a reconnect, never the feed thread
                 log.exception("unexpected error in the feed thread", extra={"account": self.account})
-                self._state.count_error(self.account, "connection")
-                outcome = _Outcome("connection", "unexpected error")
+                self._state.count_error(self.account, ErrorReason.CONNECTION)
+                outcome = _Outcome(ErrorReason.CONNECTION, "unexpected error")
             if self._stop.is_set():
                 break
             self._stop.wait(self._ended(outcome))
-        self._state.set_status(self.account, feed_state.STOPPED)
+        self._state.set_status(self.account, FeedStatus.STOPPED)
 
     def _ended(self, outcome: _Outcome) -> float:
         """Show and log how a connection ended; returns how long to wait before the next one."""
-        self._state.set_status(self.account, feed_state.AUTH_REJECTED if outcome.rejected else feed_state.BACKING_OFF)
+        self._state.set_status(self.account, FeedStatus.AUTH_REJECTED if outcome.rejected else FeedStatus.BACKING_OFF)
         if outcome.up_seconds >= HEALTHY_SECONDS:
             self._backoff.reset()
         delay = max(self._backoff.next(), outcome.wait_at_least)
@@ -181,9 +182,9 @@ class FeedReader:
     def _connect_once(self) -> _Outcome:
         key = self._load_key()
         if key is None:
-            self._state.count_error(self.account, "auth")
-            return _Outcome("auth", "no API key could be loaded")
-        self._progress(feed_state.CONNECTING)
+            self._state.count_error(self.account, ErrorReason.AUTH)
+            return _Outcome(ErrorReason.AUTH, "no API key could be loaded")
+        self._progress(FeedStatus.CONNECTING)
         with self._budget.connection(self._stop) as granted:
             if not granted:
                 return _Outcome("stopped", "")
@@ -199,14 +200,14 @@ class FeedReader:
         try:
             connection = self._connector(self._ws_url, CONNECT_TIMEOUT_SECONDS)
         except HandshakeRefused as refused:
-            self._state.count_error(self.account, "connection")
+            self._state.count_error(self.account, ErrorReason.CONNECTION)
             wait = 0.0
             if refused.status == 429:
                 wait = parse_retry_after(refused.retry_after, self._clock.time(), BLOCKED_SECONDS)
-            return _Outcome("connection", str(refused), wait_at_least=wait)
+            return _Outcome(ErrorReason.CONNECTION, str(refused), wait_at_least=wait)
         except Exception as error:  # noqa: BLE001 - any failure to connect is a connection error
-            self._state.count_error(self.account, "connection")
-            return _Outcome("connection", _describe(error))
+            self._state.count_error(self.account, ErrorReason.CONNECTION)
+            return _Outcome(ErrorReason.CONNECTION, _describe(error))
         with self._connection_lock:
             self._connection = connection
         session = _Session(self, connection, reservation)
@@ -220,22 +221,22 @@ class FeedReader:
         except Exception as error:  # noqa: BLE001 - a broken socket surfaces as many exception types
             if self._stop.is_set():
                 return _Outcome("stopped", "")
-            self._state.count_error(self.account, "connection")
-            return _Outcome("connection", _describe(error), session.up_seconds())
+            self._state.count_error(self.account, ErrorReason.CONNECTION)
+            return _Outcome(ErrorReason.CONNECTION, _describe(error), session.up_seconds())
         finally:
             with self._connection_lock:
                 self._connection = None
-            self._progress(feed_state.BACKING_OFF)
+            self._progress(FeedStatus.BACKING_OFF)
             try:
                 connection.close()
             except Exception:  # noqa: BLE001 - closing a dead socket can fail in many ways
                 log.debug("closing the connection failed", extra={"account": self.account})
 
-    def _progress(self, status: str) -> None:
+    def _progress(self, status: FeedStatus) -> None:
         """Show a step of the next attempt, unless the key was rejected: that stays the news until
         sFOX accepts it, since with a rejected key most of the time goes into waiting for a retry.
         Only this thread sets the account's status, so reading it first is no race."""
-        if self._state.status(self.account) != feed_state.AUTH_REJECTED:
+        if self._state.status(self.account) != FeedStatus.AUTH_REJECTED:
             self._state.set_status(self.account, status)
 
     def _load_key(self) -> Secret | None:
@@ -255,14 +256,14 @@ class FeedReader:
     # --- what sessions report back ------------------------------------------------------------
 
     def _went_up(self) -> None:
-        self._state.set_status(self.account, feed_state.UP)
+        self._state.set_status(self.account, FeedStatus.UP)
         self._rejections.recovered("sFOX accepted the API key again")
         self._failures.recovered("feed connected")
         log.info("feed up: authenticated and subscribed to %s", BALANCES_FEED, extra={"account": self.account})
         self._request_snapshot("connected")
 
     def _sequence_anomaly(self, last: int | None, sequence: int | None) -> None:
-        self._state.count_error(self.account, "sequence")
+        self._state.count_error(self.account, ErrorReason.SEQUENCE)
         if self._throttle.allow("sequence"):
             log.warning("sequence jumped from %s to %s; resyncing from a REST snapshot", last, sequence,
                         extra={"account": self.account})
@@ -298,7 +299,7 @@ class _Session:
         reader = self._reader
         now = self._clock.monotonic()
         self._send({"type": "authenticate", "apiKey": key.reveal()})
-        reader._progress(feed_state.AUTHENTICATING)
+        reader._progress(FeedStatus.AUTHENTICATING)
         self._phase_deadline = now + reader._reply_timeout
         self._next_ping = now + self._feed.ping_interval_seconds
         stop = reader._stop
@@ -320,10 +321,10 @@ class _Session:
 
     def _on_time(self, now: float) -> None:
         if self._pong_deadline is not None and now >= self._pong_deadline:
-            raise _SessionEnd("connection", f"no pong within {self._feed.ping_timeout_seconds:g}s")
+            raise _SessionEnd(ErrorReason.CONNECTION, f"no pong within {self._feed.ping_timeout_seconds:g}s")
         if self._phase != STREAMING and now >= self._phase_deadline:
             if self._phase == AUTHENTICATING:
-                raise _SessionEnd("auth", "no reply to authenticate", rejected=False)
+                raise _SessionEnd(ErrorReason.AUTH, "no reply to authenticate", rejected=False)
             # sFOX documents no subscribe reply; older servers send none. Silence is not refusal.
             log.debug("no reply to subscribe; assuming subscribed", extra={"account": self._reader.account})
             self._streaming(now)
@@ -344,7 +345,8 @@ class _Session:
         if opcode == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
             text = sanitize_text(bytes(payload[2:]).decode("utf-8", "replace"))
-            raise _SessionEnd("connection", f"sFOX closed the connection (code {code}{', ' + text if text else ''})")
+            detail = f"sFOX closed the connection (code {code}{', ' + text if text else ''})"
+            raise _SessionEnd(ErrorReason.CONNECTION, detail)
         event: Event
         if opcode == OP_TOO_BIG:
             event = BadFrame("decode")
@@ -375,18 +377,18 @@ class _Session:
         failed = not message.success
         if self._phase == AUTHENTICATING and (message.action in (None, "authenticate") or failed):
             if failed:
-                raise _SessionEnd("auth", f"authenticate answered {detail}", rejected=True)
+                raise _SessionEnd(ErrorReason.AUTH, f"authenticate answered {detail}", rejected=True)
             self._send({"type": "subscribe", "feeds": [BALANCES_FEED]})
             self._phase = SUBSCRIBING
             self._phase_deadline = self._clock.monotonic() + min(reader._reply_timeout, SUBSCRIBE_GRACE_SECONDS)
-            reader._state.set_status(reader.account, feed_state.SUBSCRIBING)
+            reader._state.set_status(reader.account, FeedStatus.SUBSCRIBING)
         elif self._phase == SUBSCRIBING and (message.action in (None, "subscribe")
                                              or (failed and message.action != "authenticate")):
             if failed:
-                raise _SessionEnd("subscribe", f"subscribe answered {detail}")
+                raise _SessionEnd(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
             self._streaming(self._clock.monotonic())
         elif failed and message.action == "subscribe":  # a refusal after the grace period still counts
-            raise _SessionEnd("subscribe", f"subscribe answered {detail}")
+            raise _SessionEnd(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
         elif failed and reader._throttle.allow("control error"):
             log.warning("sFOX sent %s (action %s)", detail, message.action, extra={"account": reader.account})
 

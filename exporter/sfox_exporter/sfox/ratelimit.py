@@ -168,7 +168,7 @@ def parse_retry_after(value: str | None, now: float, default: float) -> float:
         except (TypeError, ValueError, IndexError):
             return default
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
+            moment = moment.replace(tzinfo=datetime.UTC)
         seconds = moment.timestamp() - now
     if not math.isfinite(seconds):
         return default

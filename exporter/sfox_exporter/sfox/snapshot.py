@@ -31,6 +31,7 @@ from sfox_exporter.sfox.ratelimit import (
     SlidingWindow,
     parse_retry_after,
 )
+from sfox_exporter.vocabulary import ErrorReason
 
 log = logging.getLogger("sfox_exporter.sfox.snapshot")
 
@@ -188,7 +189,7 @@ class SnapshotWorker:
             return self._failed("the balance response is not a JSON array", result)
         balances, invalid = parsed
         if invalid:
-            self._state.count_error(self.account, "schema", invalid)
+            self._state.count_error(self.account, ErrorReason.SCHEMA, invalid)
         self._state.apply_snapshot(self.account, balances, since)
         self._backoff.reset()
         self._failures.recovered("REST balance snapshot succeeded")
@@ -197,7 +198,7 @@ class SnapshotWorker:
         return True
 
     def _failed(self, detail: str, result: FetchResult | None) -> bool:
-        self._state.count_error(self.account, "rest")
+        self._state.count_error(self.account, ErrorReason.REST)
         if result is not None and result.status == 429:
             delay = parse_retry_after(result.retry_after, self._clock.time(), DEFAULT_RETRY_AFTER_SECONDS)
         else:
