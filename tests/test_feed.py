@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from sfox_exporter.config import AccountConfig, FeedConfig, KeySource, Secret
+from sfox_exporter.config import FeedConfig, KeySource, Secret
 from sfox_exporter.metrics.state import State
-from sfox_exporter.sfox.connection import HandshakeRefused
-from sfox_exporter.sfox.feed import FeedReader
+from sfox_exporter.sfox.account import AccountSink
+from sfox_exporter.sfox.connection import Connector, HandshakeRefused
+from sfox_exporter.sfox.feed import FeedWorker
 from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
 from sfox_exporter.sfox.ratelimit import RequestBudget
+from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
 from sfox_exporter.vocabulary import FeedStatus
 
 from .conftest import FakeClock
@@ -57,6 +59,7 @@ class ScriptedConnection:
         self.pongs: list[bytes] = []
         self.pings = 0
         self.closed = False
+        self.receiving_since: float | None = None
 
     def send_text(self, data: str) -> None:
         request = json.loads(data)
@@ -93,36 +96,43 @@ class ScriptedConnection:
         pass
 
 
+class RecordingSink(AccountSink):
+    def __init__(self, state: State, snapshots: list[str]) -> None:
+        super().__init__(state, "main", snapshots.append)
+        self.statuses: list[FeedStatus] = []
+
+    def set_status(self, status: FeedStatus) -> None:
+        self.statuses.append(status)
+        super().set_status(status)
+
+
 class Harness:
-    def __init__(self, connection_factory: Callable[[FakeClock], ScriptedConnection], **feed: Any) -> None:
+    def __init__(self, connection_factory: Callable[[FakeClock], ScriptedConnection], *,
+                 connector: Connector | None = None, key_source: KeySource | None = None, **feed: Any) -> None:
         self.clock = FakeClock()
         self.state = State(["main"], clock=self.clock)
         self.snapshots: list[str] = []
         self.connections: list[ScriptedConnection] = []
-        self.statuses: list[str] = []
-        original = self.state.set_status
-
-        def record_status(account: str, status: FeedStatus) -> None:
-            self.statuses.append(status)
-            original(account, status)
-
-        self.state.set_status = record_status  # type: ignore[method-assign]
+        self.sink = RecordingSink(self.state, self.snapshots)
+        self.statuses = self.sink.statuses
+        self.budget = RequestBudget(self.clock)
 
         def connect(url: str, timeout: float) -> ScriptedConnection:
             connection = connection_factory(self.clock)
             self.connections.append(connection)
             return connection
 
-        self.reader = FeedReader(
-            AccountConfig("main", KeySource(fixed=Secret(KEY))),
-            ws_url="ws://sfox.invalid/ws",
-            feed=FeedConfig(**{"ping_interval_seconds": 20, "ping_timeout_seconds": 10, **feed}),
-            state=self.state, budget=RequestBudget(self.clock), connector=connect, clock=self.clock,
-            request_snapshot=self.snapshots.append, stop=threading.Event(),
+        config = FeedConfig(**{"ping_interval_seconds": 20, "ping_timeout_seconds": 10, **feed})
+        self.worker = FeedWorker(
+            "main", key_source=key_source or KeySource(fixed=Secret(KEY)),
+            settings=SessionSettings((ACCOUNT_FEED,), ping_interval=config.ping_interval_seconds,
+                                     ping_timeout=config.ping_timeout_seconds),
+            ws_url="ws://sfox.invalid/ws", feed=config, sink=self.sink, budget=self.budget,
+            connector=connector or connect, clock=self.clock, stop=threading.Event(),
         )
 
     def run_once(self) -> Any:
-        return self.reader._connect_once()
+        return self.worker.connect_once()
 
     def errors(self, reason: str) -> int:
         return self.state.snapshot().accounts[0].errors[reason]
@@ -171,10 +181,10 @@ def test_a_rejected_key_stays_the_status_until_sfox_accepts_one() -> None:
     replies = iter([AUTH_ERROR, AUTH_ERROR, AUTH_OK])
     harness = Harness(lambda clock: ScriptedConnection(
         clock, {"authenticate": [text(next(replies))], "subscribe": [text(SUB_OK)]}))
-    harness.reader._ended(harness.run_once())
+    harness.worker.ended(harness.run_once())
     assert harness.statuses[-1] == "auth rejected"
     first_retry = len(harness.statuses)
-    harness.reader._ended(harness.run_once())  # retrying, and rejected again
+    harness.worker.ended(harness.run_once())  # retrying, and rejected again
     assert set(harness.statuses[first_retry:]) == {"auth rejected"}
     harness.run_once()  # accepted: the steps show again
     assert harness.statuses[-3:] == ["subscribing", "up", "backing off"]
@@ -298,8 +308,7 @@ def test_a_handshake_refused_with_429_waits_as_told() -> None:
     def refuse(url: str, timeout: float) -> ScriptedConnection:
         raise HandshakeRefused(429, "7")
 
-    harness = Harness(lambda clock: ScriptedConnection(clock, {}))
-    harness.reader._connector = refuse
+    harness = Harness(lambda clock: ScriptedConnection(clock, {}), connector=refuse)
     outcome = harness.run_once()
     assert outcome.reason == "connection" and outcome.wait_at_least == 7.0
     assert harness.errors("connection") == 1
@@ -307,15 +316,15 @@ def test_a_handshake_refused_with_429_waits_as_told() -> None:
     def refuse_silently(url: str, timeout: float) -> ScriptedConnection:
         raise HandshakeRefused(429, None)
 
-    harness.reader._connector = refuse_silently
+    harness = Harness(lambda clock: ScriptedConnection(clock, {}), connector=refuse_silently)
     assert harness.run_once().wait_at_least == 120.0  # sFOX's two-minute block
 
 
 def test_a_rotated_key_file_is_read_on_the_next_attempt(tmp_path: Any) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("first-key")
-    harness = Harness(lambda clock: ScriptedConnection(clock, {"authenticate": [text(AUTH_ERROR)]}))
-    harness.reader._key_source = KeySource(file=key_file)
+    harness = Harness(lambda clock: ScriptedConnection(clock, {"authenticate": [text(AUTH_ERROR)]}),
+                      key_source=KeySource(file=key_file))
     harness.run_once()
     key_file.write_text("second-key\n")
     harness.run_once()
@@ -330,4 +339,4 @@ def test_requests_are_drawn_from_the_shared_budget() -> None:
         clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}))
     harness.run_once()
     harness.run_once()
-    assert harness.reader._budget.sent == 4
+    assert harness.budget.sent == 6  # per connection: the upgrade, authenticate and subscribe

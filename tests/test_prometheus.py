@@ -101,7 +101,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
     binary = require("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     with Simulator({key: Ledger.demo(name) for name, key in KEYS.items()}, push_interval=None) as simulator:
-        simulator.reject_auth(KEYS["rejected"])
         config = make_config(simulator, KEYS, thresholds=(
             Threshold("main", "usd", "available", 1000), Threshold("main", "btc", "balance", 0.01),
             Threshold("quiet", "eth", "held", 100)))  # already low
@@ -136,6 +135,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
                     return False
 
             wait_until(ready, timeout=30, message="Prometheus scraped the exporter three times")
+            # The key is rejected only now, so that Prometheus sees the auth errors grow.
+            simulator.reject_auth(KEYS["rejected"])
+            simulator.drop_connections(KEYS["rejected"])
+            wait_until(lambda: prometheus.query('increase(sfox_feed_errors_total{reason="auth"}[1m]) > 0'),
+                       timeout=30, message="Prometheus saw the rejected key's auth errors")
             yield prometheus, simulator, exporter
         finally:
             process.terminate()

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from sfox_exporter.sfox.backoff import Backoff
-from sfox_exporter.sfox.feed import SequenceChecker
 from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, SlidingWindow, parse_retry_after
+from sfox_exporter.sfox.sequence import SequenceChecker
 
 from .conftest import FakeClock
 

@@ -26,13 +26,16 @@ def test_ten_failing_accounts_stay_within_40_requests_a_minute_and_10_connection
         times = [request.at for request in requests]
         busiest = max(sum(1 for t in times if start <= t < start + 60.0) for start in times)
         assert busiest <= 40
-        assert busiest >= 36  # the budget is used, not wasted
-        assert len(times) > 40  # and it refills after the minute
+        # Each attempt costs three slots of the budget (the upgrade, authenticate, subscribe), and the
+        # simulator counts only the two requests: the budget is used, not wasted.
+        assert busiest >= 24
+        assert len(times) > busiest  # and it refills after the minute
         assert simulator.observed.max_concurrent_connections <= 10
         assert simulator.observed.limit_violations == []
         assert {request.type for request in requests} == {"authenticate", "subscribe"}
         assert {request.key for request in requests} == set(keys.values())  # no account starves
         # The budget counts a request when it is sent, the simulator when it arrives: compare them
         # once the budget has paused the accounts and what was sent has landed.
-        wait_until(lambda: exporter.budget.sent == len(simulator.requests()), timeout=30,
+        wait_until(lambda: exporter.budget.sent == len(simulator.requests()) + simulator.observed.connections_opened,
+                   timeout=30,
                    message="the budget's count of sent requests to match what the simulator received")

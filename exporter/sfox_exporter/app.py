@@ -24,9 +24,11 @@ from sfox_exporter.metrics.exposition import Exposition, Rendered
 from sfox_exporter.metrics.runtime import RuntimeMetrics
 from sfox_exporter.metrics.state import State
 from sfox_exporter.metrics.table import SfoxCollector
+from sfox_exporter.sfox.account import AccountSink
 from sfox_exporter.sfox.connection import Connector, websocket_connector
-from sfox_exporter.sfox.feed import FeedReader
+from sfox_exporter.sfox.feed import FeedWorker
 from sfox_exporter.sfox.ratelimit import RequestBudget
+from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
 from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker, fetch_balances
 from sfox_exporter.vocabulary import FeedStatus
 from sfox_exporter.web.server import HttpServer, Limits, Security
@@ -89,12 +91,14 @@ class Exporter:
                     clock=self.clock, stop=self.stop_event, fetch=fetch or fetch_balances,
                     user_agent=user_agent, rng=random.Random(rng.random()),
                 )
+        settings = SessionSettings((ACCOUNT_FEED,), ping_interval=config.feed.ping_interval_seconds,
+                                   ping_timeout=config.feed.ping_timeout_seconds)
         self.feeds = [
-            FeedReader(
-                account, ws_url=config.sfox.ws_url, feed=config.feed, state=self.state, budget=self.budget,
-                connector=connector or websocket_connector(user_agent), clock=self.clock,
-                request_snapshot=self._snapshot_requester(account.name), stop=self.stop_event,
-                rng=random.Random(rng.random()), on_key=lambda key: redactor.add(key.reveal()),
+            FeedWorker(
+                account.name, key_source=account.key, settings=settings, ws_url=config.sfox.ws_url,
+                feed=config.feed, sink=AccountSink(self.state, account.name, self._snapshot_requester(account.name)),
+                budget=self.budget, connector=connector or websocket_connector(user_agent), clock=self.clock,
+                stop=self.stop_event, rng=random.Random(rng.random()), on_key=lambda key: redactor.add(key.reveal()),
             )
             for account in config.accounts
         ]

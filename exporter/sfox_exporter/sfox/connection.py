@@ -37,6 +37,10 @@ class Connection(Protocol):
     def receive(self, deadline: float) -> tuple[int, bytes] | None:
         """The next message or control frame, or None once time.monotonic() reaches `deadline`."""
 
+    @property
+    def receiving_since(self) -> float | None:
+        """When (time.monotonic()) the message now half-received began to arrive; None between messages."""
+
     def close(self) -> None: ...
 
     def abort(self) -> None:
@@ -90,6 +94,10 @@ class WebSocketConnection:
             return self._reader.read()
         except TimeoutError:
             return None
+
+    @property
+    def receiving_since(self) -> float | None:
+        return None
 
     def close(self) -> None:
         # Best effort: the socket may already be gone.

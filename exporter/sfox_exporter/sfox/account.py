@@ -1,0 +1,39 @@
+"""Where an account's feed goes: its balance book in the shared State, and its REST resyncs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.decode import Event
+from sfox_exporter.vocabulary import ErrorReason, FeedStatus
+
+
+class AccountSink:
+    """A FeedSink for one account (user or enterprise)."""
+
+    def __init__(self, state: State, account: str, request_snapshot: Callable[[str], None]) -> None:
+        self._state = state
+        self._account = account
+        self._request_snapshot = request_snapshot
+
+    def status(self) -> FeedStatus:
+        return self._state.status(self._account)
+
+    def set_status(self, status: FeedStatus) -> None:
+        self._state.set_status(self._account, status)
+
+    def deliver(self, event: Event) -> None:
+        self._state.ingest(self._account, event)
+
+    def went_up(self) -> None:
+        self._request_snapshot("connected")
+
+    def resync(self) -> None:
+        self._request_snapshot("sequence")
+
+    def count_error(self, reason: ErrorReason) -> None:
+        self._state.count_error(self._account, reason)
+
+    def count_reconnect(self) -> None:
+        self._state.count_reconnect(self._account)

@@ -1,0 +1,289 @@
+"""One conversation with sFOX's WebSocket, sans I/O: frames and time in, actions out.
+
+Modelled on h11's `Connection` and websockets' `protocol.py`: the object never touches a socket or
+a clock. The feed worker feeds it frames (`receive`) and the time (`tick`), asks it when it next
+needs to be woken (`next_deadline`), and carries out the actions it returns: send a request (which
+costs one request of sFOX's per-IP budget), ping, pong, report the feed up, deliver a decoded event,
+resync after a sequence anomaly, or end the connection.
+
+The same object drives the three conversations the exporter holds: a user account
+(`private.user.balances`), an enterprise account (sFOX Connect, authenticated with the
+`enterprise` flag, `private.enterprise.users.balances`) and the market-data connection (ticker
+feeds, more of which may be subscribed while it runs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sfox_exporter.config import Secret
+from sfox_exporter.sfox.decode import BadFrame, BalanceUpdate, ControlMessage, Event, parse_frame, sanitize_text
+from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
+from sfox_exporter.sfox.sequence import SequenceChecker
+from sfox_exporter.vocabulary import ErrorReason, FeedStatus
+
+ACCOUNT_FEED = "private.user.balances"
+ENTERPRISE_FEED = "private.enterprise.users.balances"
+PING_PAYLOAD = b"sfox-exporter"
+# The shortest time a reply to authenticate is awaited, whatever ping_timeout says.
+MIN_REPLY_TIMEOUT_SECONDS = 5.0
+# sFOX documents no reply to subscribe: silence this long counts as subscribed.
+SUBSCRIBE_GRACE_SECONDS = 2.0
+
+
+def ticker_feed(pair: str) -> str:
+    return f"ticker.sfox.{pair}"
+
+
+class Phase(StrEnum):
+    AUTHENTICATING = "authenticating"
+    SUBSCRIBING = "subscribing"
+    STREAMING = "streaming"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """What a conversation asks of sFOX, and its clocks."""
+
+    feeds: tuple[str, ...]
+    ping_interval: float
+    ping_timeout: float
+    # The `enterprise` field of authenticate: None for a user key; True, or "true" for the servers
+    # whose pages show a string (the protocol notes: sFOX's own pages disagree).
+    enterprise: bool | str | None = None
+    subscribe_grace: float = SUBSCRIBE_GRACE_SECONDS
+
+    @property
+    def reply_timeout(self) -> float:
+        return max(self.ping_timeout, MIN_REPLY_TIMEOUT_SECONDS)
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A request to sFOX; costs one request of the per-IP budget. The text may hold the key."""
+
+    text: str = field(repr=False)
+    type: str
+
+
+@dataclass(frozen=True)
+class SendPing:
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class SendPong:
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    status: FeedStatus
+
+
+@dataclass(frozen=True)
+class WentUp:
+    """Authenticated and subscribed: the feed is up."""
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """A decoded frame for the state: data, control or bad input, all counted there."""
+
+    event: Event
+
+
+@dataclass(frozen=True)
+class Resync:
+    """The sequence shows something lost: ask for a snapshot."""
+
+    last: int | None
+    sequence: int | None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """Input worth a (throttled) log line; the counting happens where the event is delivered."""
+
+    what: str
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The connection is over: close it, count `reason`, back off."""
+
+    reason: ErrorReason
+    detail: str
+    rejected: bool = False
+
+
+Action = SendRequest | SendPing | SendPong | StatusChanged | WentUp | Deliver | Resync | Ignored | Ended
+
+
+class Session:
+    """The protocol state of one connection. Not thread-safe: one worker thread drives it."""
+
+    def __init__(self, settings: SessionSettings, key: Secret) -> None:
+        self.settings = settings
+        self._key = key
+        self.phase = Phase.AUTHENTICATING
+        self.up_at: float | None = None
+        self.subscribed: tuple[str, ...] = ()
+        self._sequence = SequenceChecker()
+        self._phase_deadline = 0.0
+        self._next_ping = 0.0
+        self._pong_deadline: float | None = None
+        self._pending_feeds: list[str] = []
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """The connection is open: authenticate."""
+        request: dict[str, object] = {"type": "authenticate", "apiKey": self._key.reveal()}
+        if self.settings.enterprise is not None:
+            request["enterprise"] = self.settings.enterprise
+        self._phase_deadline = now + self.settings.reply_timeout
+        self._next_ping = now + self.settings.ping_interval
+        return [SendRequest(json.dumps(request), "authenticate"), StatusChanged(FeedStatus.AUTHENTICATING)]
+
+    def receive(self, opcode: int, payload: bytes | bytearray, now: float) -> list[Action]:
+        """A message or control frame from sFOX."""
+        if self.phase is Phase.ENDED:
+            return []
+        if opcode == OP_PONG:
+            self._pong_deadline = None
+            return []
+        if opcode == OP_PING:
+            return [SendPong(bytes(payload))]
+        if opcode == OP_CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            text = sanitize_text(bytes(payload[2:]).decode("utf-8", "replace"))
+            return self._end(ErrorReason.CONNECTION,
+                             f"sFOX closed the connection (code {code}{', ' + text if text else ''})")
+        actions: list[Action] = []
+        event: Event
+        if opcode == OP_TOO_BIG:
+            event = BadFrame("decode")
+            actions.append(Ignored("a message over the size limit"))
+        else:
+            event = parse_frame(payload)
+        last = self._sequence.last
+        control = isinstance(event, ControlMessage)
+        anomaly = self._sequence.check(event.sequence, control=control)
+        if self.phase is Phase.AUTHENTICATING and _is_data(event):
+            # Until sFOX accepts the key, nothing it says is the account's: a rejected key must
+            # never have exported balances.
+            actions.append(Ignored("data sent before authenticate was answered"))
+            return actions
+        actions.append(Deliver(event))
+        if anomaly:  # after the message is delivered, so that the resync starts from what it said
+            actions.append(Resync(last, event.sequence))
+        if isinstance(event, ControlMessage):
+            actions.extend(self._on_control(event, now))
+        elif isinstance(event, BadFrame):
+            actions.append(Ignored("an undecodable frame" if event.reason == "decode"
+                                   else "a message of the wrong shape"))
+        elif event.schema_errors:
+            actions.append(Ignored("invalid entries" if _is_data(event) else "a message of no known shape"))
+        if _is_data(event) and self.phase is Phase.SUBSCRIBING:
+            actions.extend(self._streaming(now))  # data flows, so the subscription took
+        return actions
+
+    def tick(self, now: float, receiving_since: float | None = None) -> list[Action]:
+        """Time passed: pings, the pong deadline, handshake deadlines, a frame arriving too slowly."""
+        if self.phase is Phase.ENDED:
+            return []
+        timeout = self.settings.ping_timeout
+        if self._pong_deadline is not None and now >= self._pong_deadline:
+            return self._end(ErrorReason.CONNECTION, f"no pong within {timeout:g}s")
+        if receiving_since is not None and now - receiving_since > timeout:
+            return self._end(ErrorReason.CONNECTION, f"a message took longer than {timeout:g}s to arrive")
+        actions: list[Action] = []
+        if self.phase is not Phase.STREAMING and now >= self._phase_deadline:
+            if self.phase is Phase.AUTHENTICATING:
+                return self._end(ErrorReason.AUTH, "no reply to authenticate")
+            # sFOX documents no subscribe reply; older servers send none. Silence is not refusal.
+            actions.extend(self._streaming(now))
+        if now >= self._next_ping:
+            actions.append(SendPing(PING_PAYLOAD))
+            if self._pong_deadline is None:
+                self._pong_deadline = now + timeout
+            self._next_ping = now + self.settings.ping_interval
+        return actions
+
+    def subscribe(self, feeds: Iterable[str]) -> list[Action]:
+        """More feeds (the market connection, when a currency appears): one request for all of them
+        once streaming; before that they join the handshake's subscribe."""
+        new = [feed for feed in dict.fromkeys(feeds) if feed not in self.subscribed and feed not in self._pending_feeds]
+        if not new or self.phase is Phase.ENDED:
+            return []
+        if self.phase is not Phase.STREAMING:
+            self._pending_feeds.extend(new)
+            return []
+        self.subscribed += tuple(new)
+        return [SendRequest(json.dumps({"type": "subscribe", "feeds": new}), "subscribe")]
+
+    # --- what the worker asks ----------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        deadline = self._next_ping
+        if self._pong_deadline is not None:
+            deadline = min(deadline, self._pong_deadline)
+        if self.phase in (Phase.AUTHENTICATING, Phase.SUBSCRIBING):
+            deadline = min(deadline, self._phase_deadline)
+        return deadline
+
+    def up_seconds(self, now: float) -> float:
+        return 0.0 if self.up_at is None else now - self.up_at
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _on_control(self, message: ControlMessage, now: float) -> list[Action]:
+        detail = f"{message.type}{': ' + message.detail if message.detail else ''}"
+        # The documented replies name their action; an error naming another one, or none, during a
+        # handshake step is taken as the answer to that step (the protocol notes call this inferred).
+        failed = not message.success
+        if self.phase is Phase.AUTHENTICATING and (message.action in (None, "authenticate") or failed):
+            if failed:
+                return self._end(ErrorReason.AUTH, f"authenticate answered {detail}", rejected=True)
+            feeds = [*self.settings.feeds, *(f for f in self._pending_feeds if f not in self.settings.feeds)]
+            self._pending_feeds = []
+            self.subscribed = tuple(feeds)
+            self.phase = Phase.SUBSCRIBING
+            self._phase_deadline = now + min(self.settings.reply_timeout, self.settings.subscribe_grace)
+            return [SendRequest(json.dumps({"type": "subscribe", "feeds": feeds}), "subscribe"),
+                    StatusChanged(FeedStatus.SUBSCRIBING)]
+        if self.phase is Phase.SUBSCRIBING and (message.action in (None, "subscribe")
+                                                or (failed and message.action != "authenticate")):
+            if failed:
+                return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
+            return self._streaming(now)
+        if failed and message.action == "subscribe":  # a refusal after the grace period still counts
+            return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
+        if failed:
+            return [Ignored(f"a control message ({detail}, action {message.action})")]
+        return []
+
+    def _streaming(self, now: float) -> list[Action]:
+        self.phase = Phase.STREAMING
+        self.up_at = now
+        actions: list[Action] = [WentUp()]
+        if self._pending_feeds:  # asked for while the handshake's subscribe was on its way
+            pending, self._pending_feeds = self._pending_feeds, []
+            actions.extend(self.subscribe(pending))
+        return actions
+
+    def _end(self, reason: ErrorReason, detail: str, rejected: bool = False) -> list[Action]:
+        self.phase = Phase.ENDED
+        return [Ended(reason, detail, rejected)]
+
+
+def _is_data(event: Event) -> bool:
+    return isinstance(event, BalanceUpdate)

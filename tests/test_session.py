@@ -1,0 +1,240 @@
+"""The sans-I/O session: frames and time in, actions out. No sockets, no threads, no clock."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sfox_exporter.config import Secret
+from sfox_exporter.sfox.decode import BalanceUpdate, ControlMessage
+from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, OP_TOO_BIG
+from sfox_exporter.sfox.session import (
+    ACCOUNT_FEED,
+    ENTERPRISE_FEED,
+    Action,
+    Deliver,
+    Ended,
+    Ignored,
+    Phase,
+    Resync,
+    SendPing,
+    SendPong,
+    SendRequest,
+    Session,
+    SessionSettings,
+    StatusChanged,
+    WentUp,
+    ticker_feed,
+)
+from sfox_exporter.vocabulary import ErrorReason, FeedStatus
+
+KEY = "session-test-key-0123456789abcdef"
+AUTH_OK = {"type": "success", "sequence": 1, "payload": {"action": "authenticate"}, "action": "authenticate"}
+AUTH_ERROR = {"type": "error", "sequence": 1, "payload": {"action": "authenticate"}, "action": "authenticate"}
+SUB_OK = {"type": "success", "sequence": 2, "payload": {"action": "subscribe", "feeds": [ACCOUNT_FEED]},
+          "action": "subscribe"}
+SUB_ERROR = {"type": "error", "sequence": 2, "action": "subscribe"}
+
+
+def settings(**overrides: Any) -> SessionSettings:
+    return SessionSettings(**{"feeds": (ACCOUNT_FEED,), "ping_interval": 20.0, "ping_timeout": 10.0, **overrides})
+
+
+def frame(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()
+
+
+def balances(sequence: int, currency: str = "btc") -> bytes:
+    return frame({"sequence": sequence, "recipient": ACCOUNT_FEED, "timestamp": 1649899310281716289,
+                  "payload": [{"currency": currency, "balance": "1"}]})
+
+
+def requests(actions: list[Action]) -> list[dict[str, Any]]:
+    return [json.loads(action.text) for action in actions if isinstance(action, SendRequest)]
+
+
+def of(actions: list[Action], kind: type) -> list[Any]:
+    return [action for action in actions if isinstance(action, kind)]
+
+
+def streaming(session: Session, now: float = 0.0) -> Session:
+    session.start(now)
+    session.receive(OP_TEXT, frame(AUTH_OK), now)
+    session.receive(OP_TEXT, frame(SUB_OK), now)
+    assert session.phase is Phase.STREAMING
+    return session
+
+
+@pytest.mark.parametrize(("enterprise", "expected"), [
+    (None, {"type": "authenticate", "apiKey": KEY}),
+    (True, {"type": "authenticate", "apiKey": KEY, "enterprise": True}),
+    ("true", {"type": "authenticate", "apiKey": KEY, "enterprise": "true"}),
+])
+def test_start_authenticates_with_the_flag_each_conversation_needs(enterprise: bool | str | None,
+                                                                    expected: dict[str, Any]) -> None:
+    actions = Session(settings(enterprise=enterprise), Secret(KEY)).start(0.0)
+    assert requests(actions) == [expected]
+    assert of(actions, StatusChanged) == [StatusChanged(FeedStatus.AUTHENTICATING)]
+
+
+def test_a_request_never_shows_the_key_in_its_repr() -> None:
+    actions = Session(settings(), Secret(KEY)).start(0.0)
+    assert KEY not in repr(actions)
+    assert KEY in actions[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("feeds", [(ACCOUNT_FEED,), (ENTERPRISE_FEED,), (ticker_feed("btcusd"), ticker_feed("ethbtc"))])
+def test_the_documented_handshake_subscribes_once_then_streams(feeds: tuple[str, ...]) -> None:
+    session = Session(settings(feeds=feeds), Secret(KEY))
+    session.start(0.0)
+    actions = session.receive(OP_TEXT, frame(AUTH_OK), 0.5)
+    assert requests(actions) == [{"type": "subscribe", "feeds": list(feeds)}]
+    assert of(actions, StatusChanged) == [StatusChanged(FeedStatus.SUBSCRIBING)]
+    actions = session.receive(OP_TEXT, frame(SUB_OK), 0.6)
+    assert of(actions, WentUp) == [WentUp()]
+    assert session.phase is Phase.STREAMING and session.up_at == 0.6
+    assert session.subscribed == feeds
+
+
+def test_data_before_authenticate_is_answered_is_never_delivered() -> None:
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    actions = session.receive(OP_TEXT, balances(1), 0.1)
+    assert not of(actions, Deliver) and of(actions, Ignored)
+    actions = session.receive(OP_TEXT, frame(AUTH_ERROR), 0.2)
+    assert actions[-1] == Ended(ErrorReason.AUTH, "authenticate answered error", rejected=True)
+
+
+def test_data_while_subscribing_means_subscribed() -> None:
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    session.receive(OP_TEXT, frame(AUTH_OK), 0.0)
+    actions = session.receive(OP_TEXT, balances(3), 0.1)
+    assert isinstance(of(actions, Deliver)[0].event, BalanceUpdate)
+    assert of(actions, WentUp) == [WentUp()]
+
+
+@pytest.mark.parametrize(("reply", "reason", "rejected"), [
+    (AUTH_ERROR, ErrorReason.AUTH, True),
+    ({"type": "error", "payload": {"error": "invalid api key"}}, ErrorReason.AUTH, True),
+    ({"type": "failure", "action": "authenticate"}, ErrorReason.AUTH, True),
+])
+def test_any_reply_to_authenticate_but_success_is_a_rejection(reply: dict[str, Any], reason: ErrorReason,
+                                                              rejected: bool) -> None:
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    ended = of(session.receive(OP_TEXT, frame(reply), 0.1), Ended)
+    assert len(ended) == 1 and ended[0].reason is reason and ended[0].rejected is rejected
+    assert session.phase is Phase.ENDED
+    assert session.receive(OP_TEXT, balances(2), 0.2) == [] and session.tick(100.0) == []
+
+
+def test_no_reply_to_authenticate_ends_after_the_reply_timeout() -> None:
+    session = Session(settings(ping_timeout=2.0), Secret(KEY))
+    session.start(0.0)
+    assert session.next_deadline() == 5.0  # the reply timeout is at least 5 s
+    assert session.tick(4.9) == []
+    assert session.tick(5.0) == [Ended(ErrorReason.AUTH, "no reply to authenticate")]
+
+
+def test_silence_after_subscribe_counts_as_subscribed_after_the_grace() -> None:
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    session.receive(OP_TEXT, frame(AUTH_OK), 1.0)
+    assert session.next_deadline() == 3.0
+    assert session.tick(2.9) == []
+    assert session.tick(3.0) == [WentUp()]
+
+
+def test_a_subscribe_refusal_ends_the_connection_even_after_the_grace() -> None:
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    session.receive(OP_TEXT, frame(AUTH_OK), 0.0)
+    session.tick(5.0)
+    assert session.phase is Phase.STREAMING
+    assert of(session.receive(OP_TEXT, frame(SUB_ERROR), 6.0), Ended)[0].reason is ErrorReason.SUBSCRIBE
+
+
+def test_pings_go_out_on_time_and_a_missing_pong_ends_the_connection() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    assert session.next_deadline() == 20.0
+    assert session.tick(20.0) == [SendPing(b"sfox-exporter")]
+    assert session.next_deadline() == 30.0  # the pong deadline comes before the next ping
+    assert session.tick(29.9) == []
+    assert session.tick(30.0) == [Ended(ErrorReason.CONNECTION, "no pong within 10s")]
+
+
+def test_a_pong_clears_the_deadline() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    session.tick(20.0)
+    assert session.receive(OP_PONG, b"sfox-exporter", 20.1) == []
+    assert session.tick(30.0) == []
+    assert session.tick(40.0) == [SendPing(b"sfox-exporter")]
+
+
+def test_server_pings_are_answered_at_once_in_any_phase() -> None:
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    assert session.receive(OP_PING, b"27s", 0.1) == [SendPong(b"27s")]
+    session.receive(OP_TEXT, frame(AUTH_OK), 0.2)
+    session.receive(OP_TEXT, frame(SUB_OK), 0.2)
+    assert session.receive(OP_PING, b"", 0.3) == [SendPong(b"")]
+
+
+def test_a_close_frame_ends_with_its_code_and_printable_text() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    actions = session.receive(OP_CLOSE, (1008).to_bytes(2, "big") + b"policy\x00\x1b[31m", 1.0)
+    assert len(actions) == 1 and isinstance(actions[0], Ended)
+    assert actions[0].reason is ErrorReason.CONNECTION and "code 1008" in actions[0].detail
+    assert "\x1b" not in actions[0].detail and "\x00" not in actions[0].detail
+
+
+def test_a_message_that_arrives_slower_than_the_ping_timeout_ends_the_connection() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    assert session.tick(5.0, receiving_since=0.5) == []
+    assert session.tick(10.6, receiving_since=0.5) == [
+        Ended(ErrorReason.CONNECTION, "a message took longer than 10s to arrive")]
+
+
+def test_an_oversized_message_is_delivered_as_a_decode_error() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    actions = session.receive(OP_TOO_BIG, b"", 1.0)
+    assert of(actions, Ignored) and of(actions, Deliver)[0].event.reason == "decode"
+
+
+def test_a_sequence_gap_asks_for_a_resync_after_delivering_the_message() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    assert not of(session.receive(OP_TEXT, balances(3), 1.0), Resync)
+    actions = session.receive(OP_TEXT, balances(7), 1.1)
+    assert isinstance(actions[0], Deliver) and actions[1] == Resync(3, 7)
+
+
+def test_control_messages_are_delivered_for_counting() -> None:
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    actions = session.receive(OP_TEXT, frame(AUTH_OK), 0.0)
+    assert isinstance(of(actions, Deliver)[0].event, ControlMessage)
+
+
+def test_more_feeds_join_the_handshake_or_go_in_one_request_once_streaming() -> None:
+    feeds = (ticker_feed("btcusd"),)
+    session = Session(settings(feeds=feeds), Secret(KEY))
+    session.start(0.0)
+    assert session.subscribe([ticker_feed("ethusd")]) == []  # not yet authenticated: it waits
+    actions = session.receive(OP_TEXT, frame(AUTH_OK), 0.0)
+    assert requests(actions) == [{"type": "subscribe", "feeds": ["ticker.sfox.btcusd", "ticker.sfox.ethusd"]}]
+    session.receive(OP_TEXT, frame(SUB_OK), 0.1)
+    actions = session.subscribe([ticker_feed("btcusd"), ticker_feed("solusd"), ticker_feed("usdtusd")])
+    assert requests(actions) == [{"type": "subscribe", "feeds": ["ticker.sfox.solusd", "ticker.sfox.usdtusd"]}]
+    assert session.subscribe([ticker_feed("solusd")]) == []  # nothing new, no request
+
+
+def test_feeds_asked_for_while_subscribing_follow_in_one_request_once_up() -> None:
+    session = Session(settings(feeds=(ticker_feed("btcusd"),)), Secret(KEY))
+    session.start(0.0)
+    session.receive(OP_TEXT, frame(AUTH_OK), 0.0)
+    assert session.subscribe([ticker_feed("ethusd")]) == []
+    actions = session.receive(OP_TEXT, frame(SUB_OK), 0.1)
+    assert of(actions, WentUp) and requests(actions) == [{"type": "subscribe", "feeds": ["ticker.sfox.ethusd"]}]
