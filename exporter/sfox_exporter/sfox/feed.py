@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import AccountConfig, ConfigError, FeedConfig, Secret
+from sfox_exporter.config import AccountConfig, FeedConfig, KeyLoadError, Secret
 from sfox_exporter.logs import Episode, Throttle
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.backoff import Backoff
@@ -244,7 +244,7 @@ class FeedReader:
         try:
             self._key = self._key_source.load()
             self._on_key(self._key)
-        except ConfigError as error:
+        except KeyLoadError as error:
             if self._key is None:
                 log.error("cannot load the API key: %s", error, extra={"account": self.account})
                 return None
