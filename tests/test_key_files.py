@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,8 @@ def test_an_empty_file_is_refused(tmp_path: Path) -> None:
     assert key_error(KeySource(file=empty)) == f"key file {empty} is empty"
 
 
-def _load_as(uid: int, path: Path) -> str:
-    """The error KeySource(file=path).load() gives in a child process running as `uid`."""
+def _as_uid(uid: int, attempt: Callable[[], object]) -> str:
+    """The message of the KeyLoadError or ConfigError `attempt` raises in a child process running as `uid`."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: drop to uid, try, report, and leave without running pytest's teardown
@@ -126,9 +127,9 @@ def _load_as(uid: int, path: Path) -> str:
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
             try:
-                KeySource(file=path).load()
-                message = "loaded"
-            except KeyLoadError as error:
+                attempt()
+                message = "no error"
+            except (KeyLoadError, ConfigError) as error:
                 message = str(error)
             os.write(write_end, message.encode())
         except BaseException:  # the parent sees an empty reply
@@ -142,27 +143,31 @@ def _load_as(uid: int, path: Path) -> str:
     return reply
 
 
-def test_permission_denied_names_the_uid_and_the_fix(tmp_path: Path) -> None:
+def _denied(tmp_path: Path, attempt: Callable[[Path], object]) -> tuple[int, str]:
+    """(uid, message) of `attempt` on a key file the process may not read."""
     key_file = tmp_path / "key"
     key_file.write_text(KEY)
     key_file.chmod(0o600)
     if os.geteuid() == 0:  # root reads anything: try as the distroless image's nonroot user instead
-        uid, message = 65532, _load_as(65532, key_file)
-    else:
-        key_file.chmod(0)
-        uid, message = os.geteuid(), key_error(KeySource(file=key_file))
-    assert message == (f"cannot read key file {key_file}: permission denied for uid {uid}; "
+        return 65532, _as_uid(65532, lambda: attempt(key_file))
+    key_file.chmod(0)
+    try:
+        attempt(key_file)
+    except (KeyLoadError, ConfigError) as error:
+        return os.geteuid(), str(error)
+    return os.geteuid(), "no error"
+
+
+def test_permission_denied_names_the_uid_and_the_fix(tmp_path: Path) -> None:
+    uid, message = _denied(tmp_path, lambda path: KeySource(file=path).load())
+    assert message == (f"cannot read key file {tmp_path / 'key'}: permission denied for uid {uid}; "
                        f"make it readable by that uid (chown {uid} or mount with fsGroup)")
 
 
 def test_permission_denied_at_start_up_is_one_config_line(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root is never denied; test_permission_denied_names_the_uid_and_the_fix covers it as uid 65532")
-    key_file = tmp_path / "key"
-    key_file.write_text(KEY)
-    key_file.chmod(0)
-    with pytest.raises(ConfigError, match=rf"^SFOX_API_KEY_FILE: cannot read key file .*uid {os.geteuid()};"):
-        load_config(Overrides(), {"SFOX_API_KEY_FILE": str(key_file)})
+    uid, message = _denied(tmp_path, lambda path: load_config(Overrides(), {"SFOX_API_KEY_FILE": str(path)}))
+    assert message.startswith(f"SFOX_API_KEY_FILE: cannot read key file {tmp_path / 'key'}: "
+                              f"permission denied for uid {uid};")
 
 
 def _key_file(tmp_path: Path, mode: int) -> tuple[KeySource, int]:
