@@ -6,11 +6,23 @@ import os
 import pickle
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
 
-from sfox_exporter.config import _SCHEMA, ConfigError, Overrides, Secret, load_config, parse_listen_address
+from sfox_exporter.config import (
+    AccountKind,
+    AuthFlag,
+    ConfigError,
+    EndUsersConfig,
+    Overrides,
+    Secret,
+    ValuationConfig,
+    load_config,
+    parse_listen_address,
+    schema_keys,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "CANARY-KEY-5f2b9c1e8d7a6b5c4d3e2f1a"
@@ -35,7 +47,7 @@ def test_example_config_loads_and_documents_every_key() -> None:
     assert config.feed.ping_interval_seconds == 20
     assert config.thresholds[0].below == 1000
     text = (ROOT / "config.example.yaml").read_text()
-    for section, keys in _SCHEMA.items():
+    for section, keys in schema_keys().items():
         for key in keys:
             assert f"{key}:" in text, f"config.example.yaml does not document {section}.{key}"
 
@@ -80,7 +92,7 @@ def test_key_file_readable_by_others_warns(tmp_path: Path) -> None:
     key_file.write_text(CANARY)
     key_file.chmod(0o644)
     config = load_config(Overrides(), {"SFOX_API_KEY_FILE": str(key_file)})
-    assert any("accessible by group or others" in w for w in config.warnings)
+    assert any("accessible by others" in w for w in config.warnings)
 
 
 def test_accounts_from_file(tmp_path: Path) -> None:
@@ -244,3 +256,116 @@ def test_a_key_with_a_line_break_still_gives_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, '"web\\nbad": 1\n', {"SFOX_API_KEY": CANARY})
     assert "\n" not in str(caught.value) and "web\\nbad" in str(caught.value)
+
+
+# --- additions for 0.2 -----------------------------------------------------------------------------
+
+
+def test_additions_for_0_2_have_their_defaults() -> None:
+    config = load_config(Overrides(), {"SFOX_API_KEY": CANARY})
+    assert (config.sfox.max_connections, config.sfox.max_requests_per_minute) == (10, 20)
+    assert (config.accounts[0].kind, config.accounts[0].enterprise_auth_flag) == ("user", "boolean")
+    assert config.valuation == ValuationConfig(enabled=True, quote="usd", bridges=("btc", "usdt"),
+                                               stale_after_seconds=300.0)
+    assert config.end_users == EndUsersConfig(per_user_series=False, shard="0/1")
+    assert (config.end_users.shard_index, config.end_users.shard_count) == (0, 1)
+    assert config.connections == 2  # the account, and market data for valuation
+
+
+def test_additions_for_0_2_from_the_file(tmp_path: Path) -> None:
+    text = """
+sfox: {max_connections: 4, max_requests_per_minute: 12}
+accounts:
+  - {name: platform, kind: Enterprise, api_key_env: K, enterprise_auth_flag: STRING}
+  - {name: own, api_key_env: K}
+valuation: {enabled: true, quote: USDC, bridges: [BTC, eth, btc, usdc], stale_after_seconds: 60}
+end_users: {per_user_series: true, shard: " 2 / 4 "}
+thresholds:
+  - {account: platform, currency: btc, above: 10}
+  - {account: platform, currency: btc, below: 1}
+"""
+    config = load_config(Overrides(config_file=write(tmp_path, text)), {"K": CANARY})
+    assert (config.sfox.max_connections, config.sfox.max_requests_per_minute) == (4, 12)
+    platform, own = config.accounts
+    assert (platform.kind, platform.enterprise_auth_flag) == (AccountKind.ENTERPRISE, AuthFlag.STRING)
+    assert (own.kind, own.enterprise_auth_flag) == (AccountKind.USER, AuthFlag.BOOLEAN)
+    assert config.valuation.quote == "usdc" and config.valuation.stale_after_seconds == 60
+    assert config.valuation.bridges == ("btc", "eth", "usdc")  # lower-cased, duplicates dropped
+    assert config.end_users.per_user_series and config.end_users.shard == "2/4"
+    kept = [user for user in ("alice", "bob", "carol", "dave", "erin") if config.end_users.keeps(user)]
+    assert kept == [u for u in ("alice", "bob", "carol", "dave", "erin") if zlib.crc32(u.encode()) % 4 == 2]
+    assert [(t.below, t.above) for t in config.thresholds] == [(None, 10.0), (1.0, None)]
+    assert config.warnings == ()
+
+
+def test_an_auth_flag_on_a_user_account_is_pointed_out(tmp_path: Path) -> None:
+    text = "accounts: [{name: a, api_key_env: K, enterprise_auth_flag: string}]\n"
+    config = load_config(Overrides(config_file=write(tmp_path, text)), {"K": CANARY})
+    assert config.warnings == ("accounts[0].enterprise_auth_flag: ignored, the account is not kind: enterprise",)
+
+
+TEN_ACCOUNTS = "accounts:\n" + "".join(f"  - {{name: a{i}, api_key_env: K}}\n" for i in range(10))
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("sfox: {max_connections: 11}\n", "sfox.max_connections: must be between 1 and 10 (sFOX allows 10"),
+        ("sfox: {max_connections: 0}\n", "sfox.max_connections: must be between 1 and 10"),
+        ("sfox: {max_requests_per_minute: 41}\n", "sfox.max_requests_per_minute: must be between 1 and 40"),
+        ("sfox: {max_requests_per_minute: 2.5}\n", "sfox.max_requests_per_minute: expected a whole number"),
+        ("sfox: {max_conections: 2}\n", "sfox.max_conections: unknown key (did you mean 'max_connections'?)"),
+        ("accounts: [{name: a, api_key_env: K, kind: admin}]\n", "accounts[0].kind: expected one of user, enterprise"),
+        ("accounts: [{name: a, api_key_env: K, kind: enterprise, enterprise_auth_flag: true}]\n",
+         "accounts[0].enterprise_auth_flag: expected one of boolean, string, got True"),
+        ("valuaton: {}\n", "valuaton: unknown key (did you mean 'valuation'?)"),
+        ("valuation: {enabled: 'yes'}\n", "valuation.enabled: expected true or false"),
+        ("valuation: {quote: 5}\n", "valuation.quote: expected a currency code"),
+        ("valuation: {bridges: btc}\n", "valuation.bridges: expected a list of currency codes"),
+        ("valuation: {bridges: [btc, 'not a code']}\n", "valuation.bridges[1]: expected a currency code"),
+        ("valuation: {stale_after_seconds: 0}\n", "valuation.stale_after_seconds: must be greater than 0"),
+        ("end_users: {shard: 4/4}\n", 'end_users.shard: expected "i/n" with 0 <= i < n'),
+        ("end_users: {shard: 1/0}\n", "end_users.shard: expected"),
+        ("end_users: {shard: 1}\n", "end_users.shard: expected"),
+        ("end_users: {per_user_serie: true}\n", "did you mean 'per_user_series'?"),
+        ("thresholds: [{account: a, currency: usd, below: 1, above: 2}]\n",
+         "thresholds[0]: set exactly one of below and above"),
+        ("thresholds: [{account: a, currency: usd}]\n", "thresholds[0]: set exactly one of below and above"),
+        ("thresholds: [{account: a, currency: usd, above: x}]\n", "thresholds[0].above: expected a number"),
+        ("thresholds: [{account: a, currency: usd, above: .inf}]\n", "thresholds[0].above: must be a finite number"),
+        (TEN_ACCOUNTS, "sfox.max_connections: 11 WebSocket connections needed (10 accounts + 1 for valuation), "
+                       "but 10 allowed; remove accounts or set valuation.enabled: false"),
+        ("sfox: {max_connections: 2}\naccounts: [{name: a, api_key_env: K}, {name: b, api_key_env: K}]\n",
+         "sfox.max_connections: 3 WebSocket connections needed (2 accounts + 1 for valuation), but 2 allowed; "
+         "raise sfox.max_connections"),
+        ("sfox: {max_connections: 1}\nvaluation: {enabled: true}\naccounts: [{name: a, api_key_env: K}]\n",
+         "(1 account + 1 for valuation), but 1 allowed"),
+    ],
+)
+def test_bad_0_2_config_names_the_offending_key(tmp_path: Path, text: str, names: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "accounts: [{name: a, api_key_env: K}]\n" + text if "accounts" not in text else text,
+             {"K": CANARY})
+    assert names in str(caught.value)
+    assert "\n" not in str(caught.value) and CANARY not in str(caught.value)
+
+
+def test_ten_accounts_fit_without_valuation(tmp_path: Path) -> None:
+    config = load(tmp_path, TEN_ACCOUNTS + "valuation: {enabled: false}\n", {"K": CANARY})
+    assert config.connections == 10  # type: ignore[attr-defined]
+
+
+def test_demo_keeps_valuation_and_fits_the_connection_limit(tmp_path: Path) -> None:
+    plain = load_config(Overrides(demo=True), {})
+    assert plain.valuation.enabled and plain.connections <= plain.sfox.max_connections
+    with pytest.raises(ConfigError, match=r"11 WebSocket connections needed"):
+        load(tmp_path, TEN_ACCOUNTS, demo=True)
+
+
+def test_cli_over_the_connection_share_exits_2_with_one_line(tmp_path: Path) -> None:
+    text = "sfox: {max_connections: 1}\naccounts: [{name: a, api_key_env: SFOX_API_KEY}]\n"
+    result = run_cli("--config.file", write(tmp_path, text), env={"SFOX_API_KEY": CANARY})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "2 WebSocket connections needed" in lines[0] and "1 allowed" in lines[0]
+    assert CANARY not in result.stderr + result.stdout

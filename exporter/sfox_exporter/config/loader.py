@@ -1,215 +1,56 @@
-"""The exporter's configuration: one typed, validated, immutable object.
+"""Building the Config: the file, then the environment, then the command line, in rising precedence.
 
-Built from the config file, the environment and the command line, in rising order of precedence.
-Every problem raises ConfigError with one line that names the offending key or variable and never
-the value of a key.
+The file is checked against the one schema (schema.py) first; what is left here is what no single
+key can check alone: precedence, URLs and addresses, which key each account reads, thresholds that
+name configured accounts, and the connections the whole config needs against sFOX's limits. Every
+problem raises ConfigError with one line naming the offending key or variable, never a key's value.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import math
 import os
 import re
-import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
+from sfox_exporter.config.keys import KeyLoadError, KeySource, Secret, read_key_file
+from sfox_exporter.config.schema import (
+    DEFAULT_TELEMETRY_PATH,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    SFOX_MAX_CONNECTIONS,
+    AccountConfig,
+    AccountEntry,
+    AccountKind,
+    AuthFlag,
+    Config,
+    Document,
+    FeedConfig,
+    LogConfig,
+    SfoxEndpoints,
+    Threshold,
+    ValuationConfig,
+    WebConfig,
+    WebSection,
+)
+from sfox_exporter.config.validate import ConfigError, choice, parse_section
 from sfox_exporter.logs import Redactor
 
-MAX_ACCOUNTS = 10  # sFOX allows 10 WebSocket connections per IP, and each account takes one
+MAX_ACCOUNTS = SFOX_MAX_CONNECTIONS  # each account takes one of sFOX's connections per IP
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9841"
-DEFAULT_TELEMETRY_PATH = "/metrics"
-DEFAULT_WS_URL = "wss://ws.sfox.com/ws"
-DEFAULT_REST_URL = "https://api.sfox.com"
 SINGLE_ACCOUNT_NAME = "default"
 DEMO_ACCOUNT_NAME = "demo"
 RESERVED_PATHS = ("/", "/healthz", "/readyz")
-THRESHOLD_FIELDS = ("balance", "available", "held")
-LOG_LEVELS = ("debug", "info", "warn", "error")
-LOG_FORMATS = ("logfmt", "json")
-
-_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 
 # Environment variables whose values config errors treat as keys, wherever they turn up.
 _SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASS", re.IGNORECASE)
 MIN_SECRET_LENGTH = 8  # shorter values would blank out ordinary words
-MAX_KEY_FILE_BYTES = 4096
-
-
-def _unless_key_like(name: str) -> str:
-    """A variable name or path for an error message, unless it looks like a key pasted in its place.
-
-    Names and paths are upper case, or have a '/' or '.'; sFOX keys are long runs of lower-case
-    letters and digits. A key that is known is redacted anyway; this catches one that is not.
-    """
-    looks_like_key = (len(name) >= 16 and not {"/", "."} & set(name)
-                      and any(c.isdigit() for c in name) and any(c.islower() for c in name))
-    return "(name not shown: it looks like an API key)" if looks_like_key else name
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded for the one line the exporter prints before exiting 2."""
-
-    def __init__(self, message: str) -> None:
-        # Messages quote keys and values from the file, which may hold line breaks of their own.
-        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
-
-
-class Secret:
-    """An API key that does not show itself: not in repr, str, format, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> Any:
-        raise TypeError("a Secret cannot be pickled")
-
-
-@dataclass(frozen=True)
-class KeySource:
-    """Where an account's API key comes from. A key file is read again on every connection attempt,
-    so a rotated Kubernetes Secret takes effect without a restart."""
-
-    env: str | None = None
-    file: Path | None = None
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-    fixed: Secret | None = field(default=None, repr=False)  # demo keys, which the simulator issues
-
-    @property
-    def origin(self) -> str:
-        if self.file is not None:
-            return f"key file {_unless_key_like(str(self.file))}"
-        if self.env is not None:
-            return f"environment variable {_unless_key_like(self.env)}"
-        return "built-in demo key"
-
-    def load(self) -> Secret:
-        if self.fixed is not None:
-            return self.fixed
-        if self.file is not None:
-            try:
-                text = self.file.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise ConfigError(f"{self.origin} does not exist") from None
-            except (OSError, UnicodeDecodeError) as error:
-                reason = error.strerror if isinstance(error, OSError) and error.strerror else "unreadable"
-                raise ConfigError(f"{self.origin} cannot be read: {reason}") from None
-            key = text.strip()
-            if not key:
-                raise ConfigError(f"{self.origin} is empty")
-        else:
-            assert self.env is not None
-            key = self.environ.get(self.env, "").strip()
-            if not key:
-                raise ConfigError(f"{self.origin} is not set or empty")
-        if any(not ch.isprintable() or ch.isspace() for ch in key):
-            raise ConfigError(f"the API key in {self.origin} contains whitespace or control characters")
-        return Secret(key)
-
-    def permission_warning(self) -> str | None:
-        if self.file is None:
-            return None
-        try:
-            mode = self.file.stat().st_mode
-        except OSError:
-            return None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            return (
-                f"key file {self.file} is accessible by group or others (mode {stat.filemode(mode)}); "
-                "restrict it with chmod 600 or 400"
-            )
-        return None
-
-
-@dataclass(frozen=True)
-class AccountConfig:
-    name: str
-    key: KeySource
-
-
-@dataclass(frozen=True)
-class WebConfig:
-    listen_host: str
-    listen_port: int
-    telemetry_path: str = DEFAULT_TELEMETRY_PATH
-    config_file: Path | None = None
-
-    @property
-    def listen_address(self) -> str:
-        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
-        return f"{host}:{self.listen_port}"
-
-
-@dataclass(frozen=True)
-class SfoxEndpoints:
-    ws_url: str = DEFAULT_WS_URL
-    rest_url: str = DEFAULT_REST_URL
-
-
-@dataclass(frozen=True)
-class FeedConfig:
-    ping_interval_seconds: float = 20.0
-    ping_timeout_seconds: float = 10.0
-    backoff_initial_seconds: float = 1.0
-    backoff_max_seconds: float = 120.0
-    stale_after_seconds: float = 600.0
-    rest_snapshot: bool = True
-    max_series: int = 10000
-    rest_timeout_seconds: float = 10.0
-
-
-@dataclass(frozen=True)
-class Threshold:
-    account: str
-    currency: str
-    field: str
-    below: float
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    level: str = "info"
-    format: str = "logfmt"
-
-
-@dataclass(frozen=True)
-class Config:
-    web: WebConfig
-    sfox: SfoxEndpoints
-    accounts: tuple[AccountConfig, ...]
-    feed: FeedConfig
-    thresholds: tuple[Threshold, ...]
-    log: LogConfig
-    demo: bool = False
-    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,35 +66,16 @@ class Overrides:
     demo: bool = False
 
 
-_SCHEMA: dict[str, tuple[str, ...]] = {
-    "": ("web", "sfox", "accounts", "feed", "thresholds"),
-    "web": ("listen_address", "telemetry_path"),
-    "sfox": ("ws_url", "rest_url"),
-    "accounts[]": ("name", "api_key_env", "api_key_file"),
-    "feed": (
-        "ping_interval_seconds",
-        "ping_timeout_seconds",
-        "backoff_initial_seconds",
-        "backoff_max_seconds",
-        "stale_after_seconds",
-        "rest_snapshot",
-        "max_series",
-        "rest_timeout_seconds",
-    ),
-    "thresholds[]": ("account", "currency", "field", "below"),
-}
-
-
 def load_config(overrides: Overrides, environ: Mapping[str, str]) -> Config:
     """Build the Config. Raises ConfigError, whose message never holds a key that can be known."""
-    document: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
     try:
         if overrides.config_file:
-            document = _read_document(overrides.config_file)
-        return _build_config(overrides, environ, document)
+            raw = _read_document(overrides.config_file)
+        return _build_config(overrides, environ, raw)
     except ConfigError as error:
         redactor = Redactor()
-        for secret in _possible_keys(environ, document):
+        for secret in _possible_keys(environ, raw):
             redactor.add(secret)
         message = redactor.redact(str(error))
         if message == str(error):
@@ -261,7 +83,7 @@ def load_config(overrides: Overrides, environ: Mapping[str, str]) -> Config:
         raise ConfigError(message) from None
 
 
-def _possible_keys(environ: Mapping[str, str], document: dict[str, Any]) -> set[str]:
+def _possible_keys(environ: Mapping[str, str], raw: dict[str, Any]) -> set[str]:
     """Every value that may be an API key.
 
     Config errors quote what the user wrote, so a key pasted into the wrong place (an account name, a
@@ -270,77 +92,52 @@ def _possible_keys(environ: Mapping[str, str], document: dict[str, Any]) -> set[
     names: list[Any] = [name for name in environ
                         if _SECRET_ENV_NAME.search(name) and not name.upper().endswith("_FILE")]
     files: list[Any] = [environ.get("SFOX_API_KEY_FILE")]
-    accounts = document.get("accounts")
+    accounts = raw.get("accounts")
     for account in accounts if isinstance(accounts, list) else ():
         if isinstance(account, dict):
             names.append(account.get("api_key_env"))
             files.append(account.get("api_key_file"))
     values = [environ.get(name, "") for name in names if isinstance(name, str)]
     for file in files:
-        if isinstance(file, str) and file and os.path.isfile(file):  # never a FIFO that would block
-            with contextlib.suppress(OSError, ValueError), open(file, encoding="utf-8") as handle:
-                values.append(handle.read(MAX_KEY_FILE_BYTES))
+        if isinstance(file, str) and file:
+            with contextlib.suppress(KeyLoadError):  # its own error, if any, is the one reported
+                values.append(read_key_file(Path(file), "key file"))
     return {value.strip() for value in values if len(value.strip()) >= MIN_SECRET_LENGTH}
 
 
-def _build_config(overrides: Overrides, environ: Mapping[str, str], document: dict[str, Any]) -> Config:
-    _check_keys(document, "", _SCHEMA[""])
-
-    web_doc = _section(document, "web")
-    sfox_doc = _section(document, "sfox")
-    feed_doc = _section(document, "feed")
-
-    listen_address = _pick(overrides.listen_address, None, web_doc, "listen_address", "web")
-    host, port = parse_listen_address(
-        listen_address or DEFAULT_LISTEN_ADDRESS,
-        "--web.listen-address" if overrides.listen_address else "web.listen_address",
-    )
-    telemetry_path = _pick(overrides.telemetry_path, None, web_doc, "telemetry_path", "web")
-    telemetry_path = telemetry_path or DEFAULT_TELEMETRY_PATH
-    _check_telemetry_path(telemetry_path, "--web.telemetry-path" if overrides.telemetry_path else "web.telemetry_path")
-    web_config_file = None
-    if overrides.web_config_file:
-        web_config_file = Path(overrides.web_config_file)
-        if not web_config_file.is_file():
-            raise ConfigError(f"--web.config.file: {web_config_file} does not exist")
-    web = WebConfig(host, port, telemetry_path, web_config_file)
-
-    ws_url = _pick(None, environ.get("SFOX_WS_URL"), sfox_doc, "ws_url", "sfox") or DEFAULT_WS_URL
-    rest_url = _pick(None, environ.get("SFOX_REST_URL"), sfox_doc, "rest_url", "sfox") or DEFAULT_REST_URL
-    ws_origin = "SFOX_WS_URL" if environ.get("SFOX_WS_URL") else "sfox.ws_url"
-    rest_origin = "SFOX_REST_URL" if environ.get("SFOX_REST_URL") else "sfox.rest_url"
-    _check_url(ws_url, ws_origin, ("ws", "wss"))
-    _check_url(rest_url, rest_origin, ("http", "https"))
-    endpoints = SfoxEndpoints(ws_url, rest_url.rstrip("/"))
-
-    feed = _feed_config(feed_doc)
+def _build_config(overrides: Overrides, environ: Mapping[str, str], raw: dict[str, Any]) -> Config:
+    document = parse_section(Document, raw, "")
+    web = _web_config(overrides, document.web)
+    endpoints, origins = _endpoints(document.sfox, environ)
+    feed = _feed_config(document.feed)
     log = LogConfig(
-        _choice(overrides.log_level or "info", "--log.level", (*LOG_LEVELS, "warning")).replace("warning", "warn"),
-        _choice(overrides.log_format or "logfmt", "--log.format", LOG_FORMATS),
+        choice(overrides.log_level or "info", "--log.level", (*LOG_LEVELS, "warning")).replace("warning", "warn"),
+        choice(overrides.log_format or "logfmt", "--log.format", LOG_FORMATS),
     )
-
-    if overrides.demo:
-        accounts = _demo_accounts(document)
-    elif "accounts" in document:
-        accounts = _file_accounts(document["accounts"], environ)
-    else:
-        accounts = (_env_account(environ),)
 
     warnings: list[str] = []
+    if overrides.demo:
+        accounts = _demo_accounts(document.accounts)
+    elif document.accounts is not None:
+        accounts = _file_accounts(document.accounts, environ, warnings)
+    else:
+        accounts = (_env_account(environ),)
+    _check_connections(len(accounts), document.valuation, endpoints)
+
     if not overrides.demo:
         for account in accounts:
-            account.key.load()  # fail now, with a clear line, rather than in a feed thread later
             warning = account.key.permission_warning()
             if warning:
                 warnings.append(f"account {account.name}: {warning}")
-        for url, origin in ((endpoints.ws_url, ws_origin), (endpoints.rest_url, rest_origin)):
+        for url, origin in zip((endpoints.ws_url, endpoints.rest_url), origins, strict=True):
             if not _is_encrypted_or_local(url):
                 warnings.append(f"{origin} is not encrypted: the API key would cross the network in clear")
 
-    thresholds = _thresholds(document.get("thresholds"), {account.name for account in accounts})
-    if overrides.demo and "thresholds" not in document:
+    thresholds = _thresholds(document.thresholds, {account.name for account in accounts})
+    if overrides.demo and "thresholds" not in raw:
         thresholds = demo_thresholds(account.name for account in accounts)
-    return Config(web, endpoints, accounts, feed, thresholds, log, overrides.demo, tuple(warnings))
+    return Config(web, endpoints, accounts, feed, thresholds, log, overrides.demo, tuple(warnings),
+                  document.valuation, document.end_users)
 
 
 def parse_listen_address(value: str, origin: str) -> tuple[str, int]:
@@ -378,43 +175,35 @@ def _read_document(path_text: str) -> dict[str, Any]:
     return document
 
 
-def _check_keys(mapping: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
-    for key in mapping:
-        if key not in allowed:
-            where = f"{path}.{key}" if path else str(key)
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key{hint}")
+def _web_config(overrides: Overrides, section: WebSection) -> WebConfig:
+    host, port = parse_listen_address(
+        overrides.listen_address or section.listen_address or DEFAULT_LISTEN_ADDRESS,
+        "--web.listen-address" if overrides.listen_address else "web.listen_address",
+    )
+    telemetry_path = overrides.telemetry_path or section.telemetry_path or DEFAULT_TELEMETRY_PATH
+    origin = "--web.telemetry-path" if overrides.telemetry_path else "web.telemetry_path"
+    if not telemetry_path.startswith("/") or any(ch.isspace() or not ch.isprintable() for ch in telemetry_path):
+        raise ConfigError(f"{origin}: must be a path starting with '/', got {telemetry_path!r}")
+    if telemetry_path in RESERVED_PATHS:
+        raise ConfigError(f"{origin}: {telemetry_path} is reserved for the landing page and health checks")
+    web_config_file = None
+    if overrides.web_config_file:
+        web_config_file = Path(overrides.web_config_file)
+        if not web_config_file.is_file():
+            raise ConfigError(f"--web.config.file: {web_config_file} does not exist")
+    return WebConfig(host, port, telemetry_path, web_config_file)
 
 
-def _section(document: dict[str, Any], name: str) -> dict[str, Any]:
-    value = document.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name}: expected a mapping, got {_type_name(value)}")
-    _check_keys(value, name, _SCHEMA[name])
-    return value
-
-
-def _pick(flag: str | None, env: str | None, section: dict[str, Any], key: str, path: str) -> str | None:
-    if flag:
-        return flag
-    if env:
-        return env
-    value = section.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"{path}.{key}: expected a string, got {_type_name(value)}")
-    return value
-
-
-def _check_telemetry_path(path: str, origin: str) -> None:
-    if not path.startswith("/") or any(ch.isspace() or not ch.isprintable() for ch in path):
-        raise ConfigError(f"{origin}: must be a path starting with '/', got {path!r}")
-    if path in RESERVED_PATHS:
-        raise ConfigError(f"{origin}: {path} is reserved for the landing page and health checks")
+def _endpoints(section: SfoxEndpoints, environ: Mapping[str, str]) -> tuple[SfoxEndpoints, tuple[str, str]]:
+    """The sFOX URLs, the environment beating the file, and where each came from."""
+    ws_url = environ.get("SFOX_WS_URL") or section.ws_url
+    rest_url = environ.get("SFOX_REST_URL") or section.rest_url
+    ws_origin = "SFOX_WS_URL" if environ.get("SFOX_WS_URL") else "sfox.ws_url"
+    rest_origin = "SFOX_REST_URL" if environ.get("SFOX_REST_URL") else "sfox.rest_url"
+    _check_url(ws_url, ws_origin, ("ws", "wss"))
+    _check_url(rest_url, rest_origin, ("http", "https"))
+    endpoints = SfoxEndpoints(ws_url, rest_url.rstrip("/"), section.max_connections, section.max_requests_per_minute)
+    return endpoints, (ws_origin, rest_origin)
 
 
 def _check_url(url: str, origin: str, schemes: tuple[str, ...]) -> None:
@@ -432,111 +221,65 @@ def _is_encrypted_or_local(url: str) -> bool:
     return parts.scheme in ("wss", "https") or parts.hostname in ("localhost", "127.0.0.1", "::1")
 
 
-def _number(section: dict[str, Any], key: str, path: str, default: float) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{path}.{key}: expected a number of seconds, got {_type_name(value)}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{path}.{key}: must be a finite number")
-    return float(value)
-
-
-def _feed_config(section: dict[str, Any]) -> FeedConfig:
-    defaults = FeedConfig()
-    values: dict[str, Any] = {}
-    for key in _SCHEMA["feed"]:
-        default = getattr(defaults, key)
-        if isinstance(default, bool):
-            value = section.get(key, default)
-            if not isinstance(value, bool):
-                raise ConfigError(f"feed.{key}: expected true or false, got {_type_name(value)}")
-        elif isinstance(default, int):
-            value = section.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"feed.{key}: expected a whole number, got {_type_name(value)}")
-            if value < 1:
-                raise ConfigError(f"feed.{key}: must be at least 1")
-        else:
-            value = _number(section, key, "feed", default)
-            minimum = 0.0 if key == "stale_after_seconds" else None
-            if minimum is None and value <= 0:
-                raise ConfigError(f"feed.{key}: must be greater than 0")
-            if minimum is not None and value < minimum:
-                raise ConfigError(f"feed.{key}: must be 0 (never) or more")
-        values[key] = value
-    feed = FeedConfig(**values)
+def _feed_config(feed: FeedConfig) -> FeedConfig:
     if feed.backoff_max_seconds < feed.backoff_initial_seconds:
         raise ConfigError("feed.backoff_max_seconds: must not be less than feed.backoff_initial_seconds")
     return feed
 
 
-def _choice(value: Any, origin: str, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.lower() not in allowed:
-        raise ConfigError(f"{origin}: expected one of {', '.join(allowed)}, got {value!r}")
-    return value.lower()
+def _check_connections(accounts: int, valuation: ValuationConfig, sfox: SfoxEndpoints) -> None:
+    """Each account holds a connection, and valuation one more; all must fit this exporter's share."""
+    needed = accounts + (1 if valuation.enabled else 0)
+    if needed <= sfox.max_connections:
+        return
+    parts = f"{accounts} account{'s' if accounts != 1 else ''}" + (" + 1 for valuation" if valuation.enabled else "")
+    if sfox.max_connections < SFOX_MAX_CONNECTIONS:
+        remedy = f"raise sfox.max_connections (sFOX allows at most {SFOX_MAX_CONNECTIONS} per IP) or remove accounts"
+    else:
+        remedy = "remove accounts" + (" or set valuation.enabled: false" if valuation.enabled else "")
+    raise ConfigError(f"sfox.max_connections: {needed} WebSocket connections needed ({parts}), "
+                      f"but {sfox.max_connections} allowed; {remedy}")
 
 
-def _account_name(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{path}: expected a string, got {_type_name(value)}")
-    if not _ACCOUNT_NAME.fullmatch(value):
-        raise ConfigError(
-            f"{path}: {value!r} is not a valid account name "
-            "(letters, digits, '_', '.', '-'; at most 64; starting with a letter or digit)"
-        )
-    return value
-
-
-def _account_list(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise ConfigError(f"accounts: expected a list, got {_type_name(value)}")
-    if not value:
+def _account_list(entries: tuple[AccountEntry, ...]) -> tuple[AccountEntry, ...]:
+    if not entries:
         raise ConfigError("accounts: at least one account is needed")
-    if len(value) > MAX_ACCOUNTS:
+    if len(entries) > MAX_ACCOUNTS:
         raise ConfigError(
-            f"accounts: {len(value)} accounts configured, but sFOX allows at most {MAX_ACCOUNTS} "
+            f"accounts: {len(entries)} accounts configured, but sFOX allows at most {MAX_ACCOUNTS} "
             "WebSocket connections per IP and each account needs one"
         )
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise ConfigError(f"accounts[{index}]: expected a mapping, got {_type_name(item)}")
-        _check_keys(item, f"accounts[{index}]", _SCHEMA["accounts[]"])
-    return value
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if entry.name in seen:
+            raise ConfigError(f"accounts[{index}].name: {entry.name!r} is used by more than one account")
+        seen.add(entry.name)
+    return entries
 
 
-def _unique_names(items: list[dict[str, Any]]) -> list[str]:
-    names: list[str] = []
-    for index, item in enumerate(items):
-        if "name" not in item:
-            raise ConfigError(f"accounts[{index}].name: missing")
-        name = _account_name(item["name"], f"accounts[{index}].name")
-        if name in names:
-            raise ConfigError(f"accounts[{index}].name: {name!r} is used by more than one account")
-        names.append(name)
-    return names
+def _load_key(source: KeySource, where: str | None) -> None:
+    """Read the key now, so that a missing one fails with a clear line rather than in a feed thread."""
+    try:
+        source.load()
+    except KeyLoadError as error:
+        raise ConfigError(f"{where}: {error}" if where else str(error)) from None
 
 
-def _file_accounts(value: Any, environ: Mapping[str, str]) -> tuple[AccountConfig, ...]:
-    items = _account_list(value)
+def _file_accounts(entries: tuple[AccountEntry, ...], environ: Mapping[str, str],
+                   warnings: list[str]) -> tuple[AccountConfig, ...]:
     accounts = []
-    for index, (item, name) in enumerate(zip(items, _unique_names(items), strict=True)):
+    for index, entry in enumerate(_account_list(entries)):
         path = f"accounts[{index}]"
-        env, key_file = item.get("api_key_env"), item.get("api_key_file")
-        if (env is None) == (key_file is None):
+        if (entry.api_key_env is None) == (entry.api_key_file is None):
             raise ConfigError(f"{path}: set exactly one of api_key_env and api_key_file")
-        if env is not None:
-            if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
-                raise ConfigError(f"{path}.api_key_env: expected an environment variable name")
-            source = KeySource(env=env, environ=environ)
+        if entry.api_key_env is not None:
+            source = KeySource(env=entry.api_key_env, environ=environ)
         else:
-            if not isinstance(key_file, str) or not key_file:
-                raise ConfigError(f"{path}.api_key_file: expected a file path")
-            source = KeySource(file=Path(key_file))
-        try:
-            source.load()
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
-        accounts.append(AccountConfig(name, source))
+            source = KeySource(file=Path(str(entry.api_key_file)))
+        _load_key(source, path)
+        if entry.enterprise_auth_flag is not None and entry.kind != AccountKind.ENTERPRISE:
+            warnings.append(f"{path}.enterprise_auth_flag: ignored, the account is not kind: enterprise")
+        accounts.append(AccountConfig(entry.name, source, entry.kind, entry.enterprise_auth_flag or AuthFlag.BOOLEAN))
     return tuple(accounts)
 
 
@@ -546,25 +289,26 @@ def _env_account(environ: Mapping[str, str]) -> AccountConfig:
         raise ConfigError("SFOX_API_KEY and SFOX_API_KEY_FILE are both set; set only one")
     if key_file:
         source = KeySource(file=Path(key_file))
-        try:
-            source.load()
-        except ConfigError as error:
-            raise ConfigError(f"SFOX_API_KEY_FILE: {error}") from None
+        _load_key(source, "SFOX_API_KEY_FILE")
         return AccountConfig(SINGLE_ACCOUNT_NAME, source)
     if key is not None:
         if not key.strip():
             raise ConfigError("SFOX_API_KEY: is set but empty")
-        return AccountConfig(SINGLE_ACCOUNT_NAME, KeySource(env="SFOX_API_KEY", environ=environ))
+        source = KeySource(env="SFOX_API_KEY", environ=environ)
+        _load_key(source, None)
+        return AccountConfig(SINGLE_ACCOUNT_NAME, source)
     raise ConfigError(
         "no sFOX API key: set SFOX_API_KEY or SFOX_API_KEY_FILE, or list accounts in --config.file; "
         "to try the exporter on simulated data, run it with --demo"
     )
 
 
-def _demo_accounts(document: dict[str, Any]) -> tuple[AccountConfig, ...]:
+def _demo_accounts(entries: tuple[AccountEntry, ...] | None) -> tuple[AccountConfig, ...]:
     """--demo keeps the account names of a config file but talks to the simulator with its keys."""
-    names = _unique_names(_account_list(document["accounts"])) if "accounts" in document else [DEMO_ACCOUNT_NAME]
-    return tuple(AccountConfig(name, KeySource(fixed=Secret(f"demo-key-{name}"))) for name in names)
+    if entries is None:
+        return (AccountConfig(DEMO_ACCOUNT_NAME, KeySource(fixed=Secret(f"demo-key-{DEMO_ACCOUNT_NAME}"))),)
+    return tuple(AccountConfig(entry.name, KeySource(fixed=Secret(f"demo-key-{entry.name}")), entry.kind,
+                               entry.enterprise_auth_flag or AuthFlag.BOOLEAN) for entry in _account_list(entries))
 
 
 def demo_thresholds(names: Iterable[str]) -> tuple[Threshold, ...]:
@@ -579,44 +323,21 @@ def demo_thresholds(names: Iterable[str]) -> tuple[Threshold, ...]:
     )
 
 
-def _thresholds(value: Any, account_names: set[str]) -> tuple[Threshold, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(f"thresholds: expected a list, got {_type_name(value)}")
-    thresholds: list[Threshold] = []
-    seen: set[tuple[str, str, str]] = set()
-    for index, item in enumerate(value):
+def _thresholds(entries: tuple[Threshold, ...], account_names: set[str]) -> tuple[Threshold, ...]:
+    seen: set[tuple[str, str, str, str]] = set()
+    for index, threshold in enumerate(entries):
         path = f"thresholds[{index}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {_type_name(item)}")
-        _check_keys(item, path, _SCHEMA["thresholds[]"])
-        for required in ("account", "currency", "below"):
-            if required not in item:
-                raise ConfigError(f"{path}.{required}: missing")
-        account = item["account"]
-        if not isinstance(account, str) or account not in account_names:
+        if (threshold.below is None) == (threshold.above is None):
+            raise ConfigError(f"{path}: set exactly one of below and above")
+        if threshold.account not in account_names:
             known = ", ".join(sorted(account_names))
-            raise ConfigError(f"{path}.account: {account!r} is not a configured account ({known})")
-        currency = item["currency"]
-        if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", currency):
-            raise ConfigError(f"{path}.currency: expected a currency code such as usd or btc")
-        threshold_field = _choice(item.get("field", "available"), f"{path}.field", THRESHOLD_FIELDS)
-        below = item["below"]
-        if isinstance(below, bool) or not isinstance(below, (int, float)) or not math.isfinite(below):
-            raise ConfigError(f"{path}.below: expected a number, got {_type_name(below)}")
-        key = (account, currency.lower(), threshold_field)
+            raise ConfigError(f"{path}.account: {threshold.account!r} is not a configured account ({known})")
+        direction = "below" if threshold.below is not None else "above"
+        key = (threshold.account, threshold.currency, threshold.field, direction)
         if key in seen:
-            raise ConfigError(f"{path}: a threshold for {'/'.join(key)} is already set")
+            raise ConfigError(f"{path}: a threshold {direction} for {'/'.join(key[:3])} is already set")
         seen.add(key)
-        thresholds.append(Threshold(account, currency.lower(), threshold_field, float(below)))
-    return tuple(thresholds)
-
-
-def _type_name(value: Any) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-             dict: "a mapping", type(None): "nothing"}
-    return names.get(type(value), type(value).__name__)
+    return entries
 
 
 def environment() -> Mapping[str, str]:

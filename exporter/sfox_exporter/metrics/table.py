@@ -59,7 +59,8 @@ def _web3(view: AccountView) -> Iterator[Sample]:
 
 def _thresholds(view: AccountView) -> Iterator[Sample]:
     for threshold in view.thresholds:
-        yield (view.name, threshold.currency, threshold.field), threshold.below
+        if threshold.below is not None:  # an `above` threshold is no low-balance threshold
+            yield (view.name, threshold.currency, threshold.field), threshold.below
 
 
 def _optional(attribute: str) -> Extractor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import ConfigError, FeedConfig, KeySource, Secret
+from sfox_exporter.config import FeedConfig, KeyLoadError, KeySource, Secret
 from sfox_exporter.logs import Episode, Throttle
 from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
@@ -288,7 +288,7 @@ class FeedWorker:
         try:
             self._key = self._key_source.load()
             self._on_key(self._key)
-        except ConfigError as error:
+        except KeyLoadError as error:
             if self._key is None:
                 log.error("cannot load the API key: %s", error, extra={"account": self.name})
                 return None

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import AccountConfig, ConfigError, FeedConfig, Secret
+from sfox_exporter.config import AccountConfig, FeedConfig, KeyLoadError, Secret
 from sfox_exporter.logs import Episode
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.backoff import Backoff
@@ -176,7 +176,7 @@ class SnapshotWorker:
         """One REST call; True when its balances were applied."""
         try:
             key = self._key_source.load()
-        except ConfigError as error:
+        except KeyLoadError as error:
             return self._failed(f"cannot load the API key: {error}", None)
         since = self._state.generation(self.account)
         self._window.record()
