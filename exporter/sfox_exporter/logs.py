@@ -74,7 +74,8 @@ class Redactor:
                 spans.append([start, start + MIN_FRAGMENT])
         if not spans:
             return text
-        pieces, position = [], 0
+        pieces: list[str] = []
+        position = 0
         for start, end in spans:
             pieces += (text[position:start], REDACTED)
             position = end
