@@ -30,9 +30,10 @@ OP_PONG = 0xA
 # Not a WebSocket opcode: reported in place of a message that exceeded the size limit.
 OP_TOO_BIG = -1
 
-# Peak RSS while decoding a message is about 4x its size (see the README), so 8 MiB keeps one
-# worst-case message well under the 64 MiB sidecar limit; sFOX's balance messages are a few KiB.
-DEFAULT_MAX_MESSAGE_BYTES = 8 * 2**20
+# Receiving and decoding a message of many small entries peaks at ~8.6 bytes of RSS per byte
+# (benchmarks/memory.py) plus up to 2 bytes per byte of receive buffer: 2 MiB stays ~22 MiB over
+# the exporter's baseline, well under the 64 MiB sidecar limit. sFOX's messages are a few KiB.
+DEFAULT_MAX_MESSAGE_BYTES = 2 * 2**20
 # A message in more fragments than this is dropped like an oversized one; sFOX does not fragment.
 MAX_FRAGMENTS = 1024
 RECV_CHUNK = 256 * 1024
