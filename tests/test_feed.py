@@ -45,6 +45,8 @@ class ScriptedConnection:
     """Answers each request with the frames the script gives for it, then plays `after`; when
     nothing is left it lets the fake clock run to the caller's deadline, or ends the connection."""
 
+    receiving_since: float | None = None  # frames arrive whole
+
     def __init__(self, clock: FakeClock, replies: dict[str, list[Frame]], after: list[Frame] | None = None,
                  answer_pings: bool = True, idle_until: float | None = None,
                  later: list[tuple[float, Frame]] | None = None) -> None:

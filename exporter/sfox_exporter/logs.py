@@ -2,7 +2,14 @@
 
 Keys are never passed to a logger in the first place (they travel as config.Secret); the
 Redactor is the second line of defence, for text that comes from elsewhere, such as a library's
-exception message.
+exception message or an error text from sFOX that echoes the key.
+
+Two rules keep a key whole-or-nothing out of the logs: the Redactor blanks any fragment of
+MIN_FRAGMENT or more characters of a known key, not only the whole key (a cut, a line break or an
+escape can split one), and the formatter redacts every field before it cuts it to MAX_FIELD_CHARS,
+so no cut can leave the head of a key that redaction would no longer recognise. Code that takes
+text from the network therefore must not cut it before it reaches a logger (see
+sfox.decode.sanitize_text).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
 import sys
 import threading
 from typing import IO, Any
@@ -21,6 +29,11 @@ _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "
                 logging.ERROR: "error", logging.CRITICAL: "error"}
 _STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 REDACTED = "[REDACTED]"
+# Fragments of a key this long or longer are redacted wherever they appear.
+MIN_FRAGMENT = 8
+# A field longer than this is cut, after redaction; a traceback may be longer.
+MAX_FIELD_CHARS = 1000
+MAX_ERROR_CHARS = 16000
 # How long a throttled warning stays quiet after it was logged.
 THROTTLE_SECONDS = 60.0
 
@@ -31,18 +44,47 @@ class Redactor:
     def __init__(self) -> None:
         # Longest first: a key that holds another must not be left half-shown by the shorter one.
         self._secrets: tuple[str, ...] = ()
+        # Finds (without consuming) every position where MIN_FRAGMENT characters of a key start.
+        self._fragments: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
         if len(secret) >= 4:  # shorter "keys" would blank out ordinary words
             with self._lock:
                 self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
+                grams = sorted({s[i : i + MIN_FRAGMENT] for s in self._secrets
+                                for i in range(len(s) - MIN_FRAGMENT + 1)})
+                self._fragments = re.compile("(?=(?:" + "|".join(map(re.escape, grams)) + "))") if grams else None
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        return text
+        fragments = self._fragments
+        if fragments is None or len(text) < MIN_FRAGMENT:
+            return text
+        # Every fragment of MIN_FRAGMENT+ characters is a run of overlapping MIN_FRAGMENT-grams of
+        # the key: blank the union of the spans they cover.
+        spans: list[list[int]] = []
+        for match in fragments.finditer(text):
+            start = match.start()
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = start + MIN_FRAGMENT
+            else:
+                spans.append([start, start + MIN_FRAGMENT])
+        if not spans:
+            return text
+        pieces: list[str] = []
+        position = 0
+        for start, end in spans:
+            pieces += (text[position:start], REDACTED)
+            position = end
+        pieces.append(text[position:])
+        return "".join(pieces)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class _Formatter(logging.Formatter):
@@ -56,17 +98,22 @@ class _Formatter(logging.Formatter):
             "ts": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
             "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": self._safe(record.getMessage(), MAX_FIELD_CHARS),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                fields[key] = value if type(value) in (str, int, float, bool) else _safe_str(value)
+                fields[key] = (value if type(value) in (int, float, bool)
+                               else self._safe(value if type(value) is str else _safe_str(value), MAX_FIELD_CHARS))
         if record.exc_info:
-            fields["error"] = self.formatException(record.exc_info)
+            fields["error"] = self._safe(self.formatException(record.exc_info), MAX_ERROR_CHARS)
         return fields
 
+    def _safe(self, text: str, limit: int) -> str:
+        """Redacted first, cut second: a cut inside a key must not leave its head unrecognised."""
+        return _cut(self._redactor.redact(text), limit)
+
     def format(self, record: logging.LogRecord) -> str:
-        return self._redactor.redact(self.render(self.fields(record)))
+        return self.render(self.fields(record))
 
     def render(self, fields: dict[str, Any]) -> str:
         raise NotImplementedError

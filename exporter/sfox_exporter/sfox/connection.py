@@ -1,30 +1,33 @@
 """One WebSocket connection to sFOX, as the feed thread uses it.
 
-websocket-client opens it (DNS, proxy from the environment, TLS with certificate checks, the HTTP
-upgrade) and sends on it; wsframes.FrameReader receives. The feed thread depends only on the
-Connection protocol, so tests can hand it any stand-in.
+sfox.handshake opens it (proxy from the environment, TLS with certificate checks, the HTTP
+upgrade, all under one deadline, redirects refused); websocket-client's ABNF frames what we send
+(masking); frames.FrameReader receives. The feed thread depends only on the Connection protocol,
+so tests can hand it any stand-in.
+
+receive() keeps to its deadline even while a frame trickles in, so pings and the pong deadline
+run on time; receiving_since tells the session how long the message now arriving has taken, so it
+can end a connection whose frame takes longer than the ping timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
+import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 import websocket
 
-from sfox_exporter.sfox.frames import DEFAULT_MAX_MESSAGE_BYTES, FrameReader
+from sfox_exporter.sfox.frames import DEFAULT_MAX_MESSAGE_BYTES, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameReader
+from sfox_exporter.sfox.handshake import HandshakeError, HandshakeRefused, open_websocket
 
-
-class HandshakeRefused(Exception):
-    """sFOX answered the WebSocket upgrade with an HTTP error, 429 when it blocks an IP."""
-
-    def __init__(self, status: int, retry_after: str | None) -> None:
-        super().__init__(f"HTTP {status} on the WebSocket handshake")
-        self.status = status
-        self.retry_after = retry_after
+__all__ = ["Connection", "Connector", "HandshakeError", "HandshakeRefused", "WebSocketConnection",
+           "websocket_connector"]
 
 
 class Connection(Protocol):
@@ -35,7 +38,12 @@ class Connection(Protocol):
     def pong(self, payload: bytes) -> None: ...
 
     def receive(self, deadline: float) -> tuple[int, bytes] | None:
-        """The next message or control frame, or None once time.monotonic() reaches `deadline`."""
+        """The next message or control frame, or None once time.monotonic() reaches `deadline`,
+        even in the middle of a frame (the partial data is kept for the next call)."""
+
+    @property
+    def receiving_since(self) -> float | None:
+        """When (monotonic) the message now arriving started, None when nothing partial is buffered."""
 
     @property
     def receiving_since(self) -> float | None:
@@ -52,48 +60,56 @@ Connector = Callable[[str, float], Connection]
 
 class WebSocketConnection:
     def __init__(self, url: str, timeout: float, user_agent: str,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        try:
-            self._ws = websocket.create_connection(
-                url,
-                timeout=timeout,
-                header=[f"User-Agent: {user_agent}"],
-                # Frames are read by FrameReader, and JSON decoding checks UTF-8 in C anyway.
-                skip_utf8_validation=True,
-                enable_multithread=True,
-                sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
-            )
-        except websocket.WebSocketBadStatusException as error:
-            headers = {str(k).lower(): str(v) for k, v in (error.resp_headers or {}).items()}
-            raise HandshakeRefused(error.status_code, headers.get("retry-after")) from None
-        sock = self._ws.sock
-        assert sock is not None
-        self._sock: socket.socket = sock
-        self._reader = FrameReader(self._sock, max_message_bytes)
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *,
+                 tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        opened = open_websocket(url, time.monotonic() + timeout, user_agent, tls)
+        self._sock: socket.socket = opened.sock
+        self._reader = FrameReader(self._sock, max_message_bytes, initial=opened.leftover)
+        self._send_lock = threading.Lock()
         self._timeout: float | None = None
+        self._since: float | None = clock() if opened.leftover else None
+
+    @property
+    def receiving_since(self) -> float | None:
+        return self._since
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        frame = websocket.ABNF.create_frame(payload, opcode).format()
+        with self._send_lock:
+            self._sock.sendall(frame)
 
     def send_text(self, text: str) -> None:
-        self._ws.send(text)
+        self._send(OP_TEXT, text.encode())
 
     def ping(self, payload: bytes) -> None:
-        self._ws.ping(payload)
+        self._send(OP_PING, payload)
 
     def pong(self, payload: bytes) -> None:
-        self._ws.pong(payload)
+        self._send(OP_PONG, payload)
 
     def receive(self, deadline: float) -> tuple[int, bytes] | None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        # settimeout costs two system calls per message under a flood; a timeout up to 50 ms
-        # longer than asked does no harm to deadlines measured in seconds.
-        if self._timeout is None or abs(self._timeout - remaining) > 0.05:
-            self._sock.settimeout(remaining)
-            self._timeout = remaining
-        try:
-            return self._reader.read()
-        except TimeoutError:
-            return None
+        reader = self._reader
+        while True:
+            message = reader.next_buffered()
+            if message is not None:
+                self._since = self._clock() if reader.partial else None
+                return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # settimeout costs two system calls per message under a flood; a timeout up to 50 ms
+            # longer than asked does no harm to deadlines measured in seconds.
+            if self._timeout is None or abs(self._timeout - remaining) > 0.05:
+                self._sock.settimeout(remaining)
+                self._timeout = remaining
+            try:
+                reader.fill()
+            except TimeoutError:
+                return None
+            finally:
+                if self._since is None and reader.partial:
+                    self._since = self._clock()
 
     @property
     def receiving_since(self) -> float | None:
@@ -101,8 +117,9 @@ class WebSocketConnection:
 
     def close(self) -> None:
         # Best effort: the socket may already be gone.
-        with contextlib.suppress(OSError, websocket.WebSocketException):
-            self._ws.send_close(websocket.STATUS_NORMAL)
+        with contextlib.suppress(OSError, ValueError):
+            self._sock.settimeout(1.0)
+            self._send(OP_CLOSE, struct.pack(">H", websocket.STATUS_NORMAL))
         self._sock.close()
 
     def abort(self) -> None:
@@ -110,8 +127,9 @@ class WebSocketConnection:
             self._sock.shutdown(socket.SHUT_RDWR)
 
 
-def websocket_connector(user_agent: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Connector:
+def websocket_connector(user_agent: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                        tls: ssl.SSLContext | None = None) -> Connector:
     def connect(url: str, timeout: float) -> Connection:
-        return WebSocketConnection(url, timeout, user_agent, max_message_bytes)
+        return WebSocketConnection(url, timeout, user_agent, max_message_bytes, tls=tls)
 
     return connect

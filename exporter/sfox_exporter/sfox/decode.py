@@ -28,7 +28,6 @@ WALLET_SUFFIX = "_wallet"
 MAX_LABEL_LENGTH = 128
 # Longer than any real amount; bounds the work float() does on hostile strings.
 MAX_AMOUNT_LENGTH = 64
-MAX_CONTROL_TEXT_LENGTH = 200
 
 # float() alone would also accept "1_000", " 1 ", "nan", "infinity" and digits of other scripts.
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
@@ -475,10 +474,13 @@ def _error_detail(message: dict[str, Any]) -> str | None:
     return None
 
 
-def sanitize_text(text: str, limit: int = MAX_CONTROL_TEXT_LENGTH) -> str:
-    """Text from the network made safe for one log line: printable, bounded."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-    return cleaned + ("..." if len(text) > limit else "")
+def sanitize_text(text: str, limit: int | None = None) -> str:
+    """Text from the network made printable for one log line. Not cut by default: the log
+    formatter cuts every field, after redacting it, since a cut made first could split an echoed
+    API key and leave its head where redaction no longer recognises it."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _is_label(value: str) -> bool:

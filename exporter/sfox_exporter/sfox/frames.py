@@ -7,6 +7,14 @@ reader replaces its receive path for three reasons:
 - a message bigger than the limit is skipped as it streams past instead of being buffered whole,
   so a hostile length field cannot exhaust memory or end the connection;
 - a socket timeout in the middle of a frame loses nothing, so the caller can wake up for pings.
+
+Fragmented messages are bounded twice: by the message cap (their assembled size) and by
+MAX_FRAGMENTS, since a zero-length continuation frame adds to neither size nor cap yet costs a
+Python object each (endless empty fragments, or a message in 1-byte fragments, would otherwise
+grow memory without bound). Assembly is one join, O(n).
+
+The handshake (sfox.handshake) hands over whatever bytes arrived after the 101 reply head as
+`initial`, so a first frame that shares a TCP segment with the reply is never lost.
 """
 
 from __future__ import annotations
@@ -22,7 +30,12 @@ OP_PONG = 0xA
 # Not a WebSocket opcode: reported in place of a message that exceeded the size limit.
 OP_TOO_BIG = -1
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
+# Receiving and decoding a message of many small entries peaks at ~8.6 bytes of RSS per byte
+# (benchmarks/memory.py) plus up to 2 bytes per byte of receive buffer: 2 MiB stays ~22 MiB over
+# the exporter's baseline, well under the 64 MiB sidecar limit. sFOX's messages are a few KiB.
+DEFAULT_MAX_MESSAGE_BYTES = 2 * 2**20
+# A message in more fragments than this is dropped like an oversized one; sFOX does not fragment.
+MAX_FRAGMENTS = 1024
 RECV_CHUNK = 256 * 1024
 BUFFER_BYTES = 2 * RECV_CHUNK
 
@@ -39,13 +52,16 @@ class FrameReader:
     """Frames are received straight into one reusable buffer (recv_into, no copy per chunk); each
     message leaves it as an immutable bytes object, its only copy."""
 
-    def __init__(self, sock: socket.socket, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(self, sock: socket.socket, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 initial: bytes = b"", max_fragments: int = MAX_FRAGMENTS) -> None:
         self._sock = sock
         self._max = max_message_bytes
-        self._buffer = bytearray(BUFFER_BYTES)
+        self._max_fragments = max_fragments
+        self._buffer = bytearray(max(BUFFER_BYTES, len(initial) + RECV_CHUNK))
         self._view = memoryview(self._buffer)
+        self._buffer[: len(initial)] = initial
         self._start = 0  # first byte not yet read
-        self._end = 0  # one past the last byte received
+        self._end = len(initial)  # one past the last byte received
         self._fragments: list[bytes] | None = None
         self._fragment_opcode = 0
         self._fragment_size = 0
@@ -59,12 +75,23 @@ class FrameReader:
         keeping any partial frame for the next call.
         """
         while True:
-            message = self._next_message()
+            message = self.next_buffered()
             if message is not None:
                 return message
-            self._fill()
+            self.fill()
 
-    def _fill(self) -> None:
+    @property
+    def partial(self) -> bool:
+        """True while part of a frame or message is buffered or being skipped."""
+        return (self._start != self._end or self._fragments is not None or bool(self._skip_bytes)
+                or self._skipping_message)
+
+    def next_buffered(self) -> tuple[int, bytes] | None:
+        """The next message or control frame from the bytes already received, without blocking."""
+        return self._next_message()
+
+    def fill(self) -> None:
+        """One recv() into the buffer: blocks for as long as the socket's timeout allows."""
         if self._start == self._end:
             self._start = self._end = 0
             if len(self._buffer) > BUFFER_BYTES:  # a big message has passed: give the memory back
@@ -118,6 +145,12 @@ class FrameReader:
                 self._fragments, self._fragment_opcode, self._fragment_size = [payload], opcode, len(payload)
             else:
                 assert self._fragments is not None
+                if len(self._fragments) >= self._max_fragments:  # drop the message, as one too big
+                    self._fragments, self._fragment_size = None, 0
+                    self._skipping_message = not fin
+                    if fin:
+                        return OP_TOO_BIG, b""
+                    continue
                 self._fragments.append(payload)
                 self._fragment_size += len(payload)
                 if fin:

@@ -9,14 +9,18 @@ the worst a failing REST API can do is leave the balances to the WebSocket feed 
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import random
+import socket
+import ssl
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import AccountConfig, FeedConfig, KeyLoadError, Secret
@@ -36,7 +40,9 @@ from sfox_exporter.vocabulary import ErrorReason
 log = logging.getLogger("sfox_exporter.sfox.snapshot")
 
 BALANCE_PATH = "/v1/user/balance"
-MAX_BODY_BYTES = 8 * 2**20
+# Decoding a body of many small entries peaks at ~8.6 bytes of RSS per byte (benchmarks/memory.py):
+# 2 MiB costs ~18 MiB, under the 64 MiB sidecar limit beside a message at the frame cap.
+MAX_BODY_BYTES = 2 * 2**20
 # sFOX's documented wait after a 429 when no Retry-After comes with it.
 DEFAULT_RETRY_AFTER_SECONDS = 60.0
 
@@ -52,53 +58,105 @@ class FetchResult:
 Fetcher = Callable[[str, Secret, float, str], FetchResult]
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib would carry the Authorization header to wherever a redirect points; refuse instead."""
+class _DeadlineIO(io.RawIOBase):
+    """The response's byte source: every read waits only as long as the whole call has left, so a
+    server trickling headers or body a byte at a time cannot stretch the call past its deadline."""
 
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        # Through a socket file, as http.client reads: it keeps the socket open after the
+        # connection object lets go of it (a response without Content-Length reads to EOF).
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the REST call did not complete within rest_timeout_seconds")
+        self._sock.settimeout(remaining)
+        return self._raw.readinto(buffer) or 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+class _BoundedResponse(http.client.HTTPResponse):
+    deadline = 0.0  # set per call, on a subclass
+
+    def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None,
+                 url: str | None = None) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        self.fp = io.BufferedReader(_DeadlineIO(sock, self.deadline))
+
+
+def _connection(url: urllib.parse.SplitResult, deadline: float) -> http.client.HTTPConnection:
+    """http.client straight, not urllib: it follows no redirects (the Authorization header must not
+    go elsewhere) and decompresses nothing (no gzip bombs). Proxies as urllib reads them."""
+    timeout = max(0.001, deadline - time.monotonic())
+    host, port = url.hostname or "", url.port
+    secure = url.scheme == "https"
+    proxies = urllib.request.getproxies_environment()
+    proxy = None if urllib.request.proxy_bypass(host) else proxies.get(url.scheme)
+    connection: http.client.HTTPConnection
+    if proxy:
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        target = (parts.hostname or "", parts.port or 80)
+    else:
+        target = (host, port or (443 if secure else 80))
+    if secure:
+        connection = http.client.HTTPSConnection(*target, timeout=timeout, context=ssl.create_default_context())
+    else:
+        connection = http.client.HTTPConnection(*target, timeout=timeout)
+    if proxy:
+        connection.set_tunnel(host, port or (443 if secure else 80))
+    connection.response_class = type("Response", (_BoundedResponse,), {"deadline": deadline})
+    return connection
 
 
 def fetch_balances(url: str, key: Secret, timeout: float, user_agent: str) -> FetchResult:
-    """GET the balances with a bound on the time and size of the whole exchange."""
-    request = urllib.request.Request(url, headers={  # noqa: S310 - config admits http(s) only
-        "Authorization": f"Bearer {key.reveal()}",
-        "Accept": "application/json",
-        "User-Agent": user_agent,
-    })
+    """GET the balances; `timeout` bounds the whole call (connect, headers, body), and the body's size."""
     deadline = time.monotonic() + timeout
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return FetchResult(None, error="ValueError: the REST URL must be http(s)")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection = _connection(parts, deadline)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return FetchResult(response.status, _read_bounded(response, deadline))
-    except urllib.error.HTTPError as error:
-        try:
-            body = _read_bounded(error, deadline) if error.fp is not None else b""
-        except (OSError, ValueError, http.client.HTTPException):
-            body = b""
-        finally:
-            error.close()
-        return FetchResult(error.code, body, error.headers.get("Retry-After"))
+        connection.request("GET", path, headers={
+            "Authorization": f"Bearer {key.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+        })
+        response = connection.getresponse()
+        if response.status != 200:
+            try:
+                body = _read_bounded(response)
+            except (OSError, ValueError, http.client.HTTPException):
+                body = b""
+            return FetchResult(response.status, body, response.getheader("Retry-After"))
+        return FetchResult(response.status, _read_bounded(response))
     except (OSError, ValueError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", None) or error
-        return FetchResult(None, error=f"{type(error).__name__}: {reason}")
+        if time.monotonic() >= deadline:
+            return FetchResult(None, error=f"TimeoutError: no complete answer within {timeout:g}s")
+        return FetchResult(None, error=f"{type(error).__name__}: {error}")
+    finally:
+        connection.close()
 
 
-def _read_bounded(response: object, deadline: float) -> bytes:
+def _read_bounded(response: http.client.HTTPResponse) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the response took too long")
-        chunk = response.read(65536)  # type: ignore[attr-defined]
-        if not chunk:
-            return b"".join(chunks)
+    while chunk := response.read(65536):
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise ValueError(f"response larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class SnapshotWorker:
