@@ -61,7 +61,6 @@ class ScriptedConnection:
         self.pongs: list[bytes] = []
         self.pings = 0
         self.closed = False
-        self.receiving_since: float | None = None
 
     def send_text(self, data: str) -> None:
         request = json.loads(data)

@@ -11,8 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from sfox_exporter.app import Exporter
-from sfox_exporter.config import Secret
-from sfox_exporter.config.loader import SfoxEndpoints
+from sfox_exporter.config import Secret, SfoxEndpoints
 from sfox_exporter.sfox.snapshot import MAX_BODY_BYTES, fetch_balances
 from sfox_exporter.simulator import Simulator
 

@@ -45,10 +45,6 @@ class Connection(Protocol):
     def receiving_since(self) -> float | None:
         """When (monotonic) the message now arriving started, None when nothing partial is buffered."""
 
-    @property
-    def receiving_since(self) -> float | None:
-        """When (time.monotonic()) the message now half-received began to arrive; None between messages."""
-
     def close(self) -> None: ...
 
     def abort(self) -> None:
@@ -110,10 +106,6 @@ class WebSocketConnection:
             finally:
                 if self._since is None and reader.partial:
                     self._since = self._clock()
-
-    @property
-    def receiving_since(self) -> float | None:
-        return None
 
     def close(self) -> None:
         # Best effort: the socket may already be gone.
