@@ -72,12 +72,20 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def exporter_process(ws_url: str, rest_url: str, config: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The exporter in its own process, as it runs in production. Yields it and its base URL."""
+def exporter_process(ws_url: str, rest_url: str, config: str,
+                     switch_interval: float | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The exporter in its own process, as it runs in production. Yields it and its base URL.
+
+    `switch_interval` runs it under sys.setswitchinterval(value), to see how GIL hand-over affects it."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(config)
+    arguments = ["--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"]
+    launcher = ["-m", "sfox_exporter"]
+    if switch_interval is not None:
+        launcher = ["-c", f"import runpy, sys; sys.setswitchinterval({switch_interval!r}); "
+                          "sys.argv[0] = 'sfox-exporter'; runpy.run_module('sfox_exporter', run_name='__main__')"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "sfox_exporter", "--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"],
+        [sys.executable, *launcher, *arguments],
         stderr=subprocess.PIPE, text=True,
         env=environment(SFOX_WS_URL=ws_url, SFOX_REST_URL=rest_url, BENCH_KEY=KEY))
     try:

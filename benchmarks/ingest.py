@@ -79,7 +79,8 @@ def _ok(passed: bool) -> str:
     return "met" if passed else "MISSED"
 
 
-def _timed_flood(simulator: Simulator, count: int, payloads: Callable[[int], str], until: Callable[[], object]) -> float:
+def _timed_flood(simulator: Simulator, count: int, payloads: Callable[[int], str],
+                 until: Callable[[], object]) -> float:
     started = time.perf_counter()
     threading.Thread(target=simulator.flood, args=(KEY, count, payloads), daemon=True).start()
     until()
