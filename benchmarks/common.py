@@ -28,16 +28,33 @@ def balance_entry(currency: str, amount: float) -> dict[str, str]:
             "collateral_wallet": f"{amount * 0.1:.8f}", "borrow_wallet": "0", "lending_wallet": f"{amount * 0.2:.8f}"}
 
 
-def flood_payloads(currencies: int = 20) -> Callable[[int], str]:
-    """Message i carries every currency; one of them, in turn, has a new balance, as live trading
-    would move them."""
-    entries = [json.dumps(balance_entry(f"c{n:04d}", 1000.0 + n), separators=(",", ":"))
-               for n in range(currencies)]
+COMPACT = (",", ":")
+SPACED = (", ", ": ")  # json.dumps's default, as many JSON encoders write
+# Distinct messages pre-built for a flood in which every entry changes: far more entries than any
+# parser cache keeps, and built before the flood so that building them never slows it down.
+CHANGING_POOL = 2000
+
+
+def flood_payloads(currencies: int = 20, *, spaced: bool = False,
+                   every_entry_changes: bool = False) -> Callable[[int], str]:
+    """Message i carries every currency. By default one of them, in turn, has a new balance, as
+    live trading would move them; with `every_entry_changes`, every entry of every message is new."""
+    separators = SPACED if spaced else COMPACT
+
+    def entry(currency: int, amount: float) -> str:
+        return json.dumps(balance_entry(f"c{currency:04d}", amount), separators=separators)
+
+    join = separators[0].join
+    if every_entry_changes:
+        pool = ["[" + join([entry(n, 1000.0 + n + index * 0.01) for n in range(currencies)]) + "]"
+                for index in range(CHANGING_POOL)]
+        return lambda index: pool[index % CHANGING_POOL]
+    entries = [entry(n, 1000.0 + n) for n in range(currencies)]
 
     def payload(index: int) -> str:
         changed = index % currencies
-        moved = json.dumps(balance_entry(f"c{changed:04d}", 1000.0 + index * 0.01), separators=(",", ":"))
-        return "[" + ",".join([*entries[:changed], moved, *entries[changed + 1 :]]) + "]"
+        moved = entry(changed, 1000.0 + index * 0.01)
+        return "[" + join([*entries[:changed], moved, *entries[changed + 1 :]]) + "]"
 
     return payload
 
@@ -55,12 +72,20 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def exporter_process(ws_url: str, rest_url: str, config: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The exporter in its own process, as it runs in production. Yields it and its base URL."""
+def exporter_process(ws_url: str, rest_url: str, config: str,
+                     switch_interval: float | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The exporter in its own process, as it runs in production. Yields it and its base URL.
+
+    `switch_interval` runs it under sys.setswitchinterval(value), to see how GIL hand-over affects it."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(config)
+    arguments = ["--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"]
+    launcher = ["-m", "sfox_exporter"]
+    if switch_interval is not None:
+        launcher = ["-c", f"import runpy, sys; sys.setswitchinterval({switch_interval!r}); "
+                          "sys.argv[0] = 'sfox-exporter'; runpy.run_module('sfox_exporter', run_name='__main__')"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "sfox_exporter", "--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"],
+        [sys.executable, *launcher, *arguments],
         stderr=subprocess.PIPE, text=True,
         env=environment(SFOX_WS_URL=ws_url, SFOX_REST_URL=rest_url, BENCH_KEY=KEY))
     try:

@@ -6,15 +6,15 @@ import gzip
 import math
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from sfox_exporter.config import Threshold
+from sfox_exporter.metrics.collector import SfoxCollector
 from sfox_exporter.metrics.exposition import Exposition
-from sfox_exporter.metrics.runtime import RuntimeMetrics
 from sfox_exporter.metrics.state import State
-from sfox_exporter.metrics.table import METRICS, SfoxCollector
+from sfox_exporter.metrics.table import METRICS
 from sfox_exporter.sfox.decode import AccountBalance, BalanceUpdate, Web3Balance
 from sfox_exporter.vocabulary import ERROR_REASONS, FeedStatus
 
@@ -143,7 +143,9 @@ def test_fast_openmetrics_matches_prometheus_client() -> None:
 
 def test_gzip_when_asked() -> None:
     state = populated_state()
-    exposition = Exposition(state, "1.2.3", RuntimeMetrics())
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    exposition = Exposition(state, "1.2.3", registry)
     for accept in (None, "application/openmetrics-text; version=1.0.0"):
         rendered = exposition.render(accept, "gzip, deflate")
         assert rendered.content_encoding == "gzip"

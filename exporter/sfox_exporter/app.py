@@ -14,16 +14,14 @@ import threading
 from collections.abc import Callable
 from importlib import metadata
 
-from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from sfox_exporter.clock import Clock, SystemClock
 from sfox_exporter.config import Config
 from sfox_exporter.logs import Redactor
 from sfox_exporter.metrics.exposition import Exposition, Rendered
-from sfox_exporter.metrics.runtime import RuntimeMetrics
 from sfox_exporter.metrics.state import State
-from sfox_exporter.metrics.table import SfoxCollector
 from sfox_exporter.sfox.account import AccountSink
 from sfox_exporter.sfox.connection import Connector, websocket_connector
 from sfox_exporter.sfox.feed import FeedWorker
@@ -71,13 +69,14 @@ class Exporter:
             max_series=config.feed.max_series,
             stale_after_seconds=config.feed.stale_after_seconds,
         )
-        # The registry serves whoever embeds or inspects the exporter; /metrics is rendered by
-        # Exposition, from the same state and the same metric table, with cheaper runtime metrics.
+        # /metrics is the sfox_* families (rendered and cached by Exposition) followed by this
+        # registry: prometheus_client's own process, platform and GC collectors, and whatever an
+        # embedder registers. Private by default, so two exporters in one process do not collide.
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.registry.register(SfoxCollector(self.state, self.version))
-        self.registry.register(ProcessCollector(registry=None))
-        self.registry.register(PlatformCollector(registry=None))
-        self.exposition = Exposition(self.state, self.version, RuntimeMetrics())
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.exposition = Exposition(self.state, self.version, self.registry)
         self.budget = RequestBudget(self.clock)
         user_agent = f"sfox-exporter/{self.version}"
         rng = rng or random.Random()

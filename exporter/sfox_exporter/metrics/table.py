@@ -1,8 +1,8 @@
-"""The metrics the exporter exposes, and a prometheus_client Collector over the state.
+"""The metrics the exporter exposes: the one table of names, types, help texts and label names.
 
-METRICS is the one list of names, types, help texts and label names. Each metric knows how to pull
-its samples out of an AccountView; the Collector and the fast renderer in exposition.py both walk
-the same list, so the two can never disagree on a name or a label.
+Each metric knows how to pull its samples out of an AccountView; the Collector (collector.py) and
+the fast renderer (exposition.py) both walk this table, so the two can never disagree on a name or
+a label.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from sfox_exporter.metrics.state import AccountView, Snapshot, State
+from sfox_exporter.metrics.state import AccountView
 
 Sample = tuple[tuple[str, ...], float]
 Extractor = Callable[[AccountView], Iterable[Sample]]
@@ -136,37 +133,3 @@ METRICS: tuple[MetricDef, ...] = (
 
 BUILD_INFO = MetricDef("sfox_exporter_build_info", "gauge",
                        "Build information; always 1.", ("version",), lambda view: ())
-
-
-class SfoxCollector(Collector):
-    """Renders one consistent snapshot of the state per collect()."""
-
-    def __init__(self, state: State, version: str) -> None:
-        self._state = state
-        self._version = version
-
-    def describe(self) -> Iterator[Metric]:
-        # Names only, so that registering does not take a snapshot.
-        for metric in (*METRICS, BUILD_INFO):
-            yield _family(metric)
-
-    def collect(self) -> Iterator[Metric]:
-        yield from families(self._state.snapshot(), self._version)
-
-
-def families(snapshot: Snapshot, version: str) -> Iterator[Metric]:
-    for metric in METRICS:
-        family = _family(metric)
-        for view in snapshot.accounts:
-            for labels, value in metric.samples(view):
-                family.add_metric(labels, value)
-        yield family
-    build_info = _family(BUILD_INFO)
-    build_info.add_metric((version,), 1.0)
-    yield build_info
-
-
-def _family(metric: MetricDef) -> GaugeMetricFamily | CounterMetricFamily:
-    if metric.type == "counter":
-        return CounterMetricFamily(metric.family_name, metric.help, labels=metric.labels)
-    return GaugeMetricFamily(metric.name, metric.help, labels=metric.labels)
