@@ -26,9 +26,9 @@ from sfox_exporter.sfox.decode import (
     BALANCES_FEED,
     BadFrame,
     BalanceUpdate,
-    CachingParser,
     ControlMessage,
     Event,
+    parse_frame,
     sanitize_text,
 )
 from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
@@ -285,7 +285,6 @@ class _Session:
         self._clock = reader._clock
         self._feed = reader._feed
         self._sequence = SequenceChecker()
-        self._parser = CachingParser()
         self._phase = AUTHENTICATING
         self._phase_deadline = 0.0
         self._next_ping = 0.0
@@ -352,7 +351,7 @@ class _Session:
             event = BadFrame("decode")
             reader._bad_input("a message over the size limit")
         else:
-            event = self._parser.parse(payload)
+            event = parse_frame(payload)
         last = self._sequence.last
         anomaly = self._sequence.check(event.sequence, control=isinstance(event, ControlMessage))
         reader._state.ingest(reader.account, event)
