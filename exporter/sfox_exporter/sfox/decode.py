@@ -38,6 +38,7 @@ from sfox_exporter.sfox.entries import (
     parse_account_entry,
     parse_amount,
     parse_entry,
+    plain,
 )
 from sfox_exporter.sfox.market import Ticker, parse_currency_pairs, parse_ticker
 from sfox_exporter.vocabulary import MessageKind
@@ -264,11 +265,11 @@ def _end_users(sequence: int | None, timestamp: Any, payload: Any) -> EndUserBal
     if isinstance(payload, Raw):
         try:
             decoded = _decode_end_users(payload)
-        except msgspec.ValidationError:
-            decoded = None
-        if decoded is not None:
+        except msgspec.ValidationError:  # not an object, or a number past float's range in it
+            payload = plain(payload)
+        else:
             user_id, accounts = decoded.user_id, _raw_accounts(decoded.updates)
-    elif isinstance(payload, dict):
+    if isinstance(payload, dict):
         user_id, updates = payload.get("user_id"), payload.get("updates")
         if isinstance(updates, dict):
             updates = [updates]

@@ -149,11 +149,12 @@ def _web3_from_struct(entry: _Web3Entry) -> Web3Balance | None:
     return Web3Balance(network, entry.address, currency.lower(), amount) if _isfinite(amount) else None
 
 
-def _loads(raw: Raw) -> Any:
-    """The plain path's view of a piece msgspec already checked as JSON."""
+def plain(raw: Raw) -> Any:
+    """The plain path's view of a piece msgspec already checked as JSON (None past json's nesting
+    limit, which sits a little below msgspec's)."""
     try:
         return json.loads(bytes(raw))
-    except RecursionError:  # json's nesting limit sits a little below msgspec's
+    except RecursionError:
         return None
 
 
@@ -167,7 +168,7 @@ def entry_from_raw(raw: Raw) -> Entry:
         return _web3_from_struct(_decode_web3(raw)) or INVALID_WEB3
     except msgspec.ValidationError:
         pass
-    return parse_entry(_loads(raw))
+    return parse_entry(plain(raw))
 
 
 def account_from_raw(raw: Raw) -> AccountBalance | None:
@@ -175,7 +176,7 @@ def account_from_raw(raw: Raw) -> AccountBalance | None:
     try:
         return account_from_struct(_decode_account(raw))
     except msgspec.ValidationError:
-        return parse_account_entry(_loads(raw))
+        return parse_account_entry(plain(raw))
 
 
 # --- the plain path: the reference rules, on what json.loads returns ----------------------------

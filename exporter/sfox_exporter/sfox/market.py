@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw, Struct
 
-from sfox_exporter.sfox.entries import Amount, InvalidAmount, is_label, parse_amount
+from sfox_exporter.sfox.entries import Amount, InvalidAmount, is_label, parse_amount, plain
 from sfox_exporter.vocabulary import MessageKind
 
 
@@ -49,11 +49,10 @@ def parse_ticker(sequence: int | None, timestamp: float | None, pair: str, paylo
     last: float | None = None
     if isinstance(payload, Raw):
         try:
-            price = _decode_ticker(payload).last
+            last = float(_decode_ticker(payload).last)
         except msgspec.ValidationError:
-            return None
-        last = float(price)
-    elif isinstance(payload, dict):
+            payload = plain(payload)  # a duplicate key, say: json's rules decide
+    if isinstance(payload, dict):
         try:
             last = parse_amount(payload.get("last"))
         except InvalidAmount:
@@ -99,9 +98,10 @@ def _base_quote(entry: Any) -> tuple[Any, Any]:
     if isinstance(entry, Raw):
         try:
             pair = _decode_pair(entry)
-        except msgspec.ValidationError:
-            return None, None
-        return pair.base, pair.quote
+        except msgspec.ValidationError:  # not an object, or a number past float's range in it
+            entry = plain(entry)
+        else:
+            return pair.base, pair.quote
     if isinstance(entry, dict):
         return entry.get("base"), entry.get("quote")
     return None, None
