@@ -127,7 +127,7 @@ def reference_frame(data: bytes | str) -> object:
     if not (isinstance(sequence, int) and not isinstance(sequence, bool) and 0 <= sequence < 2**63):
         sequence = None
     recipient = message.get("recipient")
-    payload = message.get("payload")
+    payload: Any = message.get("payload")
     if recipient is None:
         return ControlMessage if isinstance(message.get("type"), str) else OtherMessage(sequence, None, 1)
     when, errors = timestamp(message)

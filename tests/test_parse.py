@@ -12,10 +12,13 @@ from sfox_exporter.sfox.decode import (
     BadFrame,
     BalanceUpdate,
     ControlMessage,
+    EndUserBalances,
     InvalidAmount,
     OtherMessage,
+    Ticker,
     Web3Balance,
     parse_amount,
+    parse_currency_pairs,
     parse_frame,
     parse_rest_balances,
     parse_timestamp,
@@ -193,7 +196,8 @@ def test_timestamps_are_read_by_magnitude(raw: Any, seconds: float) -> None:
     assert value == pytest.approx(seconds, abs=1e-5)
 
 
-@pytest.mark.parametrize("raw", [None, True, -5, 0, "soon", float("nan"), float("inf"), 10**30, [1], {}])
+@pytest.mark.parametrize("raw", [None, True, -5, 0, "soon", float("nan"), float("inf"), 10**30, [1], {},
+                                 94694399, 10**20, 9.5e20, 1e11 * 10**9, "1e400"])
 def test_unusable_timestamps_are_none(raw: Any) -> None:
     assert parse_timestamp(raw) is None
 
@@ -250,7 +254,7 @@ def test_frames_that_are_not_objects(data: bytes, reason: str) -> None:
 
 
 def test_other_feeds_are_unknown_but_not_errors() -> None:
-    event = parse_frame(frame({"sequence": 3, "recipient": "ticker.sfox.btcusd", "payload": {}}))
+    event = parse_frame(frame({"sequence": 3, "recipient": "trades.sfox.btcusd", "payload": {}}))
     assert isinstance(event, OtherMessage)
     assert (event.kind, event.sequence, event.schema_errors) == ("unknown", 3, 0)
 
@@ -316,3 +320,210 @@ def test_the_kind_follows_what_the_entries_say_they_are(payload: Any, kind: str)
     event = parse_frame(balances(payload))
     assert isinstance(event, BalanceUpdate)
     assert event.kind == kind
+
+
+# --- the hardening issue: sFOX's message-format shape, and timestamps outside the window ----------
+
+# The shape of sFOX's message-format page: no *_wallet field, an extra wallet_display_id, a currency at "0".
+FORMAT_PAGE_ENTRIES = [
+    {"currency": "btc", "balance": "0.5", "available": "0.5", "held": "0", "wallet_display_id": "a1b2c3"},
+    {"currency": "usd", "balance": "0", "available": "0", "held": "0", "wallet_display_id": "d4e5f6"},
+]
+
+
+def test_the_message_format_page_shape_is_accepted() -> None:
+    event = parse_frame(balances(FORMAT_PAGE_ENTRIES))
+    assert isinstance(event, BalanceUpdate)
+    assert event.schema_errors == 0
+    assert event.accounts == (AccountBalance("btc", 0.5, 0.5, 0.0, ()), AccountBalance("usd", 0.0, 0.0, 0.0, ()))
+
+
+@pytest.mark.parametrize("display_id", [7, None, {"x": [1]}, "x" * 500, "\u0000"])
+def test_wallet_display_id_is_never_exported_whatever_it_holds(display_id: Any) -> None:
+    event = parse_frame(balances([{"currency": "btc", "balance": "1", "wallet_display_id": display_id}]))
+    assert isinstance(event, BalanceUpdate)
+    assert event.schema_errors == 0
+    assert event.accounts == (AccountBalance("btc", 1.0, None, None, ()),)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "seconds", "errors"),
+    [
+        pytest.param(1649899310281716289, 1649899310.281716289, 0, id="nanoseconds"),
+        pytest.param(94694400, 94694400.0, 0, id="1973-01-01 in seconds"),
+        pytest.param(10**20 - 10**6, 99999999999.999, 0, id="just before 5138 in nanoseconds"),
+        pytest.param(10**20, None, 1, id="year 5138 in nanoseconds"),
+        pytest.param(946_728_000_000_000_000_000, None, 1, id="year ~30,000 in nanoseconds"),
+        pytest.param(94694399, None, 1, id="1972 in seconds"),
+        pytest.param(1, None, 1, id="year 1970"),
+        pytest.param(-62135596800, None, 1, id="year 1, negative"),
+        pytest.param("soon", None, 1, id="not a number"),
+        pytest.param(None, None, 0, id="null: nothing said"),
+    ],
+)
+def test_timestamps_outside_the_window_are_not_used(timestamp: Any, seconds: float | None, errors: int) -> None:
+    event = parse_frame(balances([{"currency": "btc", "balance": "1"}], timestamp=timestamp))
+    assert isinstance(event, BalanceUpdate)
+    assert event.timestamp == (None if seconds is None else pytest.approx(seconds, abs=1e-5))
+    assert event.schema_errors == errors
+    assert event.accounts == (AccountBalance("btc", 1.0, None, None, ()),)  # applied all the same
+
+
+def test_compact_and_spaced_frames_decode_alike() -> None:
+    compact = json.dumps(DOC_ACCOUNT_MESSAGE, separators=(",", ":")).encode()
+    spaced = json.dumps(DOC_ACCOUNT_MESSAGE, indent=4).encode()
+    assert parse_frame(compact) == parse_frame(spaced) == parse_frame(spaced.decode()) == parse_frame(
+        bytearray(compact)) == parse_frame(memoryview(compact))
+
+
+def test_new_wallets_follow_the_documented_ones() -> None:
+    entry = {"currency": "btc", "staking_wallet": "3", "lending_wallet": "2", "trading_wallet": "1"}
+    event = parse_frame(balances([entry]))
+    assert isinstance(event, BalanceUpdate)
+    assert event.accounts[0].wallets == (("trading", 1.0), ("lending", 2.0), ("staking", 3.0))
+
+
+# --- sFOX Connect: private.enterprise.users.balances ----------------------------------------------
+
+def end_users(payload: Any, **envelope: Any) -> bytes:
+    return frame({"sequence": 22, "recipient": "private.enterprise.users.balances",
+                  "timestamp": 1710367225302228171, "payload": payload, **envelope})
+
+
+ENTRY_BTC = {"currency": "btc", "balance": "0.5", "available": "0.25", "held": "0.25", "trading_wallet": "0.5",
+             "borrow_wallet": "0", "collateral_wallet": "0", "lending_wallet": "0"}
+ENTRY_USD = {"currency": "USD", "balance": 100, "available": 100, "held": 0}
+
+
+@pytest.mark.parametrize(
+    ("payload", "currencies", "errors"),
+    [
+        pytest.param({"user_id": "test3", "updates": [ENTRY_BTC, ENTRY_USD]}, ["btc", "usd"], 0, id="documented"),
+        pytest.param({"user_id": "test3", "updates": ENTRY_BTC}, ["btc"], 0, id="one object"),
+        pytest.param({"user_id": "test3", "updates": []}, [], 0, id="no currencies"),
+        pytest.param({"user_id": "test3", "updates": [ENTRY_BTC, {"currency": "eth", "balance": "nan"}, 5]},
+                     ["btc"], 2, id="invalid entries counted"),
+        pytest.param({"user_id": "test3", "updates": [ENTRY_USD], "email": "a@b.c", "user_token": "secret",
+                      "first_name": "Ada"}, ["usd"], 0, id="personal data dropped"),
+    ],
+)
+def test_end_user_balances(payload: dict[str, Any], currencies: list[str], errors: int) -> None:
+    event = parse_frame(end_users(payload))
+    assert isinstance(event, EndUserBalances)
+    assert (event.sequence, event.user_id, event.kind) == (22, "test3", "end_users")
+    assert event.timestamp == pytest.approx(1710367225.302228171, abs=1e-6)
+    assert [a.currency for a in event.accounts] == currencies
+    assert event.schema_errors == errors
+    assert "secret" not in repr(event) and "Ada" not in repr(event) and "a@b.c" not in repr(event)
+
+
+def test_end_user_entries_read_like_the_balances_feed() -> None:
+    event = parse_frame(end_users({"user_id": "u1", "updates": [ENTRY_BTC]}))
+    assert isinstance(event, EndUserBalances)
+    assert event.accounts == (AccountBalance("btc", 0.5, 0.25, 0.25, (
+        ("trading", 0.5), ("collateral", 0.0), ("borrow", 0.0), ("lending", 0.0))),)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"updates": [ENTRY_BTC]}, id="no user_id"),
+        pytest.param({"user_id": "", "updates": [ENTRY_BTC]}, id="empty user_id"),
+        pytest.param({"user_id": 5, "updates": [ENTRY_BTC]}, id="numeric user_id"),
+        pytest.param({"user_id": "a\nb", "updates": [ENTRY_BTC]}, id="control character in user_id"),
+        pytest.param({"user_id": "x" * 129, "updates": [ENTRY_BTC]}, id="oversized user_id"),
+        pytest.param({"user_id": "u1"}, id="no updates"),
+        pytest.param({"user_id": "u1", "updates": "btc"}, id="updates not a list"),
+        pytest.param({"user_id": "u1", "updates": None}, id="updates null"),
+        pytest.param([{"user_id": "u1", "updates": []}], id="payload a list"),
+        pytest.param(None, id="payload null"),
+    ],
+)
+def test_end_user_messages_of_the_wrong_shape_are_one_schema_error(payload: Any) -> None:
+    event = parse_frame(end_users(payload))
+    assert isinstance(event, OtherMessage)
+    assert (event.sequence, event.schema_errors, event.kind) == (22, 1, "end_users")
+
+
+# --- market data: ticker.sfox.<pair> and GET /v1/markets/currency-pairs -------------------------
+
+DOC_TICKER: dict[str, Any] = {"sequence": 4, "recipient": "ticker.sfox.btcusd", "timestamp": 1649901842979345289,
+              "payload": {"amount": 0.00005737, "exchange": "coinbase", "high": 41512.43, "last": 41420.58,
+                          "low": 41058.82, "open": 41141.31, "pair": "btcusd", "route": "Smart",
+                          "source": "ticker-info", "timestamp": "2022-04-14T02:04:02.481Z", "volume": 1387.77211046,
+                          "vwap": 41283.96339697249}}
+
+
+def ticker(last: Any, recipient: str = "ticker.sfox.btcusd", **payload: Any) -> bytes:
+    return frame({**DOC_TICKER, "recipient": recipient, "payload": {**DOC_TICKER["payload"], "last": last, **payload}})
+
+
+def test_documented_ticker() -> None:
+    event = parse_frame(frame(DOC_TICKER))
+    assert isinstance(event, Ticker)
+    assert (event.sequence, event.pair, event.last, event.schema_errors) == (4, "btcusd", 41420.58, 0)
+    assert event.timestamp == pytest.approx(1649901842.979345289, abs=1e-6)
+
+
+@pytest.mark.parametrize(("last", "price"), [(41420.58, 41420.58), ("41420.58", 41420.58), (3, 3.0), ("1e-8", 1e-8)])
+def test_ticker_prices_are_numbers_or_numeric_strings(last: Any, price: float) -> None:
+    event = parse_frame(ticker(last))
+    assert isinstance(event, Ticker)
+    assert event.last == price
+
+
+def test_the_pair_comes_from_the_feed_name() -> None:
+    event = parse_frame(ticker(1.5, recipient="ticker.sfox.ETHUSD", pair="btcusd"))
+    assert isinstance(event, Ticker)
+    assert event.pair == "ethusd"
+
+
+@pytest.mark.parametrize("last", [0, -1, "0", "nan", "Infinity", "1e400", None, True, "", " 1", "1_0", [1], {}])
+def test_tickers_without_a_usable_price_are_schema_errors(last: Any) -> None:
+    event = parse_frame(ticker(last))
+    assert isinstance(event, OtherMessage)
+    assert (event.sequence, event.recipient, event.schema_errors) == (4, "ticker.sfox.btcusd", 1)
+
+
+@pytest.mark.parametrize("payload", [None, [], "x", {"pair": "btcusd"}])
+def test_ticker_payloads_of_the_wrong_shape(payload: Any) -> None:
+    event = parse_frame(frame({**DOC_TICKER, "payload": payload}))
+    assert isinstance(event, OtherMessage)
+    assert event.schema_errors == 1
+
+
+def test_a_ticker_with_a_bad_timestamp_keeps_its_price() -> None:
+    event = parse_frame(frame({**DOC_TICKER, "timestamp": 10**21 - 1}))
+    assert isinstance(event, Ticker)
+    assert (event.timestamp, event.last, event.schema_errors) == (None, 41420.58, 1)
+
+
+DOC_PAIRS = {
+    "btcusd": {"formatted_symbol": "BTC/USD", "symbol": "btcusd", "base": "btc", "quote": "usd"},
+    "usdtusd": {"formatted_symbol": "USDT/USD", "symbol": "usdtusd", "base": "usdt", "quote": "usd"},
+    "usdteth": {"formatted_symbol": "USDT/ETH", "symbol": "usdteth", "base": "usdt", "quote": "eth"},
+}
+
+
+def test_documented_currency_pairs() -> None:
+    assert parse_currency_pairs(json.dumps(DOC_PAIRS).encode()) == {
+        "btcusd": ("btc", "usd"), "usdtusd": ("usdt", "usd"), "usdteth": ("usdt", "eth")}
+
+
+def test_currency_pairs_are_lower_cased_and_invalid_ones_skipped() -> None:
+    body = {
+        "ETHUSD": {"base": "ETH", "quote": "USD"},
+        "nobase": {"quote": "usd"},
+        "numbers": {"base": 1, "quote": "usd"},
+        "empty": {"base": "", "quote": "usd"},
+        "control": {"base": "b\u0000", "quote": "usd"},
+        "list": ["btc", "usd"],
+        "huge": {"base": "btc", "quote": "usd", "precision": 1e400},
+    }
+    text = json.dumps(body).replace("1e400", "1e400").replace('"precision": Infinity', '"precision": 1e400')
+    assert parse_currency_pairs(text) == {"ethusd": ("eth", "usd"), "huge": ("btc", "usd")}
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'[{"base": "btc"}]', b"null", b"<html>", b'"text"', b"{"])
+def test_currency_pair_bodies_that_are_not_objects(body: bytes) -> None:
+    assert parse_currency_pairs(body) is None

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import msgspec
 from msgspec import UNSET, Raw, Struct
 
+from sfox_exporter.sfox.connect import EndUserBalances, parse_end_users
 from sfox_exporter.sfox.entries import (
     INVALID_ACCOUNT,
     MAX_LABEL_LENGTH,
@@ -28,7 +29,6 @@ from sfox_exporter.sfox.entries import (
     Entry,
     InvalidAmount,
     Web3Balance,
-    account_from_raw,
     account_from_struct,
     decode_account_list,
     decode_raw_list,
@@ -38,7 +38,7 @@ from sfox_exporter.sfox.entries import (
     parse_account_entry,
     parse_amount,
     parse_entry,
-    plain,
+    raw_accounts,
 )
 from sfox_exporter.sfox.market import Ticker, parse_currency_pairs, parse_ticker
 from sfox_exporter.vocabulary import MessageKind
@@ -79,19 +79,6 @@ class BalanceUpdate(NamedTuple):
     wallets: tuple[Web3Balance, ...]
     schema_errors: int
     kind: MessageKind = KIND_BALANCES  # web3 when every entry says type web3, valid or not
-
-
-class EndUserBalances(NamedTuple):
-    """A message of sFOX Connect's end-user balances feed: one end user's full set of currencies.
-
-    Only the user_id and the balances are kept: the feed's other fields may be personal data."""
-
-    sequence: int | None
-    timestamp: float | None
-    user_id: str
-    accounts: tuple[AccountBalance, ...]
-    schema_errors: int
-    kind: MessageKind = KIND_END_USERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +176,11 @@ def _dispatch(sequence: int | None, recipient: Any, timestamp: Any, payload: Any
     if recipient == BALANCES_FEED:
         return _balances(sequence, timestamp, payload)
     if recipient == END_USERS_FEED:
-        return _end_users(sequence, timestamp, payload)
+        seconds, errors = _timestamp(timestamp)
+        users = parse_end_users(sequence, seconds, payload, errors)
+        # Without a usable user_id or list of balances a message says nothing about anybody: one
+        # schema error as a whole, never an empty set of balances.
+        return users or OtherMessage(sequence, END_USERS_FEED, schema_errors=1, kind=KIND_END_USERS)
     if not (isinstance(recipient, str) and is_label(recipient)):
         return OtherMessage(sequence, None, schema_errors=1)
     if recipient.startswith(TICKER_PREFIX) and len(recipient) > len(TICKER_PREFIX):
@@ -247,54 +238,6 @@ def _update(sequence: int | None, timestamp: float | None, entries: list[Entry],
                          KIND_WEB3 if web3 else KIND_BALANCES)
 
 
-class _EndUsersPayload(Struct):
-    """The two fields kept; the others (personal data, perhaps) are skipped unread."""
-
-    user_id: Any = None
-    updates: Raw = Raw(b"null")
-
-
-_decode_end_users = msgspec.json.Decoder(_EndUsersPayload).decode
-
-
-def _end_users(sequence: int | None, timestamp: Any, payload: Any) -> EndUserBalances | OtherMessage:
-    """One end user's balances. A message without a usable user_id or list of balances says nothing
-    about anybody, so it is one schema error as a whole, never an empty set of balances."""
-    user_id: Any = None
-    accounts: list[AccountBalance | None] | None = None
-    if isinstance(payload, Raw):
-        try:
-            decoded = _decode_end_users(payload)
-        except msgspec.ValidationError:  # not an object, or a number past float's range in it
-            payload = plain(payload)
-        else:
-            user_id, accounts = decoded.user_id, _raw_accounts(decoded.updates)
-    if isinstance(payload, dict):
-        user_id, updates = payload.get("user_id"), payload.get("updates")
-        if isinstance(updates, dict):
-            updates = [updates]
-        if isinstance(updates, list):
-            accounts = [parse_account_entry(entry) for entry in updates]
-    if not (isinstance(user_id, str) and user_id and is_label(user_id)) or accounts is None:
-        return OtherMessage(sequence, END_USERS_FEED, schema_errors=1, kind=KIND_END_USERS)
-    seconds, errors = _timestamp(timestamp)
-    valid = tuple(account for account in accounts if account is not None)
-    return EndUserBalances(sequence, seconds, user_id, valid, errors + len(accounts) - len(valid))
-
-
-def _raw_accounts(raw: Raw) -> list[AccountBalance | None] | None:
-    """Account entries of raw JSON, a list or one object; None for anything else."""
-    first = memoryview(raw)[0]
-    if first == ord("{"):
-        return [account_from_raw(raw)]
-    if first != ord("["):
-        return None
-    try:
-        return [account_from_struct(entry) for entry in decode_account_list(raw)]
-    except msgspec.ValidationError:
-        return [account_from_raw(entry) for entry in decode_raw_list(raw)]
-
-
 def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBalance, ...], int] | None:
     """Parse the body of GET /v1/user/balance: (valid entries, invalid entry count), or None if the
     body is not a JSON array at all."""
@@ -312,7 +255,7 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
     else:
         if memoryview(raw)[0] != ord("["):
             return None
-        entries = _raw_accounts(raw)
+        entries = raw_accounts(raw)
     if entries is None:
         return None
     valid = tuple(entry for entry in entries if entry is not None)

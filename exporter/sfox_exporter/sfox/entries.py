@@ -179,6 +179,19 @@ def account_from_raw(raw: Raw) -> AccountBalance | None:
         return parse_account_entry(plain(raw))
 
 
+def raw_accounts(raw: Raw) -> list[AccountBalance | None] | None:
+    """Account entries of raw JSON, a list or one object; None for anything else."""
+    first = memoryview(raw)[0]
+    if first == ord("{"):
+        return [account_from_raw(raw)]
+    if first != ord("["):
+        return None
+    try:
+        return [account_from_struct(entry) for entry in decode_account_list(raw)]
+    except msgspec.ValidationError:
+        return [account_from_raw(entry) for entry in decode_raw_list(raw)]
+
+
 # --- the plain path: the reference rules, on what json.loads returns ----------------------------
 
 
