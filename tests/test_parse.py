@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -527,3 +528,23 @@ def test_currency_pairs_are_lower_cased_and_invalid_ones_skipped() -> None:
 @pytest.mark.parametrize("body", [b"", b"[]", b'[{"base": "btc"}]', b"null", b"<html>", b'"text"', b"{"])
 def test_currency_pair_bodies_that_are_not_objects(body: bytes) -> None:
     assert parse_currency_pairs(body) is None
+
+
+@pytest.mark.parametrize(("text", "sign"), [("-0", -1.0), ("-0.0", -1.0), ("0", 1.0), ("-1e-400", -1.0)])
+def test_the_sign_of_zero_is_kept(text: str, sign: float) -> None:
+    for frame_bytes in (balances([{"currency": "btc", "balance": text}]),
+                        balances([{"currency": "btc", "balance": text}], sequence=9).replace(b", ", b",")):
+        event = parse_frame(frame_bytes)
+        assert isinstance(event, BalanceUpdate)
+        assert event.accounts[0].balance == 0.0
+        assert math.copysign(1.0, event.accounts[0].balance) == sign
+
+
+@pytest.mark.parametrize(("text", "valid"), [("1" * 64, True), ("1" * 65, False), ("0." + "1" * 62, True),
+                                             ("0." + "1" * 63, False), ("\\u0031", True), ("\\u0031" * 65, False)])
+def test_amount_strings_are_bounded_on_every_path(text: str, valid: bool) -> None:
+    body = b'[{"currency":"btc","balance":"' + text.encode() + b'","held":"1"}]'
+    event = parse_frame(b'{"recipient":"private.user.balances","payload":' + body + b"}")
+    assert isinstance(event, BalanceUpdate)
+    assert (len(event.accounts), event.schema_errors) == ((1, 0) if valid else (0, 1))
+    assert parse_rest_balances(body) == (event.accounts, event.schema_errors)

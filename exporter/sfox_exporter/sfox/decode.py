@@ -29,8 +29,6 @@ from sfox_exporter.sfox.entries import (
     Entry,
     InvalidAmount,
     Web3Balance,
-    account_from_struct,
-    decode_account_list,
     decode_raw_list,
     entry_from_raw,
     is_decimal,
@@ -39,6 +37,7 @@ from sfox_exporter.sfox.entries import (
     parse_amount,
     parse_entry,
     raw_accounts,
+    typed_accounts,
 )
 from sfox_exporter.sfox.market import Ticker, parse_currency_pairs, parse_ticker
 from sfox_exporter.vocabulary import MessageKind
@@ -212,10 +211,10 @@ def _raw_entries(payload: Raw) -> list[Entry] | None:
         return [entry_from_raw(payload)]
     if first != ord("["):
         return None
-    try:  # the common case: a list of documented account entries, in one decode
-        return [account_from_struct(entry) or INVALID_ACCOUNT for entry in decode_account_list(payload)]
-    except msgspec.ValidationError:
+    accounts = typed_accounts(payload)  # the common case: documented account entries, all at once
+    if accounts is None:
         return [entry_from_raw(entry) for entry in decode_raw_list(payload)]
+    return [account or INVALID_ACCOUNT for account in accounts]
 
 
 def _update(sequence: int | None, timestamp: float | None, entries: list[Entry], errors: int) -> BalanceUpdate:

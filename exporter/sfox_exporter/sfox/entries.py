@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -35,7 +36,11 @@ _DECIMAL_PATTERN = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z"
 is_decimal = re.compile(_DECIMAL_PATTERN).match
 _isfinite = math.isfinite
 
+# For the rare messages (Web3, tickers): msgspec calls back into Python for a pattern, which is
+# too slow for every amount of every balances message.
 Amount = Annotated[str, Meta(pattern=_DECIMAL_PATTERN, max_length=MAX_AMOUNT_LENGTH)] | float
+Finite = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]  # NaN fails both
+Bounded = Annotated[str, Meta(max_length=MAX_AMOUNT_LENGTH)]
 
 
 class AccountBalance(NamedTuple):
@@ -94,19 +99,37 @@ def is_label(value: str) -> bool:
 # --- the typed path ---------------------------------------------------------------------------
 
 
-class _AccountEntry(Struct, forbid_unknown_fields=True):
-    """An account entry of the documented shape. No `type` field: an entry that names its type
-    goes the Web3 or the plain way, which tell account from web3 by it."""
+class _AccountValues(Struct, forbid_unknown_fields=True):
+    """An account entry of the documented shape, decoded in msgspec's lax mode: decimal strings
+    become floats in C, and the bounds refuse NaN and the infinities. Lax mode reads only JSON's
+    own number syntax, a subset of ours ("+1", ".5" and "007" take the plain path).
+
+    No `type` field: an entry that names its type goes the Web3 or the plain way, which tell
+    account from web3 by it."""
 
     currency: str
-    balance: Amount | UnsetType = UNSET
-    available: Amount | UnsetType = UNSET
-    held: Amount | UnsetType = UNSET
-    trading_wallet: Amount | UnsetType = UNSET
-    collateral_wallet: Amount | UnsetType = UNSET
-    borrow_wallet: Amount | UnsetType = UNSET
-    lending_wallet: Amount | UnsetType = UNSET
+    balance: Finite | UnsetType = UNSET
+    available: Finite | UnsetType = UNSET
+    held: Finite | UnsetType = UNSET
+    trading_wallet: Finite | UnsetType = UNSET
+    collateral_wallet: Finite | UnsetType = UNSET
+    borrow_wallet: Finite | UnsetType = UNSET
+    lending_wallet: Finite | UnsetType = UNSET
     # In sFOX's message-format example; not exported, so any value will do.
+    wallet_display_id: Any = None
+
+
+class _AccountLengths(Struct, forbid_unknown_fields=True):
+    """The same entry decoded strictly, for what lax mode cannot say: a string amount's length."""
+
+    currency: str
+    balance: Bounded | float | UnsetType = UNSET
+    available: Bounded | float | UnsetType = UNSET
+    held: Bounded | float | UnsetType = UNSET
+    trading_wallet: Bounded | float | UnsetType = UNSET
+    collateral_wallet: Bounded | float | UnsetType = UNSET
+    borrow_wallet: Bounded | float | UnsetType = UNSET
+    lending_wallet: Bounded | float | UnsetType = UNSET
     wallet_display_id: Any = None
 
 
@@ -118,27 +141,61 @@ class _Web3Entry(Struct, forbid_unknown_fields=True):
     currency: str | None = None
 
 
-_decode_account = msgspec.json.Decoder(_AccountEntry).decode
+_decode_values = msgspec.json.Decoder(_AccountValues, strict=False).decode
+_decode_lengths = msgspec.json.Decoder(_AccountLengths).decode
+_decode_values_list = msgspec.json.Decoder(list[_AccountValues], strict=False).decode
+_decode_lengths_list = msgspec.json.Decoder(list[_AccountLengths]).decode
 _decode_web3 = msgspec.json.Decoder(_Web3Entry).decode
-decode_account_list = msgspec.json.Decoder(list[_AccountEntry]).decode
 decode_raw_list = msgspec.json.Decoder(list[Raw]).decode
 _astuple = msgspec.structs.astuple
 
 
-def account_from_struct(entry: _AccountEntry) -> AccountBalance | None:
-    """The AccountBalance of a decoded struct, or None when a value or the currency is invalid."""
+def _lax_safe(raw: Raw) -> bool:
+    """Whether lax mode reads every amount of `raw` as float() would. It reads the string "-0" as
+    0.0, not -0.0; and an escaped string could spell "-0" too. sFOX sends neither."""
+    data = bytes(raw)
+    return b'"-0"' not in data and b"\\" not in data
+
+
+def typed_accounts(raw: Raw) -> list[AccountBalance | None] | None:
+    """The account entries of a raw list, each None when invalid; None when some entry is not of
+    the documented shape, or not for the typed path at all, so that each must go its own way."""
+    if not _lax_safe(raw):
+        return None
+    try:
+        _decode_lengths_list(raw)
+        return [_account(entry) for entry in _decode_values_list(raw)]
+    except msgspec.ValidationError:
+        return None
+
+
+def _typed_account(raw: Raw) -> AccountBalance | Invalid | None:
+    """One entry by the typed path: its AccountBalance or None; INVALID_ACCOUNT when the typed path
+    cannot say (then the plain path must)."""
+    if not _lax_safe(raw):
+        return INVALID_ACCOUNT
+    try:
+        _decode_lengths(raw)
+        return _account(_decode_values(raw))
+    except msgspec.ValidationError:
+        return INVALID_ACCOUNT
+
+
+def _account(entry: _AccountValues) -> AccountBalance | None:
     currency = entry.currency
     if not currency or not is_label(currency):
         return None
-    # Strings passed the decimal pattern, so float() reads them exactly as the plain path does.
-    amounts = [None if value is UNSET else float(value) for value in _astuple(entry)[1:8]]
-    for amount in amounts:
-        if amount is not None and not _isfinite(amount):
+    _, balance, available, held, trading, collateral, borrow, lending, _ = _astuple(entry)
+    if trading is not UNSET and collateral is not UNSET and borrow is not UNSET and lending is not UNSET:
+        wallets: tuple[tuple[str, float], ...] = (
+            ("trading", trading), ("collateral", collateral), ("borrow", borrow), ("lending", lending))
+    else:
+        wallets = tuple((name, amount) for name, amount in zip(KNOWN_WALLETS, (trading, collateral, borrow, lending),
+                                                                strict=True) if amount is not UNSET)
+        if balance is UNSET and available is UNSET and held is UNSET and not wallets:
             return None
-    wallets = tuple((name, amount) for name, amount in zip(KNOWN_WALLETS, amounts[3:], strict=True)
-                    if amount is not None)
-    balance = AccountBalance(currency.lower(), amounts[0], amounts[1], amounts[2], wallets)
-    return balance if balance.series_count else None
+    return AccountBalance(currency.lower(), None if balance is UNSET else balance,
+                          None if available is UNSET else available, None if held is UNSET else held, wallets)
 
 
 def _web3_from_struct(entry: _Web3Entry) -> Web3Balance | None:
@@ -160,10 +217,9 @@ def plain(raw: Raw) -> Any:
 
 def entry_from_raw(raw: Raw) -> Entry:
     """One element of a balances payload: a Web3 wallet when it says so, else an account balance."""
-    try:
-        return account_from_struct(_decode_account(raw)) or INVALID_ACCOUNT
-    except msgspec.ValidationError:
-        pass
+    account = _typed_account(raw)
+    if account is not INVALID_ACCOUNT:
+        return account or INVALID_ACCOUNT
     try:
         return _web3_from_struct(_decode_web3(raw)) or INVALID_WEB3
     except msgspec.ValidationError:
@@ -173,10 +229,8 @@ def entry_from_raw(raw: Raw) -> Entry:
 
 def account_from_raw(raw: Raw) -> AccountBalance | None:
     """One account-balance object (REST, Connect), whatever its `type` says."""
-    try:
-        return account_from_struct(_decode_account(raw))
-    except msgspec.ValidationError:
-        return parse_account_entry(plain(raw))
+    account = _typed_account(raw)
+    return parse_account_entry(plain(raw)) if account is INVALID_ACCOUNT else account  # type: ignore[return-value]
 
 
 def raw_accounts(raw: Raw) -> list[AccountBalance | None] | None:
@@ -186,10 +240,8 @@ def raw_accounts(raw: Raw) -> list[AccountBalance | None] | None:
         return [account_from_raw(raw)]
     if first != ord("["):
         return None
-    try:
-        return [account_from_struct(entry) for entry in decode_account_list(raw)]
-    except msgspec.ValidationError:
-        return [account_from_raw(entry) for entry in decode_raw_list(raw)]
+    accounts = typed_accounts(raw)
+    return [account_from_raw(entry) for entry in decode_raw_list(raw)] if accounts is None else accounts
 
 
 # --- the plain path: the reference rules, on what json.loads returns ----------------------------
