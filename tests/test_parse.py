@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -193,7 +194,8 @@ def test_timestamps_are_read_by_magnitude(raw: Any, seconds: float) -> None:
     assert value == pytest.approx(seconds, abs=1e-5)
 
 
-@pytest.mark.parametrize("raw", [None, True, -5, 0, "soon", float("nan"), float("inf"), 10**30, [1], {}])
+@pytest.mark.parametrize("raw", [None, True, -5, 0, "soon", float("nan"), float("inf"), 10**30, [1], {},
+                                 94694399, 10**20, 9.5e20, 1e11 * 10**9, "1e400"])
 def test_unusable_timestamps_are_none(raw: Any) -> None:
     assert parse_timestamp(raw) is None
 
@@ -250,7 +252,7 @@ def test_frames_that_are_not_objects(data: bytes, reason: str) -> None:
 
 
 def test_other_feeds_are_unknown_but_not_errors() -> None:
-    event = parse_frame(frame({"sequence": 3, "recipient": "ticker.sfox.btcusd", "payload": {}}))
+    event = parse_frame(frame({"sequence": 3, "recipient": "trades.sfox.btcusd", "payload": {}}))
     assert isinstance(event, OtherMessage)
     assert (event.kind, event.sequence, event.schema_errors) == ("unknown", 3, 0)
 
@@ -316,3 +318,83 @@ def test_the_kind_follows_what_the_entries_say_they_are(payload: Any, kind: str)
     event = parse_frame(balances(payload))
     assert isinstance(event, BalanceUpdate)
     assert event.kind == kind
+
+
+# --- the hardening issue: sFOX's message-format shape, and timestamps outside the window ----------
+
+# The shape of sFOX's message-format page: no *_wallet field, an extra wallet_display_id, a currency at "0".
+FORMAT_PAGE_ENTRIES = [
+    {"currency": "btc", "balance": "0.5", "available": "0.5", "held": "0", "wallet_display_id": "a1b2c3"},
+    {"currency": "usd", "balance": "0", "available": "0", "held": "0", "wallet_display_id": "d4e5f6"},
+]
+
+
+def test_the_message_format_page_shape_is_accepted() -> None:
+    event = parse_frame(balances(FORMAT_PAGE_ENTRIES))
+    assert isinstance(event, BalanceUpdate)
+    assert event.schema_errors == 0
+    assert event.accounts == (AccountBalance("btc", 0.5, 0.5, 0.0, ()), AccountBalance("usd", 0.0, 0.0, 0.0, ()))
+
+
+@pytest.mark.parametrize("display_id", [7, None, {"x": [1]}, "x" * 500, "\u0000"])
+def test_wallet_display_id_is_never_exported_whatever_it_holds(display_id: Any) -> None:
+    event = parse_frame(balances([{"currency": "btc", "balance": "1", "wallet_display_id": display_id}]))
+    assert isinstance(event, BalanceUpdate)
+    assert event.schema_errors == 0
+    assert event.accounts == (AccountBalance("btc", 1.0, None, None, ()),)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "seconds", "errors"),
+    [
+        pytest.param(1649899310281716289, 1649899310.281716289, 0, id="nanoseconds"),
+        pytest.param(94694400, 94694400.0, 0, id="1973-01-01 in seconds"),
+        pytest.param(10**20 - 10**6, 99999999999.999, 0, id="just before 5138 in nanoseconds"),
+        pytest.param(10**20, None, 1, id="year 5138 in nanoseconds"),
+        pytest.param(946_728_000_000_000_000_000, None, 1, id="year ~30,000 in nanoseconds"),
+        pytest.param(94694399, None, 1, id="1972 in seconds"),
+        pytest.param(1, None, 1, id="year 1970"),
+        pytest.param(-62135596800, None, 1, id="year 1, negative"),
+        pytest.param("soon", None, 1, id="not a number"),
+        pytest.param(None, None, 0, id="null: nothing said"),
+    ],
+)
+def test_timestamps_outside_the_window_are_not_used(timestamp: Any, seconds: float | None, errors: int) -> None:
+    event = parse_frame(balances([{"currency": "btc", "balance": "1"}], timestamp=timestamp))
+    assert isinstance(event, BalanceUpdate)
+    assert event.timestamp == (None if seconds is None else pytest.approx(seconds, abs=1e-5))
+    assert event.schema_errors == errors
+    assert event.accounts == (AccountBalance("btc", 1.0, None, None, ()),)  # applied all the same
+
+
+def test_compact_and_spaced_frames_decode_alike() -> None:
+    compact = json.dumps(DOC_ACCOUNT_MESSAGE, separators=(",", ":")).encode()
+    spaced = json.dumps(DOC_ACCOUNT_MESSAGE, indent=4).encode()
+    assert parse_frame(compact) == parse_frame(spaced) == parse_frame(spaced.decode()) == parse_frame(
+        bytearray(compact)) == parse_frame(memoryview(compact))
+
+
+def test_new_wallets_follow_the_documented_ones() -> None:
+    entry = {"currency": "btc", "staking_wallet": "3", "lending_wallet": "2", "trading_wallet": "1"}
+    event = parse_frame(balances([entry]))
+    assert isinstance(event, BalanceUpdate)
+    assert event.accounts[0].wallets == (("trading", 1.0), ("lending", 2.0), ("staking", 3.0))
+
+
+@pytest.mark.parametrize(("text", "sign"), [("-0", -1.0), ("-0.0", -1.0), ("0", 1.0), ("-1e-400", -1.0)])
+def test_the_sign_of_zero_is_kept(text: str, sign: float) -> None:
+    for frame_bytes in (balances([{"currency": "btc", "balance": text}]), balances({"balance": text, "currency": "x"})):
+        event = parse_frame(frame_bytes)
+        assert isinstance(event, BalanceUpdate)
+        assert event.accounts[0].balance == 0.0
+        assert math.copysign(1.0, event.accounts[0].balance) == sign
+
+
+@pytest.mark.parametrize(("text", "valid"), [("1" * 64, True), ("1" * 65, False), ("0." + "1" * 62, True),
+                                             ("0." + "1" * 63, False), ("\\u0031", True), ("\\u0031" * 65, False)])
+def test_amount_strings_are_bounded_on_every_path(text: str, valid: bool) -> None:
+    body = b'[{"currency":"btc","balance":"' + text.encode() + b'","held":"1"}]'
+    event = parse_frame(b'{"recipient":"private.user.balances","payload":' + body + b"}")
+    assert isinstance(event, BalanceUpdate)
+    assert (len(event.accounts), event.schema_errors) == ((1, 0) if valid else (0, 1))
+    assert parse_rest_balances(body) == (event.accounts, event.schema_errors)

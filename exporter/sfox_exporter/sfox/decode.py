@@ -1,74 +1,74 @@
 """Turn sFOX frames and REST bodies into typed events.
 
 Pure: bytes or text in, immutable events out. No I/O, no clock, no Prometheus. Every input, however
-hostile, yields an event; nothing raises out of `parse_frame` or `parse_rest_balances`.
+hostile, yields an event; nothing raises out of `parse_frame`, `parse_rest_balances` or
+`parse_currency_pairs`.
+
+msgspec decodes the envelope into a struct and leaves the payload as raw JSON for the feed's own
+structs (sfox/entries.py), so a message costs time linear in its size. What msgspec refuses but
+Python's json reads (NaN literals, lone surrogates, numbers past float's range, UTF-16) goes to
+json.loads and the same rules, so that such a frame still counts exactly as it always did: a bad
+value is a schema error of its entry, not an undecodable frame.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import msgspec
+from msgspec import UNSET, Raw, Struct
+
+from sfox_exporter.sfox.connect import EndUserBalances, parse_end_users
+from sfox_exporter.sfox.entries import (
+    INVALID_ACCOUNT,
+    MAX_LABEL_LENGTH,
+    AccountBalance,
+    Entry,
+    InvalidAmount,
+    Web3Balance,
+    decode_raw_list,
+    entry_from_raw,
+    is_decimal,
+    is_label,
+    parse_account_entry,
+    parse_amount,
+    parse_entry,
+    raw_accounts,
+    typed_accounts,
+)
+from sfox_exporter.sfox.market import Ticker, parse_currency_pairs, parse_ticker
 from sfox_exporter.vocabulary import MessageKind
 
+__all__ = [
+    "BALANCES_FEED", "END_USERS_FEED", "MAX_LABEL_LENGTH", "TICKER_PREFIX", "AccountBalance", "BadFrame",
+    "BalanceUpdate", "ControlMessage", "EndUserBalances", "Event", "InvalidAmount", "OtherMessage", "Ticker",
+    "Web3Balance", "parse_amount", "parse_currency_pairs", "parse_frame", "parse_rest_balances",
+    "parse_timestamp", "sanitize_text",
+]
+
 BALANCES_FEED = "private.user.balances"
+END_USERS_FEED = "private.enterprise.users.balances"
+TICKER_PREFIX = "ticker.sfox."
 
 KIND_BALANCES = MessageKind.BALANCES
 KIND_WEB3 = MessageKind.WEB3
+KIND_END_USERS = MessageKind.END_USERS
 KIND_CONTROL = MessageKind.CONTROL
 KIND_UNKNOWN = MessageKind.UNKNOWN
 
-ACCOUNT_FIELDS = ("balance", "available", "held")
-WALLET_SUFFIX = "_wallet"
-
-# Label values end up in every scrape and in Prometheus's index, so they are bounded and printable.
-MAX_LABEL_LENGTH = 128
-# Longer than any real amount; bounds the work float() does on hostile strings.
-MAX_AMOUNT_LENGTH = 64
-
-# float() alone would also accept "1_000", " 1 ", "nan", "infinity" and digits of other scripts.
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
-_decimal = _DECIMAL.fullmatch
-_isfinite = math.isfinite
-
-
-class AccountBalance(NamedTuple):
-    """One currency of the trading account. Absent fields are None."""
-
-    currency: str
-    balance: float | None
-    available: float | None
-    held: float | None
-    wallets: tuple[tuple[str, float], ...]  # (wallet, amount), e.g. ("trading", 1.5)
-
-    @property
-    def series_count(self) -> int:
-        return (
-            (self.balance is not None)
-            + (self.available is not None)
-            + (self.held is not None)
-            + len(self.wallets)
-        )
-
-
-class Web3Balance(NamedTuple):
-    network: str
-    address: str
-    currency: str  # "" when sFOX sends none
-    balance: float
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.network, self.address, self.currency)
+# The documented window (protocol notes): read by magnitude, a timestamp is a date from
+# 1973-01-01T00:00:00Z up to 1e11 s (year 5138); outside it, the magnitude gave no real date.
+EARLIEST_TIMESTAMP = 94_694_400.0
+LATEST_TIMESTAMP = 1e11
 
 
 class BalanceUpdate(NamedTuple):
     """A message of the balances feed: account balances, Web3 wallet balances, or both.
 
-    The three types that come once per message or per entry are NamedTuples rather than frozen
+    The types that come once per message or per entry are NamedTuples rather than frozen
     dataclasses: as immutable, and built several times faster."""
 
     sequence: int | None
@@ -98,7 +98,8 @@ class ControlMessage:
 
 @dataclass(frozen=True, slots=True)
 class OtherMessage:
-    """A JSON object that is not for the balances feed: another feed, or no recognisable shape."""
+    """A JSON object no feed of ours can use: another feed, no recognisable shape, or a message of
+    our feeds whose whole payload is of the wrong shape (then `kind` names the feed)."""
 
     sequence: int | None
     recipient: str | None
@@ -118,19 +119,46 @@ class BadFrame:
     schema_errors = 0
 
 
-Event = BalanceUpdate | ControlMessage | OtherMessage | BadFrame
+Event = BalanceUpdate | EndUserBalances | Ticker | ControlMessage | OtherMessage | BadFrame
 
 
-def parse_frame(data: bytes | bytearray | str) -> Event:
+class _Envelope(Struct):
+    """What every message has. The payload stays raw JSON until the recipient says what it is."""
+
+    sequence: Any = None
+    recipient: Any = None
+    timestamp: Any = UNSET
+    type: Any = None
+    payload: Raw = Raw(b"null")
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_raw = msgspec.json.Decoder(Raw).decode
+# Everything msgspec refuses: bad JSON, bad UTF-8, numbers out of range, absurd nesting, non-objects.
+_REFUSED = (msgspec.DecodeError, ValueError, RecursionError)
+
+
+def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     """Parse one WebSocket message."""
     try:
-        message = json.loads(data)
+        envelope = _decode_envelope(data)
+    except _REFUSED:
+        return _parse_plain(data)
+    recipient = envelope.recipient
+    if recipient is None:
+        return _parse_plain(data)  # a control message (a few per connection), or no shape at all
+    return _dispatch(_sequence(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
+
+
+def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:
+    """parse_frame on what json.loads makes of the frame."""
+    try:
+        message = json.loads(bytes(data) if isinstance(data, memoryview) else data)
     except (ValueError, RecursionError):
         # ValueError covers bad JSON and bad UTF-8; RecursionError, absurdly deep nesting.
         return BadFrame("decode")
     if not isinstance(message, dict):
         return BadFrame("schema")
-
     sequence = _sequence(message.get("sequence"))
     recipient = message.get("recipient")
     if recipient is None:
@@ -138,47 +166,62 @@ def parse_frame(data: bytes | bytearray | str) -> Event:
         if isinstance(message_type, str):
             return _control(message, message_type, sequence)
         return OtherMessage(sequence, None, schema_errors=1)
-    if recipient != BALANCES_FEED:
-        valid = isinstance(recipient, str) and _is_label(recipient)
-        return OtherMessage(sequence, recipient if valid else None, schema_errors=0 if valid else 1)
-
-    timestamp = parse_timestamp(message.get("timestamp"))
-    payload = message.get("payload")
-    if isinstance(payload, dict):
-        payload = [payload]
-    elif not isinstance(payload, list):
-        return BalanceUpdate(sequence, timestamp, (), (), schema_errors=1)
-
-    return _update(sequence, timestamp, [parse_entry(entry) for entry in payload])
+    return _dispatch(sequence, recipient, message.get("timestamp", UNSET), message.get("payload"))
 
 
-class _Invalid:
-    """An entry that failed validation, remembering whether it said it was a Web3 wallet."""
+def _dispatch(sequence: int | None, recipient: Any, timestamp: Any, payload: Any) -> Event:
+    """A data message by its recipient. `payload` is Raw from msgspec, or what json.loads made."""
+    if recipient == BALANCES_FEED:
+        return _balances(sequence, timestamp, payload)
+    if recipient == END_USERS_FEED:
+        seconds, errors = _timestamp(timestamp)
+        users = parse_end_users(sequence, seconds, payload, errors)
+        # Without a usable user_id or list of balances a message says nothing about anybody: one
+        # schema error as a whole, never an empty set of balances.
+        return users or OtherMessage(sequence, END_USERS_FEED, schema_errors=1, kind=KIND_END_USERS)
+    if not (isinstance(recipient, str) and is_label(recipient)):
+        return OtherMessage(sequence, None, schema_errors=1)
+    if recipient.startswith(TICKER_PREFIX) and len(recipient) > len(TICKER_PREFIX):
+        seconds, errors = _timestamp(timestamp)
+        ticker = parse_ticker(sequence, seconds, recipient[len(TICKER_PREFIX) :].lower(), payload, errors)
+        return ticker or OtherMessage(sequence, recipient, schema_errors=1)
+    return OtherMessage(sequence, recipient, schema_errors=0)
 
-    __slots__ = ("web3",)
 
-    def __init__(self, web3: bool) -> None:
-        self.web3 = web3
+def _balances(sequence: int | None, timestamp: Any, payload: Any) -> BalanceUpdate:
+    seconds, errors = _timestamp(timestamp)
+    if isinstance(payload, Raw):
+        entries = _raw_entries(payload)
+    elif isinstance(payload, list):
+        entries = [parse_entry(entry) for entry in payload]
+    elif isinstance(payload, dict):
+        entries = [parse_entry(payload)]
+    else:
+        entries = None
+    if entries is None:
+        return BalanceUpdate(sequence, seconds, (), (), errors + 1)
+    return _update(sequence, seconds, entries, errors)
 
 
-_INVALID_ACCOUNT = _Invalid(web3=False)
-_INVALID_WEB3 = _Invalid(web3=True)
+def _raw_entries(payload: Raw) -> list[Entry] | None:
+    """The entries of a raw payload, a list or one object; None for anything else."""
+    first = memoryview(payload)[0]
+    if first == ord("{"):
+        return [entry_from_raw(payload)]
+    if first != ord("["):
+        return None
+    accounts = typed_accounts(payload)  # the common case: documented account entries, all at once
+    if accounts is None:
+        return [entry_from_raw(entry) for entry in decode_raw_list(payload)]
+    return [account or INVALID_ACCOUNT for account in accounts]
 
 
-def parse_entry(entry: Any) -> AccountBalance | Web3Balance | _Invalid:
-    """One element of a balances payload: a Web3 wallet when it says so, else an account balance."""
-    if isinstance(entry, dict) and entry.get("type") == "web3":
-        return parse_web3_entry(entry) or _INVALID_WEB3
-    return parse_account_entry(entry) or _INVALID_ACCOUNT
-
-
-def _update(sequence: int | None, timestamp: float | None, entries: list[Any]) -> BalanceUpdate:
+def _update(sequence: int | None, timestamp: float | None, entries: list[Entry], errors: int) -> BalanceUpdate:
     """A BalanceUpdate from parsed entries, in order; every invalid entry is a schema error."""
     if set(map(type, entries)) == {AccountBalance}:  # the common case, without a Python-level loop
-        return BalanceUpdate(sequence, timestamp, tuple(entries), (), 0)
+        return BalanceUpdate(sequence, timestamp, tuple(entries), (), errors)  # type: ignore[arg-type]
     accounts: list[AccountBalance] = []
     wallets: list[Web3Balance] = []
-    errors = 0
     web3 = bool(entries)
     for entry in entries:
         if type(entry) is AccountBalance:
@@ -188,255 +231,80 @@ def _update(sequence: int | None, timestamp: float | None, entries: list[Any]) -
             wallets.append(entry)
         else:
             errors += 1
-            web3 = web3 and entry.web3
+            web3 = web3 and entry.web3  # type: ignore[union-attr]
     return BalanceUpdate(sequence, timestamp, tuple(accounts), tuple(wallets), errors,
                          KIND_WEB3 if web3 else KIND_BALANCES)
-
-
-# sFOX's wire format: compact JSON, keys in this order. Numbers as JSON has them: no leading zeros.
-_COMPACT_BALANCES = re.compile(
-    rb'\{"sequence":(0|[1-9][0-9]{0,18}),"recipient":"private\.user\.balances",'
-    rb'"timestamp":(0|[1-9][0-9]{0,24}),"payload":\['
-)
-_MISSING: Any = object()
-_decode_json = json.JSONDecoder().decode  # what json.loads does with text
-
-
-# An account entry exactly as sFOX writes one: its eight keys in their documented order, decimal
-# strings, an ASCII currency code. Such bytes decode to their literal text, so the entry can be
-# built straight from the groups with the result parse_account_entry would give.
-_AMOUNT = rb'"(-?(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?)"'
-_CANONICAL_ENTRY = re.compile(
-    rb'\{"currency":"([A-Za-z0-9][A-Za-z0-9._-]{0,31})","balance":' + _AMOUNT + rb',"available":' + _AMOUNT
-    + rb',"held":' + _AMOUNT + rb',"trading_wallet":' + _AMOUNT + rb',"collateral_wallet":' + _AMOUNT
-    + rb',"borrow_wallet":' + _AMOUNT + rb',"lending_wallet":' + _AMOUNT
-)
-
-
-def _canonical_entry(piece: bytes, start: int) -> AccountBalance | None:
-    """The entry of a piece in sFOX's canonical shape, or None for any other piece."""
-    match = _CANONICAL_ENTRY.fullmatch(piece, start)
-    if match is None:
-        return None
-    currency, balance, available, held, trading, collateral, borrow, lending = match.groups()
-    amounts = [float(balance), float(available), float(held), float(trading), float(collateral),
-               float(borrow), float(lending)]
-    if not all(map(_isfinite, amounts)):  # an exponent past float's range: the generic path says no
-        return None
-    return AccountBalance(currency.decode().lower(), amounts[0], amounts[1], amounts[2], (
-        ("trading", amounts[3]), ("collateral", amounts[4]), ("borrow", amounts[5]), ("lending", amounts[6])))
-
-
-class CachingParser:
-    """parse_frame for a stream of balance messages, decoding only entries it has not seen lately.
-
-    A balances message carries many currencies and few of them change from one message to the next.
-    For frames in sFOX's compact format (anything else goes to parse_frame whole), the frame is cut
-    at every '}': a flat payload of n entries gives the first entry, n - 1 entries each led by its
-    separating comma, then ']' and ''. Each piece is looked up by its bytes; a new one must decode,
-    with a closing brace, as a flat JSON object. A '}' inside a string or a nested object always
-    leaves a piece that does not, and the frame then goes to parse_frame too. The first piece and
-    the comma-led ones are remembered apart, so a remembered piece is only ever accepted where it
-    was valid. The result is always what parse_frame returns; tests/test_hostile.py checks that.
-    """
-
-    def __init__(self, keep_at_least: int = 256) -> None:
-        self._first: dict[bytes, Any] = {}
-        self._others: dict[bytes, Any] = {}
-        self._keep_at_least = keep_at_least
-
-    def parse(self, data: bytes | bytearray | str) -> Event:
-        if isinstance(data, str):
-            return parse_frame(data)
-        data = bytes(data)
-        match = _COMPACT_BALANCES.match(data)
-        if match is None:
-            return parse_frame(data)
-        pieces = data.split(b"}")
-        if len(pieces) < 3 or pieces[-1] or pieces[-2] != b"]":
-            if len(data) == match.end() + 2 and data.endswith(b"]}"):  # an empty payload
-                return _update(_sequence(int(match.group(1))), parse_timestamp(int(match.group(2))), [])
-            return parse_frame(data)
-        first = pieces[0][match.end() :]
-        others = pieces[1:-2]
-        entries: list[Any] = [self._first.get(first), *map(self._others.get, others)]
-        if None in entries:
-            index = entries.index(None)
-            while index >= 0:
-                entry = self._decode(first if index == 0 else others[index - 1], first=index == 0)
-                if entry is None:
-                    return parse_frame(data)
-                entries[index] = entry
-                index = entries.index(None, index) if None in entries else -1
-            if len(self._others) > max(self._keep_at_least, 4 * len(entries)):
-                self._first, self._others = {}, {}
-        return _update(_sequence(int(match.group(1))), parse_timestamp(int(match.group(2))), entries)
-
-    def _decode(self, piece: bytes, first: bool) -> Any:
-        """A new piece's entry (valid or _Invalid), remembered; None if the piece is not a flat object
-        in its place. Pieces are cut at an ASCII byte, so decoding one as UTF-8 gives exactly the
-        characters the whole frame's decoding has there."""
-        if piece[: 1 if first else 2] != (b"{" if first else b",{"):
-            return None
-        canonical = _canonical_entry(piece, 0 if first else 1)
-        if canonical is not None:
-            (self._first if first else self._others)[piece] = canonical
-            return canonical
-        try:
-            decoded = _decode_json(piece[0 if first else 1 :].decode("utf-8", "surrogatepass") + "}")
-        except (ValueError, RecursionError):
-            return None
-        entry = parse_entry(decoded)
-        (self._first if first else self._others)[piece] = entry
-        return entry
 
 
 def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBalance, ...], int] | None:
     """Parse the body of GET /v1/user/balance: (valid entries, invalid entry count), or None if the
     body is not a JSON array at all."""
+    entries: list[AccountBalance | None] | None
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
+        raw = _decode_raw(body)
+    except _REFUSED:
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(document, list):
+            return None
+        entries = [parse_account_entry(entry) for entry in document]
+    else:
+        if memoryview(raw)[0] != ord("["):
+            return None
+        entries = raw_accounts(raw)
+    if entries is None:
         return None
-    if not isinstance(document, list):
-        return None
-    entries = [parse_account_entry(entry) for entry in document]
     valid = tuple(entry for entry in entries if entry is not None)
     return valid, len(entries) - len(valid)
-
-
-_AMOUNT_FIELDS = {"balance": 0, "available": 1, "held": 2}
-# Wallet names by field name ("trading_wallet" -> "trading"; None: not a valid label). The same few
-# names come in every message; the memo is bounded, since a hostile peer could invent endless ones.
-_WALLET_NAMES: dict[str, str | None] = {}
-_WALLET_NAMES_LIMIT = 1024
-
-
-def _wallet_name(key: str) -> str | None:
-    name = _WALLET_NAMES.get(key, _MISSING)
-    if name is _MISSING:
-        wallet = key[: -len(WALLET_SUFFIX)]
-        name = wallet if wallet and _is_label(wallet) else None
-        if len(_WALLET_NAMES) < _WALLET_NAMES_LIMIT:
-            _WALLET_NAMES[key] = name
-    return name  # type: ignore[no-any-return]
-
-
-def parse_account_entry(entry: Any) -> AccountBalance | None:
-    """One account-balance object, or None when any part of it is invalid."""
-    if not isinstance(entry, dict):
-        return None
-    currency = entry.get("currency")
-    if not isinstance(currency, str) or not currency or not _is_label(currency):
-        return None
-    amounts: list[float | None] = [None, None, None]
-    wallets: list[tuple[str, float]] = []
-    for key, raw in entry.items():
-        slot = _AMOUNT_FIELDS.get(key)
-        if slot is None:
-            if not key.endswith(WALLET_SUFFIX):
-                continue  # currency, or a field this exporter does not export
-            wallet = _WALLET_NAMES.get(key) or _wallet_name(key)
-            if wallet is None:
-                return None
-        # The common case inline, the rest through parse_amount: this runs for every new entry.
-        if type(raw) is str and len(raw) <= MAX_AMOUNT_LENGTH and _decimal(raw):
-            amount = float(raw)
-            if not _isfinite(amount):
-                return None
-        else:
-            try:
-                amount = parse_amount(raw)
-            except InvalidAmount:
-                return None
-        if slot is not None:
-            amounts[slot] = amount
-        else:
-            wallets.append((wallet, amount))  # type: ignore[arg-type]  # wallet is set when slot is None
-    balance = AccountBalance(currency.lower(), amounts[0], amounts[1], amounts[2], tuple(wallets))
-    return balance if balance.series_count else None
-
-
-def parse_web3_entry(entry: dict[str, Any]) -> Web3Balance | None:
-    address = entry.get("address")
-    network = entry.get("network")
-    currency = entry.get("currency")
-    network = "" if network is None else network
-    currency = "" if currency is None else currency
-    if not (isinstance(address, str) and address and _is_label(address)):
-        return None
-    if not (isinstance(network, str) and _is_label(network)):
-        return None
-    if not (isinstance(currency, str) and _is_label(currency)):
-        return None
-    try:
-        amount = parse_amount(entry.get("balance"))
-    except InvalidAmount:
-        return None
-    return Web3Balance(network, address, currency.lower(), amount)
-
-
-class InvalidAmount(ValueError):
-    """A balance value that is not a finite number."""
-
-
-def parse_amount(raw: Any) -> float:
-    """A balance value as a float; raises InvalidAmount for anything but a finite number.
-
-    null is a value that is not a number too: sFOX leaves a field out when it has nothing to say.
-
-    sFOX sends decimal strings on the WebSocket and JSON numbers over REST. Strings go straight to
-    float(), which rounds correctly; no arithmetic happens on the way, so the exported value is the
-    float64 nearest to what sFOX sent.
-    """
-    if isinstance(raw, str):
-        if len(raw) > MAX_AMOUNT_LENGTH or not _decimal(raw):
-            raise InvalidAmount
-        value = float(raw)
-    elif isinstance(raw, float):
-        value = raw
-    elif isinstance(raw, int) and not isinstance(raw, bool):
-        try:
-            value = float(raw)
-        except OverflowError:
-            raise InvalidAmount from None
-    else:
-        raise InvalidAmount
-    if not math.isfinite(value):
-        raise InvalidAmount
-    return value
 
 
 def parse_timestamp(raw: Any) -> float | None:
     """Seconds since the epoch from a timestamp in ns, µs, ms or s, told apart by magnitude.
 
     The thresholds sit between the magnitudes of present-day times in each unit (about 1.7e18 ns,
-    1.7e15 µs, 1.7e12 ms, 1.7e9 s), so any date from 1973 to 5138 reads correctly.
+    1.7e15 µs, 1.7e12 ms, 1.7e9 s), so any date from 1973 to 5138 reads correctly; a time outside
+    that window is None, since no unit makes it a real date.
     """
     if isinstance(raw, bool):
         return None
     if isinstance(raw, str):
-        if len(raw) > 32 or not _DECIMAL.fullmatch(raw):
+        if len(raw) > 32 or not is_decimal(raw):
             return None
         raw = int(raw) if raw.isdigit() else float(raw)
+    seconds: float
     if isinstance(raw, int):
         if raw <= 0 or raw >= 10**21:
             return None
         if raw >= 10**17:
-            return raw / 10**9
-        if raw >= 10**14:
-            return raw / 10**6
-        if raw >= 10**11:
-            return raw / 10**3
-        return float(raw)
-    if isinstance(raw, float):
+            seconds = raw / 10**9
+        elif raw >= 10**14:
+            seconds = raw / 10**6
+        elif raw >= 10**11:
+            seconds = raw / 10**3
+        else:
+            seconds = float(raw)
+    elif isinstance(raw, float):
         if not math.isfinite(raw) or raw <= 0 or raw >= 1e21:
             return None
+        seconds = raw
         for threshold, scale in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
             if raw >= threshold:
-                return raw / scale
-        return raw
-    return None
+                seconds = raw / scale
+                break
+    else:
+        return None
+    return seconds if EARLIEST_TIMESTAMP <= seconds < LATEST_TIMESTAMP else None
+
+
+def _timestamp(raw: Any) -> tuple[float | None, int]:
+    """A data message's timestamp and its schema errors: one for a value that is there and no
+    usable time (absent or null: none, sFOX just said nothing)."""
+    if raw is UNSET or raw is None:
+        return None, 0
+    seconds = parse_timestamp(raw)
+    return seconds, int(seconds is None)
 
 
 def _sequence(raw: Any) -> int | None:
@@ -450,8 +318,8 @@ def _control(message: dict[str, Any], message_type: str, sequence: int | None) -
     action = message.get("action")
     if action is None and isinstance(payload, dict):
         action = payload.get("action")
-    valid_type = bool(message_type) and _is_label(message_type)
-    valid_action = action is None or (isinstance(action, str) and _is_label(action))
+    valid_type = bool(message_type) and is_label(message_type)
+    valid_action = action is None or (isinstance(action, str) and is_label(action))
     return ControlMessage(
         sequence,
         message_type if valid_type else "invalid",
@@ -481,9 +349,3 @@ def sanitize_text(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[:limit] + "..."
     return text if text.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
-def _is_label(value: str) -> bool:
-    """Bounded and printable: no control or format characters, no separators but the space, no
-    lone surrogates (which could not even be encoded for /metrics)."""
-    return len(value) <= MAX_LABEL_LENGTH and value.isprintable()

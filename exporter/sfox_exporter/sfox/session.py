@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sfox_exporter.config import Secret
-from sfox_exporter.sfox.decode import BadFrame, BalanceUpdate, ControlMessage, Event, parse_frame, sanitize_text
+from sfox_exporter.sfox.decode import (
+    BadFrame,
+    BalanceUpdate,
+    ControlMessage,
+    EndUserBalances,
+    Event,
+    Ticker,
+    parse_frame,
+    sanitize_text,
+)
 from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
 from sfox_exporter.sfox.sequence import SequenceChecker
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
@@ -286,4 +295,4 @@ class Session:
 
 
 def _is_data(event: Event) -> bool:
-    return isinstance(event, BalanceUpdate)
+    return isinstance(event, BalanceUpdate | EndUserBalances | Ticker)

@@ -1,0 +1,111 @@
+"""Market data for valuation: ticker messages and the list of currency pairs.
+
+Pure, as sfox/decode.py, whose parse_frame hands ticker messages here. Only what valuation needs is
+read: the last price of a ticker, and the base and quote of each pair. Prices are JSON numbers on
+this feed (balances use strings): both are accepted, by the same rules as balances, and a price
+must also be above zero, since valuation multiplies and divides by it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from msgspec import Raw, Struct
+
+from sfox_exporter.sfox.entries import Amount, InvalidAmount, is_label, parse_amount, plain
+from sfox_exporter.vocabulary import MessageKind
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    """The last price of one pair. `pair` comes from the feed name, never from the payload, which
+    was seen disagreeing with it."""
+
+    sequence: int | None
+    timestamp: float | None  # seconds since the epoch: sFOX's, of the message
+    pair: str
+    last: float
+    schema_errors: int = 0
+
+    # Not a feed of an account: one that reaches an account's counters is an unknown message.
+    kind: MessageKind = MessageKind.UNKNOWN
+
+
+class _TickerPayload(Struct):
+    last: Amount
+
+
+_decode_ticker = msgspec.json.Decoder(_TickerPayload).decode
+
+
+def parse_ticker(sequence: int | None, timestamp: float | None, pair: str, payload: Any,
+                 schema_errors: int) -> Ticker | None:
+    """A Ticker, or None when the payload has no usable `last` price. `payload` is raw JSON from
+    msgspec, or what json.loads made of it."""
+    last: float | None = None
+    if isinstance(payload, Raw):
+        try:
+            last = float(_decode_ticker(payload).last)
+        except msgspec.ValidationError:
+            payload = plain(payload)  # a duplicate key, say: json's rules decide
+    if isinstance(payload, dict):
+        try:
+            last = parse_amount(payload.get("last"))
+        except InvalidAmount:
+            return None
+    if last is None or not (math.isfinite(last) and last > 0):
+        return None
+    return Ticker(sequence, timestamp, pair, last, schema_errors)
+
+
+class _Pair(Struct):
+    base: Any = None
+    quote: Any = None
+
+
+_decode_pairs = msgspec.json.Decoder(dict[str, Raw]).decode
+_decode_pair = msgspec.json.Decoder(_Pair).decode
+
+
+def parse_currency_pairs(body: bytes | bytearray | str) -> dict[str, tuple[str, str]] | None:
+    """The body of GET /v1/markets/currency-pairs: {symbol: (base, quote)}, all lower case.
+
+    Entries without a base and quote that are labels are skipped; None when the body is not a JSON
+    object at all."""
+    try:
+        document: dict[str, Any] = _decode_pairs(body)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        try:
+            loaded = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(loaded, dict):
+            return None
+        document = loaded
+    pairs: dict[str, tuple[str, str]] = {}
+    for symbol, entry in document.items():
+        base, quote = _base_quote(entry)
+        if _usable(symbol) and _usable(base) and _usable(quote):
+            pairs[symbol.lower()] = (base.lower(), quote.lower())
+    return pairs
+
+
+def _base_quote(entry: Any) -> tuple[Any, Any]:
+    if isinstance(entry, Raw):
+        try:
+            pair = _decode_pair(entry)
+        except msgspec.ValidationError:  # not an object, or a number past float's range in it
+            entry = plain(entry)
+        else:
+            return pair.base, pair.quote
+    if isinstance(entry, dict):
+        return entry.get("base"), entry.get("quote")
+    return None, None
+
+
+def _usable(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and is_label(value)
