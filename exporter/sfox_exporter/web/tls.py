@@ -77,7 +77,7 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
         if getattr(error, "reason", None) == "KEY_VALUES_MISMATCH":
             raise TlsError(f"cannot load the TLS key {key}: it does not match the certificate "
                            f"{settings.cert_file or 'tls_server_config.cert'}") from None
-        raise TlsError(f"cannot load the TLS key {key}: not a PEM private key ({_reason(error)})") from None
+        raise TlsError(f"cannot load the TLS key {key}: not a PEM private key{_reason(error)}") from None
     if settings.verify_mode != ssl.CERT_NONE:
         _probe_certificates(settings.client_ca_file, settings.client_ca, "client_ca", "the client CA")
         if settings.client_ca_file is not None:
@@ -90,7 +90,7 @@ def build_context(settings: TlsSettings) -> ssl.SSLContext:
         if settings.curve:
             context.set_ecdh_curve(settings.curve)
     except (ssl.SSLError, ValueError) as error:
-        raise TlsError(f"tls_server_config: cipher_suites or curve_preferences: {_reason(error)}") from None
+        raise TlsError(f"tls_server_config: cipher_suites or curve_preferences not usable{_reason(error)}") from None
     context.verify_mode = settings.verify_mode
     if settings.prefer_server_ciphers:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
@@ -120,11 +120,14 @@ def _probe_certificates(path: Path | None, text: str | None, key: str, what: str
             probe.load_verify_locations(cadata=text)
     except (ssl.SSLError, OSError, ValueError) as error:
         raise TlsError(f"cannot load {what} {path or 'tls_server_config.' + key}: "
-                       f"no PEM certificate in it ({_reason(error)})") from None
+                       f"no PEM certificate in it{_reason(error)}") from None
 
 
 def _reason(error: BaseException) -> str:
-    return str(getattr(error, "reason", None) or getattr(error, "strerror", None) or error)
+    """OpenSSL's reason code when it says something ("NO_START_LINE"); its "PEM lib" does not."""
+    if isinstance(error, ssl.SSLError):
+        return f" ({error.reason})" if error.reason and error.reason != "PEM lib" else ""
+    return f" ({getattr(error, 'strerror', None) or error})"
 
 
 def _load_inline_chain(context: ssl.SSLContext, settings: TlsSettings) -> None:
