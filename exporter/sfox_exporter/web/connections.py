@@ -5,7 +5,7 @@ handshaking, waiting for a request or receiving a request head is "unfinished": 
 but has given us nothing to answer, so when the server is full, or one address holds its share,
 the oldest unfinished connection of the address holding the most is closed to make room; one only
 just accepted gets a moment (GRACE_SECONDS) to send its request first, or a burst of scrapes would
-evict each other. Busy
+evict each other: in that moment the caps may be exceeded, up to twice. Busy
 connections (a request being answered) are never evicted; they end within the write deadline.
 Each phase also has a deadline, enforced from the accept loop, since a socket timeout only bounds
 one read and a client can trickle bytes forever.
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger("sfox_exporter.http")
 
 GRACE_SECONDS = 0.25
+HARD_FACTOR = 2
 
 
 class Phase(enum.StrEnum):
@@ -65,15 +66,20 @@ class Connections:
         with self._changed:
             while True:
                 per_address = sum(1 for entry in self._entries.values() if entry.address == address)
-                if per_address < self.max_per_address and len(self._entries) < self.max_total:
+                over_address = per_address >= self.max_per_address
+                now = time.monotonic()
+                if over_address or len(self._entries) >= self.max_total:
+                    victim = self._victim(address if over_address else None, now)
+                    if victim is not None:
+                        self._evict(victim, "full")
+                        continue
+                # Every slot is busy or only just taken: up to twice the caps, the newcomer still gets
+                # in at once rather than queue behind the accept loop's wait; beyond that it waits.
+                hard_address, hard_total = HARD_FACTOR * self.max_per_address, HARD_FACTOR * self.max_total
+                if per_address < hard_address and len(self._entries) < hard_total:
                     entry = Connection(sock, address)
                     self._entries[key] = entry
                     return entry
-                now = time.monotonic()
-                victim = self._victim(address if per_address >= self.max_per_address else None, now)
-                if victim is not None:
-                    self._evict(victim, "full")
-                    continue
                 remaining = deadline - now
                 if remaining <= 0:
                     return None
