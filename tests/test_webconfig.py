@@ -160,8 +160,10 @@ def test_tls_scrape(pki: Pki, serve: Callable[[str], Exporter]) -> None:
     status, headers, body = get(exporter, context=client_context(pki))
     assert status == 200 and b"sfox_feed_up" in body
     assert headers["X-Content-Type-Options"] == "nosniff"
-    with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException, OSError)):
-        get(exporter)  # plain HTTP on a TLS port gets nothing
+    status, headers, body = get(exporter)  # plain HTTP on a TLS port: told to use HTTPS, as exporter-toolkit does
+    assert status == 400 and body == b"Client sent an HTTP request to an HTTPS server.\n"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert get(exporter, context=client_context(pki))[0] == 200
 
 
 def test_mutual_tls_required_and_refused_without_a_client_certificate(
@@ -383,8 +385,8 @@ def test_failed_guesses_cannot_evict_a_good_credential() -> None:
     assert security.authorized(good)
     for attempt in range(300):
         assert not security.authorized(basic("prom", f"wrong-{attempt}")["Authorization"])
-    assert security._cache  # the good credential is still remembered
-    assert len(security._cache) == 1
+    assert security.auth._cache  # the good credential is still remembered
+    assert len(security.auth._cache) == 1
 
 
 yaml_values = st.recursive(
@@ -410,3 +412,51 @@ def test_any_web_config_is_loaded_or_refused_with_one_line(tmp_path: Path, docum
         load_web_config(path)
     except WebConfigError as error:
         assert "\n" not in str(error)
+
+
+def test_silent_clients_never_starting_tls_do_not_stop_a_scrape(pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    exporter = serve(tls_config(pki, f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"))
+    silent = [socket.create_connection(("127.0.0.1", exporter.http.port)) for _ in range(100)]
+    try:
+        context = client_context(pki, pki.client_cert, pki.client_key)
+        for _ in range(10):
+            started = time.monotonic()
+            assert get(exporter, context=context)[0] == 200
+            assert time.monotonic() - started < 5
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def raw_basic(user: bytes, password: bytes) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(user + b":" + password).decode()}
+
+
+def test_a_password_over_72_bytes_is_refused_alike_for_every_user(serve: Callable[[str], Exporter]) -> None:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    exporter = serve(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    for user in (b"prometheus", b"nobody"):
+        status, headers, _ = get(exporter, headers=raw_basic(user, b"p" * 100))
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+    assert get(exporter, headers=basic("prometheus", PASSWORD))[0] == 200
+
+
+def test_the_decoy_for_unknown_users_costs_what_the_configured_hashes_cost() -> None:
+    cheap = bcrypt.hashpw(b"a", bcrypt.gensalt(4)).decode()
+    dear = bcrypt.hashpw(b"b", bcrypt.gensalt(8)).decode()
+    security = load_web_config_text(f"basic_auth_users:\n  one: '{cheap}'\n  two: '{dear}'\n")
+    assert security.auth.decoy.split(b"$")[2] == b"08"
+    assert not security.authorized(basic("nobody", "b")["Authorization"])
+
+
+@pytest.mark.parametrize(("broken", "named"), [("cert", "server.crt"), ("key", "server.key"), ("ca", "ca.crt")])
+def test_tls_errors_name_the_file_at_fault(pki: Pki, tmp_path: Path, broken: str, named: str) -> None:
+    for source in (pki.server_cert, pki.server_key, pki.ca):
+        shutil.copy(source, tmp_path / source.name)
+    (tmp_path / named).write_text("-----BEGIN GARBAGE-----\nnot PEM at all\n-----END GARBAGE-----\n")
+    path = tmp_path / "web.yml"
+    path.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                    "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    assert str(tmp_path / named) in str(caught.value) and "PEM lib" not in str(caught.value)

@@ -7,7 +7,6 @@ random source, web security), so tests run the real thing against the simulator 
 from __future__ import annotations
 
 import dataclasses
-import html
 import logging
 import random
 import threading
@@ -28,7 +27,7 @@ from sfox_exporter.sfox.feed import FeedWorker
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
 from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker, fetch_balances
-from sfox_exporter.vocabulary import FeedStatus
+from sfox_exporter.web import routes
 from sfox_exporter.web.server import HttpServer, Limits, Security
 
 log = logging.getLogger("sfox_exporter")
@@ -56,6 +55,8 @@ class Exporter:
         security: Security | None = None,
         redactor: Redactor | None = None,
         http_limits: Limits | None = None,
+        enable_lifecycle: bool = False,
+        reload: Callable[[], str | None] | None = None,
     ) -> None:
         self.config = config
         self.version = version()
@@ -102,7 +103,7 @@ class Exporter:
             for account in config.accounts
         ]
         self.http = HttpServer(config.web.listen_host, config.web.listen_port, self, self.version,
-                               security=security, limits=http_limits)
+                               security=security, limits=http_limits, lifecycle=enable_lifecycle, reload=reload)
 
     def _snapshot_requester(self, account: str) -> Callable[[str], None]:
         worker = self.snapshots.get(account)
@@ -139,7 +140,7 @@ class Exporter:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - self.clock.monotonic()))
 
-    # --- what the HTTP server serves ----------------------------------------------------------
+    # --- what the HTTP server serves, rendered by web.routes -----------------------------------------
 
     def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered:
         return self.exposition.render(accept, accept_encoding)
@@ -147,39 +148,10 @@ class Exporter:
     def health(self) -> tuple[bool, str]:
         dead = [feed.thread.name for feed in self.feeds if not feed.thread.is_alive()]
         dead += [worker.thread.name for worker in self.snapshots.values() if not worker.thread.is_alive()]
-        if dead and not self.stop_event.is_set():
-            return False, f"unhealthy: thread(s) stopped: {', '.join(dead)}\n"
-        return True, "ok\n"
+        return routes.health(dead, self.stop_event.is_set())
 
     def readiness(self) -> tuple[bool, str]:
-        not_ready = {name: status for name, status in self.state.statuses().items() if status != FeedStatus.UP}
-        if not not_ready:
-            return True, "ready\n"
-        listing = ", ".join(f"{name} ({status})" for name, status in not_ready.items())
-        return False, f"not ready: feed not up for {listing}\n"
+        return routes.readiness(self.state.statuses())
 
     def landing_page(self) -> str:
-        snapshot = self.state.snapshot()
-        now = self.clock.time()
-        rows = []
-        for view in snapshot.accounts:
-            age = "never" if view.last_message_time is None else f"{max(0.0, now - view.last_message_time):.1f}s ago"
-            errors = sum(view.errors.values())
-            rows.append(
-                f"<tr><td>{html.escape(view.name)}</td><td class=\"{'up' if view.up else 'down'}\">"
-                f"{html.escape(view.status)}</td><td>{age}</td><td>{len(view.balances)}</td>"
-                f"<td>{len(view.wallets)}</td><td>{view.reconnects}</td><td>{errors}</td></tr>"
-            )
-        path = html.escape(self.telemetry_path)
-        return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>sFOX exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
-.up{{color:#1a7f37}}.down{{color:#cf222e}}</style></head>
-<body><h1>sFOX exporter</h1><p>Version {html.escape(self.version)}</p>
-<ul><li><a href="{path}">Metrics</a></li><li><a href="/healthz">Health</a></li>
-<li><a href="/readyz">Readiness</a></li></ul>
-<table><tr><th>Account</th><th>Feed</th><th>Last message</th><th>Currencies</th><th>Web3 wallets</th>
-<th>Reconnects</th><th>Errors</th></tr>
-{''.join(rows)}
-</table></body></html>
-"""
+        return routes.landing_page(self.state.snapshot(), self.clock.time(), self.version, self.telemetry_path)

@@ -9,24 +9,19 @@ setting is refused with a reason rather than quietly weakened.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import ipaddress
 import re
 import ssl
-import tempfile
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import yaml
 
 from sfox_exporter.config import ConfigError
+from sfox_exporter.web.auth import BCRYPT_HASH, BasicAuth
+from sfox_exporter.web.tls import ReloadingContext, TlsError, TlsSettings, peer_allowed
 
 _TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
 _TLS_KEYS = ("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
@@ -66,35 +61,12 @@ _CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "se
 _CLIENT_AUTH = {"": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE,
                 "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL, "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
 _UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
-_BCRYPT = re.compile(r"\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}")
-# bcrypt of "fakepassword", checked for unknown users so that timing does not tell which users exist.
-_DECOY_HASH = b"$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
-AUTH_CACHE_SIZE = 256
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class WebConfigError(ConfigError):
     pass
-
-
-@dataclass
-class _TlsSettings:
-    cert_file: Path | None
-    key_file: Path | None
-    cert: str | None
-    key: str | None
-    client_ca_file: Path | None
-    client_ca: str | None
-    verify_mode: ssl.VerifyMode
-    min_version: ssl.TLSVersion
-    max_version: ssl.TLSVersion
-    ciphers: str | None
-    curve: str | None
-    prefer_server_ciphers: bool
-
-    def files(self) -> tuple[Path, ...]:
-        return tuple(p for p in (self.cert_file, self.key_file, self.client_ca_file) if p is not None)
 
 
 class _TokenBucket:
@@ -121,75 +93,20 @@ class WebSecurity:
     """TLS, authentication and headers for the HTTP server."""
 
     headers: dict[str, str] = field(default_factory=dict)
-    users: dict[str, bytes] = field(default_factory=dict)
+    auth: BasicAuth = field(default_factory=lambda: BasicAuth({}))
     allowed_sans: tuple[str, ...] | None = None
     rate_limit: _TokenBucket | None = None
-    _tls: _TlsSettings | None = None
-    _context: ssl.SSLContext | None = field(default=None, repr=False)
-    _stamp: tuple[float, ...] = ()
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _bcrypt_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _cache: OrderedDict[tuple[str, bytes, bytes], bool] = field(default_factory=OrderedDict, repr=False)
+    tls: ReloadingContext | None = field(default=None, repr=False)
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context, rebuilt when a certificate, key or CA file changes on disk, so that a
-        renewed certificate is served without a restart."""
-        if self._tls is None:
-            return None
-        stamp = _stamp(self._tls.files())
-        with self._lock:
-            if self._context is None or stamp != self._stamp:
-                try:
-                    self._context, self._stamp = _build_context(self._tls), stamp
-                except WebConfigError:
-                    if self._context is None:
-                        raise
-                    # A half-written renewal: keep serving the last good certificate.
-            return self._context
+        return None if self.tls is None else self.tls.get()
 
     def authorized(self, authorization: str | None) -> bool:
-        if not self.users:
-            return True
-        credentials = _basic_credentials(authorization)
-        if credentials is None:
-            return False
-        user, password = credentials
-        hashed = self.users.get(user)
-        if hashed is None:
-            # Unknown users cost a bcrypt check too, so that timing does not tell who exists.
-            with self._bcrypt_lock:
-                bcrypt.checkpw(password, _DECOY_HASH)
-            return False
-        # The parts of the key are fixed-length or separate fields: no two credentials share one.
-        key = (user, hashed, hashlib.sha256(password).digest())
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return True
-        with self._bcrypt_lock:  # bcrypt is slow on purpose; one at a time bounds the CPU it takes
-            try:
-                valid = bcrypt.checkpw(password, hashed)
-            except ValueError:
-                valid = False
-        if valid:  # only successes are remembered, so failed guesses cannot evict Prometheus's entry
-            with self._lock:
-                self._cache[key] = True
-                while len(self._cache) > AUTH_CACHE_SIZE:
-                    self._cache.popitem(last=False)
-        return valid
+        return self.auth.authorized(authorization)
 
     def peer_allowed(self, sock: ssl.SSLSocket) -> bool:
-        """client_allowed_sans: the client certificate must carry one of the listed SANs."""
-        if self.allowed_sans is None:
-            return True
-        certificate = sock.getpeercert()
-        if not certificate:
-            return False
-        for entry in certificate.get("subjectAltName", ()):
-            if any(_same_san(str(entry[1]), allowed) for allowed in self.allowed_sans):
-                return True
-        return False
+        return peer_allowed(sock, self.allowed_sans)
 
     def allow_request(self) -> bool:
         return self.rate_limit is None or self.rate_limit.allow()
@@ -225,20 +142,23 @@ def _load_web_config(path: Path) -> WebSecurity:
     security.headers = _headers(http_doc.get("headers"), f"{origin}: http_server_config.headers")
     if "http2" in http_doc and not isinstance(http_doc["http2"], bool):
         raise WebConfigError(f"{origin}: http_server_config.http2: expected true or false")
-    security.users = _users(document.get("basic_auth_users"), f"{origin}: basic_auth_users")
+    security.auth = BasicAuth(_users(document.get("basic_auth_users"), f"{origin}: basic_auth_users"))
     security.rate_limit = _rate_limit(document.get("rate_limit"), f"{origin}: rate_limit")
     if any(tls_doc.get(key) not in (None, "") for key in
            ("cert", "key", "client_ca", "cert_file", "key_file", "client_ca_file", "client_auth_type")):
-        security._tls = _tls_settings(tls_doc, base, f"{origin}: tls_server_config")
+        settings = _tls_settings(tls_doc, base, f"{origin}: tls_server_config")
         sans = tls_doc.get("client_allowed_sans")
         if sans is not None:
             if not isinstance(sans, list) or not all(isinstance(s, str) for s in sans):
                 raise WebConfigError(f"{origin}: tls_server_config.client_allowed_sans: expected a list of strings")
-            if security._tls.verify_mode != ssl.CERT_REQUIRED:
+            if settings.verify_mode != ssl.CERT_REQUIRED:
                 raise WebConfigError(f"{origin}: tls_server_config.client_allowed_sans: needs client_auth_type "
                                      "RequireAndVerifyClientCert")
             security.allowed_sans = tuple(sans)
-        _ = security.ssl_context  # load the certificate now, so a bad one stops the start
+        try:
+            security.tls = ReloadingContext(settings)  # loads the certificate now: a bad one stops the start
+        except TlsError as error:
+            raise WebConfigError(f"{origin}: {error}") from None
     elif tls_doc.get("client_allowed_sans"):
         raise WebConfigError(f"{origin}: tls_server_config.client_allowed_sans: needs TLS with client certificates")
     return security
@@ -284,7 +204,7 @@ def _users(value: Any, origin: str) -> dict[str, bytes]:
     for user, hashed in value.items():
         if not isinstance(user, str) or not user or ":" in user:
             raise WebConfigError(f"{origin}: {user!r} is not a valid user name")
-        if not isinstance(hashed, str) or not _BCRYPT.fullmatch(hashed):
+        if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
             raise WebConfigError(f"{origin}: {user}: the password must be a bcrypt hash "
                                  "(htpasswd -nBC 10 \"\" | tr -d ':\\n')")
         users[user] = hashed.encode()
@@ -311,7 +231,7 @@ def _duration(value: Any, origin: str) -> float:
     return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(value))
 
 
-def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> _TlsSettings:
+def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> TlsSettings:
     def path(key: str) -> Path | None:
         value = doc.get(key)
         if value in (None, ""):
@@ -363,7 +283,7 @@ def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> _TlsSettings:
     prefer = doc.get("prefer_server_cipher_suites", True)
     if not isinstance(prefer, bool):
         raise WebConfigError(f"{origin}.prefer_server_cipher_suites: expected true or false")
-    return _TlsSettings(cert_file, key_file, cert, key, client_ca_file, client_ca, verify_mode, min_version,
+    return TlsSettings(cert_file, key_file, cert, key, client_ca_file, client_ca, verify_mode, min_version,
                         max_version, ciphers, curve, prefer)
 
 
@@ -387,79 +307,3 @@ def _ciphers(value: Any, origin: str) -> str | None:
         elif suite not in _TLS13_CIPHERS:
             raise WebConfigError(f"{origin}: unknown cipher {suite!r}")
     return ":".join(names) or None
-
-
-def _build_context(settings: _TlsSettings) -> ssl.SSLContext:
-    for path in settings.files():
-        if not path.is_file():
-            raise WebConfigError(f"--web.config.file: {path} does not exist")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = settings.min_version
-    context.maximum_version = settings.max_version
-    try:
-        if settings.cert is not None or settings.key is not None:
-            _load_inline_chain(context, settings)
-        else:
-            context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
-        if settings.verify_mode != ssl.CERT_NONE:
-            if settings.client_ca_file is not None:
-                context.load_verify_locations(cafile=str(settings.client_ca_file))
-            else:
-                context.load_verify_locations(cadata=settings.client_ca)
-        if settings.ciphers:
-            context.set_ciphers(settings.ciphers)
-        if settings.curve:
-            context.set_ecdh_curve(settings.curve)
-    except (ssl.SSLError, OSError, ValueError) as error:
-        raise WebConfigError(f"--web.config.file: cannot load the TLS certificate, key or CA: "
-                             f"{getattr(error, 'reason', None) or error}") from None
-    context.verify_mode = settings.verify_mode
-    if settings.prefer_server_ciphers:
-        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-    return context
-
-
-def _load_inline_chain(context: ssl.SSLContext, settings: _TlsSettings) -> None:
-    """ssl loads certificates from files only; inline PEM goes through a private temporary file."""
-    cert = settings.cert if settings.cert is not None else Path(str(settings.cert_file)).read_text()
-    key = settings.key if settings.key is not None else Path(str(settings.key_file)).read_text()
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as bundle:  # created with mode 0600
-        bundle.write(cert.strip() + "\n" + key.strip() + "\n")
-        bundle.flush()
-        context.load_cert_chain(bundle.name)
-
-
-def _stamp(files: tuple[Path, ...]) -> tuple[float, ...]:
-    stamps: list[float] = []
-    for path in files:
-        try:
-            stat = path.stat()
-            stamps.extend((stat.st_mtime, float(stat.st_size), float(stat.st_ino)))
-        except OSError:
-            stamps.append(-1.0)
-    return tuple(stamps)
-
-
-def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:
-    if not header or header[:6].lower() != "basic ":
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, separator, password = decoded.partition(b":")
-    if not separator:
-        return None
-    try:
-        return user.decode("utf-8"), password
-    except UnicodeDecodeError:
-        return None
-
-
-def _same_san(value: str, allowed: str) -> bool:
-    if value == allowed:
-        return True
-    try:
-        return ipaddress.ip_address(value.strip()) == ipaddress.ip_address(allowed)
-    except ValueError:
-        return False

@@ -1,0 +1,99 @@
+"""Basic auth from web-config.yml's basic_auth_users: bcrypt hashes, a cache of good credentials, a decoy.
+
+bcrypt is slow on purpose, so a scrape every 15 s would spend most of its CPU on it: successful
+credentials are remembered (keyed by a digest, never the password), and only successes are, so that
+failed guesses cannot evict Prometheus's entry. An unknown user still costs one bcrypt check at the
+highest configured cost, and a password bcrypt cannot take (over 72 bytes) is refused before any check
+for every user alike, so that neither timing nor a dropped connection tells which users exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+import threading
+from collections import OrderedDict
+
+import bcrypt
+
+AUTH_CACHE_SIZE = 256
+BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; the library refuses longer ones
+BCRYPT_HASH = re.compile(r"\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}")
+
+
+class BasicAuth:
+    """Checks `Authorization: Basic` headers against bcrypt hashes."""
+
+    def __init__(self, users: dict[str, bytes]) -> None:
+        self.users = users
+        self._lock = threading.Lock()
+        self._bcrypt_lock = threading.Lock()  # one check at a time bounds the CPU guesses can take
+        self._cache: OrderedDict[tuple[str, bytes, bytes], bool] = OrderedDict()
+        self.decoy = _decoy_hash(max((_cost(hashed) for hashed in users.values()), default=0))
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(users={sorted(self.users)!r})"
+
+    def authorized(self, authorization: str | None) -> bool:
+        if not self.users:
+            return True
+        credentials = basic_credentials(authorization)
+        if credentials is None:
+            return False
+        user, password = credentials
+        if len(password) > BCRYPT_MAX_PASSWORD_BYTES:
+            return False
+        hashed = self.users.get(user)
+        if hashed is None:
+            with self._bcrypt_lock:
+                bcrypt.checkpw(password, self.decoy)
+            return False
+        # The parts of the key are fixed-length or separate fields: no two credentials share one.
+        key = (user, hashed, hashlib.sha256(password).digest())
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return True
+        with self._bcrypt_lock:
+            try:
+                valid = bcrypt.checkpw(password, hashed)
+            except ValueError:
+                valid = False
+        if valid:
+            with self._lock:
+                self._cache[key] = True
+                while len(self._cache) > AUTH_CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return valid
+
+
+def _cost(hashed: bytes) -> int:
+    match = BCRYPT_HASH.fullmatch(hashed.decode("ascii", "replace"))
+    return int(match.group(1)) if match else 0
+
+
+def _decoy_hash(cost: int) -> bytes:
+    """A hash of a random password at `cost`: checking any password against it takes as long as
+    checking against a configured user's hash."""
+    if cost == 0:
+        return b""
+    return bcrypt.hashpw(secrets.token_urlsafe(32).encode(), bcrypt.gensalt(max(4, min(cost, 31))))
+
+
+def basic_credentials(header: str | None) -> tuple[str, bytes] | None:
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, separator, password = decoded.partition(b":")
+    if not separator:
+        return None
+    try:
+        return user.decode("utf-8"), password
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,235 @@
+"""The HTTP server against hostile peers, with raw sockets: slowloris, request desync, oversized
+heads, odd but valid requests, and the lifecycle endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from email.message import Message
+
+import pytest
+
+from sfox_exporter.metrics.exposition import Rendered
+from sfox_exporter.web.handler import framing_error
+from sfox_exporter.web.routes import gzip_wanted
+from sfox_exporter.web.server import HttpServer, Limits
+
+from .conftest import http_get
+
+
+class RecordingApp:
+    telemetry_path = "/metrics"
+
+    def __init__(self) -> None:
+        self.encodings: list[str | None] = []
+
+    def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered:
+        self.encodings.append(accept_encoding)
+        return Rendered((b"up 1\n",), "text/plain; version=0.0.4; charset=utf-8")
+
+    def health(self) -> tuple[bool, str]:
+        return True, "ok\n"
+
+    def readiness(self) -> tuple[bool, str]:
+        return True, "ready\n"
+
+    def landing_page(self) -> str:
+        return "<html></html>"
+
+
+class OneUser:
+    """Basic auth that lets in exactly the header "Basic ok"."""
+
+    headers: dict[str, str] = {}
+    ssl_context = None
+
+    def authorized(self, authorization: str | None) -> bool:
+        return authorization == "Basic ok"
+
+    def peer_allowed(self, sock: object) -> bool:
+        return True
+
+    def allow_request(self) -> bool:
+        return True
+
+
+def start(**options: object) -> HttpServer:
+    server = HttpServer("127.0.0.1", 0, RecordingApp(), "test", **options)  # type: ignore[arg-type]
+    server.start()
+    return server
+
+
+@pytest.fixture
+def server() -> Iterator[HttpServer]:
+    instance = start(limits=Limits(request_head_seconds=2.0))
+    yield instance
+    instance.stop()
+
+
+def connect(server: HttpServer) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=5)
+
+
+def read_all(sock: socket.socket, timeout: float = 3.0) -> tuple[bytes, bool]:
+    """Everything until the server closes (True) or goes quiet for `timeout` (False)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        return data, False
+    except OSError:
+        pass
+    return data, True
+
+
+def exchange(server: HttpServer, request: bytes, timeout: float = 3.0) -> tuple[bytes, bool]:
+    with connect(server) as sock:
+        with contextlib.suppress(OSError):  # the server may answer and close before it has it all
+            sock.sendall(request)
+        return read_all(sock, timeout)
+
+
+def statuses(data: bytes) -> list[bytes]:
+    return [line.split(b" ")[1] for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.")]
+
+
+def timed_scrapes(server: HttpServer, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        status, _, body = http_get(f"http://127.0.0.1:{server.port}/metrics")
+        latencies.append(time.perf_counter() - started)
+        assert status == 200 and body == b"up 1\n"
+    return latencies
+
+
+class Slowloris:
+    """Connections that each send part of a request head, then a byte now and then, never the end;
+    dropped ones are opened again, as a real attacker's would be."""
+
+    def __init__(self, port: int, count: int, opening: bytes) -> None:
+        self.port, self.opening = port, opening
+        self.sockets = [self._open() for _ in range(count)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+        self._thread.start()
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        with contextlib.suppress(OSError):
+            sock.sendall(self.opening)
+        return sock
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(0.5):
+            for index, sock in enumerate(self.sockets):
+                try:
+                    if self.opening:
+                        sock.sendall(b"X")
+                except OSError:
+                    sock.close()
+                    with contextlib.suppress(OSError):
+                        self.sockets[index] = self._open()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_slowloris_partial_heads_do_not_stop_a_scrape(server: HttpServer) -> None:
+    attack = Slowloris(server.port, 300, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    try:
+        latencies = timed_scrapes(server, 20)
+    finally:
+        attack.close()
+    assert max(latencies) < 5.0
+    assert server.connections.evicted > 0  # the attack did fill the server
+
+
+def test_a_refused_body_is_not_read_as_the_next_request(server: HttpServer) -> None:
+    smuggled = b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n"
+    for method in (b"POST", b"DELETE", b"OPTIONS"):
+        data, closed = exchange(server, method + b" /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                                + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled)
+        assert statuses(data) == [b"405"], data
+        assert closed
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: 5\r\nContent-Length: 6\r\n",
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    b"Content-Length: +5\r\n",
+])
+def test_ambiguous_framing_is_refused_and_closed(server: HttpServer, framing: bytes) -> None:
+    data, closed = exchange(server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\nHELLO0\r\n\r\n")
+    assert statuses(data) == [b"400"] and closed
+    assert b"X-Content-Type-Options: nosniff" in data
+
+
+def test_a_100_kb_request_line_gets_414_and_a_close(server: HttpServer) -> None:
+    data, closed = exchange(server, b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert statuses(data) == [b"414"] and closed
+
+
+def test_too_large_headers_get_431_and_a_close(server: HttpServer) -> None:
+    headers = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"p" * 1000) for n in range(60))
+    data, closed = exchange(server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert statuses(data) == [b"431"] and closed
+
+
+def test_an_absolute_form_target_is_served(server: HttpServer) -> None:
+    data, _ = exchange(server, b"GET http://exporter:9841/metrics HTTP/1.1\r\nHost: exporter\r\n"
+                       b"Connection: close\r\n\r\n")
+    assert statuses(data) == [b"200"] and data.endswith(b"up 1\n")
+
+
+def test_gzip_with_q_0_is_not_gzip(server: HttpServer) -> None:
+    http_get(f"http://127.0.0.1:{server.port}/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    http_get(f"http://127.0.0.1:{server.port}/metrics", headers={"Accept-Encoding": "gzip"})
+    assert server.app.encodings == [None, "gzip"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("header", "wanted"), [
+    ("gzip", True), ("GZIP;q=0.5", True), ("gzip;q=0", False), ("gzip; q=0.000", False), ("identity", False),
+    ("*", True), ("*, gzip;q=0", False), ("br, x-gzip", True), ("gzip;q=zero", False), ("", False),
+])
+def test_accept_encoding_q_values(header: str, wanted: bool) -> None:
+    assert gzip_wanted(header) is wanted
+
+
+def test_reload_is_forbidden_without_lifecycle(server: HttpServer) -> None:
+    assert http_get(f"http://127.0.0.1:{server.port}/-/reload", method="POST")[0] == 403
+
+
+@pytest.mark.parametrize(("outcome", "status", "text"), [
+    (None, 200, b"config reloaded"), ("accounts: expected a mapping", 500, b"accounts: expected a mapping")])
+def test_reload_with_lifecycle(outcome: str | None, status: int, text: bytes) -> None:
+    calls: list[int] = []
+
+    def reload() -> str | None:
+        calls.append(1)
+        return outcome
+
+    server = start(lifecycle=True, reload=reload, security=OneUser())
+    try:
+        base = f"http://127.0.0.1:{server.port}/-/reload"
+        assert http_get(base, method="POST")[0] == 401 and calls == []  # basic auth applies
+        assert http_get(base, headers={"Authorization": "Basic ok"})[0] == 405
+        answer, _, body = http_get(base, headers={"Authorization": "Basic ok"}, method="POST")
+        assert (answer, calls) == (status, [1]) and text in body
+    finally:
+        server.stop()
+
+
+def test_framing_error_is_none_for_plain_requests() -> None:
+    headers = Message()
+    headers["Content-Length"] = "5"
+    headers["Content-Length"] = "5"  # the same value twice is not ambiguous
+    assert framing_error(headers) is None
