@@ -52,8 +52,8 @@ def _pki(directory: Path) -> dict[str, Path]:
         paths[name + ".crt"] = directory / f"{name}.crt"
         paths[name + ".crt"].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         paths[name + ".key"] = directory / f"{name}.key"
-        paths[name + ".key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                           serialization.NoEncryption()))
+        paths[name + ".key"].write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         return certificate, key
 
     ca = issue("ca", None, True, [])
