@@ -190,14 +190,7 @@ def test_auth_backoff_grows(simulator: Simulator, start_exporter: StartExporter)
 
 
 def test_subscribe_error_is_counted(simulator: Simulator, start_exporter: StartExporter) -> None:
-    # Subscribing before authenticating fails on sFOX; make the simulator forget the key in between.
-    original = simulator._authenticate
-
-    async def forget(connection, api_key):
-        await original(connection, api_key)
-        connection.key = None
-
-    simulator._authenticate = forget  # type: ignore[method-assign]
+    simulator.refused_feeds.add("private.user.balances")
     exporter = start_exporter(make_config(simulator, rest_snapshot=False))
     scrape_until(exporter.url, lambda s: s.number("sfox_feed_errors_total", account="main", reason="subscribe") >= 2)
     assert scrape(exporter.url).get("sfox_feed_up", account="main") == 0

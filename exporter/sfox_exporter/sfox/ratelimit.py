@@ -75,11 +75,11 @@ class Reservation:
         if self.remaining <= 0:
             raise RuntimeError("no reserved request slot left")
         self.remaining -= 1
-        self._budget._spend()
+        self._budget.spend_reserved()
 
     def release(self) -> None:
         if self.remaining:
-            self._budget._release(self.remaining)
+            self._budget.release_reserved(self.remaining)
             self.remaining = 0
 
 
@@ -141,13 +141,15 @@ class RequestBudget:
         with self._condition:
             return self._connections
 
-    def _spend(self) -> None:
+    def spend_reserved(self) -> None:
+        """One promised slot used: a request went out (Reservation.spend)."""
         with self._condition:
             self._promised -= 1
             self._window.record()
             self.sent += 1
 
-    def _release(self, count: int) -> None:
+    def release_reserved(self, count: int) -> None:
+        """Promised slots given back unused (Reservation.release)."""
         with self._condition:
             self._promised -= count
             self._condition.notify_all()

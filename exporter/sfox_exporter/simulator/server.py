@@ -127,6 +127,7 @@ class Simulator:
         self.limits = limits or Limits()
         self.observed = Observations()
         self.drop_after_subscribe = False
+        self.refused_feeds: set[str] = set()  # a subscribe naming one of these is answered with an error
         self.rest_delay = 0.0
         self._rejected_keys: set[str] = set()
         self._rest_failures: deque[_RestFailure] = deque()
@@ -446,6 +447,10 @@ class Simulator:
         if not isinstance(feeds, list) or not all(isinstance(f, str) for f in feeds):
             await self._send(connection, type="error", payload={"action": request_type}, action=request_type)
             return
+        if set(feeds) & self.refused_feeds:
+            await self._send(connection, type="error", payload={"action": request_type,
+                             "message": "subscription refused"}, action=request_type)
+            return
         if any(f.startswith(PRIVATE_PREFIX) for f in feeds) and connection.key is None:
             await self._send(connection, type="error", payload={"action": request_type,
                              "message": "authentication required"}, action=request_type)
@@ -505,7 +510,7 @@ class Simulator:
 
     # --- REST side ------------------------------------------------------------------------------
 
-    def _rest_balance(self, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+    def rest_balance(self, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
         key = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
         now = time.monotonic()
         with self._lock:
@@ -541,7 +546,7 @@ class _RestHandler(BaseHTTPRequestHandler):
             return
         if simulator.rest_delay:
             time.sleep(simulator.rest_delay)
-        status, headers, body = simulator._rest_balance(self.headers.get("Authorization"))
+        status, headers, body = simulator.rest_balance(self.headers.get("Authorization"))
         self._reply(status, headers, body)
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:

@@ -34,6 +34,11 @@ class BasicAuth:
         self._cache: OrderedDict[tuple[str, bytes, bytes], bool] = OrderedDict()
         self.decoy = _decoy_hash(max((_cost(hashed) for hashed in users.values()), default=0))
 
+    @property
+    def cached(self) -> int:
+        """How many credentials are remembered as verified."""
+        return len(self._cache)
+
     def __repr__(self) -> str:
         return f"BasicAuth(users={sorted(self.users)!r})"
 

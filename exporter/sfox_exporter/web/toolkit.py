@@ -254,6 +254,21 @@ def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> TlsSettings:
         raise WebConfigError(f"{origin}: missing one of cert or cert_file")
     if key_file is None and key is None:
         raise WebConfigError(f"{origin}: missing one of key or key_file")
+    verify_mode = _verify_mode(doc, origin, has_ca=client_ca_file is not None or client_ca is not None)
+    min_version = _version(doc.get("min_version", "TLS12"), f"{origin}.min_version")
+    max_version = _version(doc.get("max_version", "TLS13"), f"{origin}.max_version")
+    if min_version > max_version:
+        raise WebConfigError(f"{origin}: min_version is above max_version")
+    ciphers = _ciphers(doc.get("cipher_suites"), f"{origin}.cipher_suites")
+    curve = _curve(doc.get("curve_preferences"), f"{origin}.curve_preferences")
+    prefer = doc.get("prefer_server_cipher_suites", True)
+    if not isinstance(prefer, bool):
+        raise WebConfigError(f"{origin}.prefer_server_cipher_suites: expected true or false")
+    return TlsSettings(cert_file, key_file, cert, key, client_ca_file, client_ca, verify_mode, min_version,
+                        max_version, ciphers, curve, prefer)
+
+
+def _verify_mode(doc: dict[str, Any], origin: str, has_ca: bool) -> ssl.VerifyMode:
     auth = doc.get("client_auth_type") or ""
     if not isinstance(auth, str):
         raise WebConfigError(f"{origin}.client_auth_type: expected a string")
@@ -264,27 +279,19 @@ def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> TlsSettings:
     if auth not in _CLIENT_AUTH:
         raise WebConfigError(f"{origin}.client_auth_type: invalid ClientAuth {auth!r}")
     verify_mode = _CLIENT_AUTH[auth]
-    has_ca = client_ca_file is not None or client_ca is not None
     if has_ca and verify_mode == ssl.CERT_NONE:
         raise WebConfigError(f"{origin}: client CAs have been configured without a client_auth_type")
     if verify_mode != ssl.CERT_NONE and not has_ca:
         raise WebConfigError(f"{origin}.client_auth_type: {auth} needs client_ca_file (or client_ca)")
-    min_version = _version(doc.get("min_version", "TLS12"), f"{origin}.min_version")
-    max_version = _version(doc.get("max_version", "TLS13"), f"{origin}.max_version")
-    if min_version > max_version:
-        raise WebConfigError(f"{origin}: min_version is above max_version")
-    ciphers = _ciphers(doc.get("cipher_suites"), f"{origin}.cipher_suites")
-    curves = doc.get("curve_preferences")
-    curve = None
-    if curves:
-        if not isinstance(curves, list) or not all(isinstance(c, str) and c in _CURVES for c in curves):
-            raise WebConfigError(f"{origin}.curve_preferences: expected a list of {', '.join(_CURVES)}")
-        curve = _CURVES[curves[0]]  # Python's ssl takes one curve: the most preferred
-    prefer = doc.get("prefer_server_cipher_suites", True)
-    if not isinstance(prefer, bool):
-        raise WebConfigError(f"{origin}.prefer_server_cipher_suites: expected true or false")
-    return TlsSettings(cert_file, key_file, cert, key, client_ca_file, client_ca, verify_mode, min_version,
-                        max_version, ciphers, curve, prefer)
+    return verify_mode
+
+
+def _curve(curves: Any, origin: str) -> str | None:
+    if not curves:
+        return None
+    if not isinstance(curves, list) or not all(isinstance(c, str) and c in _CURVES for c in curves):
+        raise WebConfigError(f"{origin}: expected a list of {', '.join(_CURVES)}")
+    return _CURVES[curves[0]]  # Python's ssl takes one curve: the most preferred
 
 
 def _version(value: Any, origin: str) -> ssl.TLSVersion:
