@@ -71,7 +71,8 @@ def test_a_full_set_replaces_the_users_currencies(connect_simulator: Simulator,
     exporter = start_exporter(enterprise_config(connect_simulator, per_user_series=True))
     wait_until(feed_up(exporter, "platform"))
     sim = connect_simulator
-    sim.push(KEY_PLATFORM, sim.enterprise[KEY_PLATFORM].set("user-000001", btc="1.5", eth="2"), recipient=END_USERS_FEED)
+    payload = sim.enterprise[KEY_PLATFORM].set("user-000001", btc="1.5", eth="2")
+    sim.push(KEY_PLATFORM, payload, recipient=END_USERS_FEED)
     scrape_until(exporter.url, lambda s: s.get("sfox_end_user_balance", account="platform", user_id="user-000001",
                                                currency="eth") == 2)
     # One object rather than a list; eth left out is gone for the user.
