@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -40,11 +41,12 @@ from .common import KEY, environment, exporter_process, proc_status, scrape_valu
 CHANGES_PER_SCRAPE = 15_000  # 1,000 user updates/s, 15 s scrape interval
 
 
-def frames(users: int, start: int = 0, count: int | None = None) -> list[bytes]:
+def frames(users: int, start: int = 0, count: int | None = None) -> Iterator[bytes]:
+    """Frames made one at a time, so that the memory figures measure the exporter, not the input."""
     payload = flood_payloads(users)
-    return [f'{{"sequence":{i + 1},"recipient":"{END_USERS_FEED}","timestamp":{time.time_ns()},'
-            f'"payload":{payload(i)}}}'.encode()
-            for i in range(start, start + (users if count is None else count))]
+    for i in range(start, start + (users if count is None else count)):
+        yield f'{{"sequence":{i + 1},"recipient":"{END_USERS_FEED}","timestamp":{time.time_ns()},' \
+              f'"payload":{payload(i)}}}'.encode()
 
 
 def loaded(users: int, per_user: bool) -> tuple[State, EndUserBook, Exposition, EndUserSink]:
@@ -60,7 +62,7 @@ def loaded(users: int, per_user: bool) -> tuple[State, EndUserBook, Exposition, 
 def scrape_and_cpu(users: int) -> dict[str, float]:
     _, book, exposition, sink = loaded(users, per_user=True)
     exposition.render()  # the first render formats every user
-    changed = frames(users, start=users, count=min(CHANGES_PER_SCRAPE, users))
+    changed = list(frames(users, start=users, count=min(CHANGES_PER_SCRAPE, users)))
     cpu = time.process_time()
     started = time.perf_counter()
     for frame in changed:
