@@ -193,7 +193,7 @@ def test_demo_needs_no_key_and_keeps_account_names(tmp_path: Path) -> None:
                   demo=True)
     assert [a.name for a in config.accounts] == ["alpha", "beta"]  # type: ignore[attr-defined]
     plain = load_config(Overrides(demo=True), {})
-    assert [a.name for a in plain.accounts] == ["demo"]
+    assert [(a.name, a.kind) for a in plain.accounts] == [("demo", "user"), ("platform", "enterprise")]
     assert {(t.account, t.currency, t.field) for t in plain.thresholds} == {
         ("demo", "usd", "available"), ("demo", "btc", "available"), ("demo", "usdc", "held")}
     own = load(tmp_path, "thresholds: [{account: demo, currency: eth, below: 1}]\n", demo=True)

@@ -19,10 +19,13 @@ from prometheus_client.registry import CollectorRegistry
 from sfox_exporter.clock import Clock, SystemClock
 from sfox_exporter.config import Config
 from sfox_exporter.logs import Redactor
+from sfox_exporter.metrics.endusers import EndUserBook
+from sfox_exporter.metrics.endusers_render import EndUserRenderer
 from sfox_exporter.metrics.exposition import Exposition, Rendered
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.account import AccountSink
 from sfox_exporter.sfox.connection import Connector, websocket_connector
+from sfox_exporter.sfox.enterprise import EndUserSink, enterprise_settings, is_enterprise
 from sfox_exporter.sfox.feed import FeedWorker
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
@@ -63,12 +66,16 @@ class Exporter:
         self.clock = clock or SystemClock()
         self.telemetry_path = config.web.telemetry_path
         self.stop_event = threading.Event()
+        # sFOX Connect: each enterprise account's end users (metrics/endusers.py).
+        self.end_users = {account.name: EndUserBook(config.end_users, config.feed.max_series)
+                          for account in config.accounts if is_enterprise(account)}
         self.state = State(
             (account.name for account in config.accounts),
             clock=self.clock,
             thresholds=config.thresholds,
             max_series=config.feed.max_series,
             stale_after_seconds=config.feed.stale_after_seconds,
+            end_users=self.end_users,
         )
         # /metrics is the sfox_* families (rendered and cached by Exposition) followed by this
         # registry: prometheus_client's own process, platform and GC collectors, and whatever an
@@ -77,7 +84,8 @@ class Exporter:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.exposition = Exposition(self.state, self.version, self.registry)
+        self.exposition = Exposition(self.state, self.version, self.registry,
+                                     extra=EndUserRenderer(self.end_users).render)
         self.budget = RequestBudget(self.clock)
         user_agent = f"sfox-exporter/{self.version}"
         rng = rng or random.Random()
@@ -86,6 +94,8 @@ class Exporter:
         self.snapshots: dict[str, SnapshotWorker] = {}
         if config.feed.rest_snapshot:
             for account in config.accounts:
+                if is_enterprise(account):
+                    continue  # sFOX has no REST endpoint for all end users' balances
                 self.snapshots[account.name] = SnapshotWorker(
                     account, rest_url=config.sfox.rest_url, feed=config.feed, state=self.state,
                     clock=self.clock, stop=self.stop_event, fetch=fetch or fetch_balances,
@@ -95,8 +105,10 @@ class Exporter:
                                    ping_timeout=config.feed.ping_timeout_seconds)
         self.feeds = [
             FeedWorker(
-                account.name, key_source=account.key, settings=settings, ws_url=config.sfox.ws_url,
-                feed=config.feed, sink=AccountSink(self.state, account.name, self._snapshot_requester(account.name)),
+                account.name, key_source=account.key, ws_url=config.sfox.ws_url, feed=config.feed,
+                settings=enterprise_settings(account, settings) if is_enterprise(account) else settings,
+                sink=EndUserSink(self.state, account.name, self.end_users[account.name]) if is_enterprise(account)
+                else AccountSink(self.state, account.name, self._snapshot_requester(account.name)),
                 budget=self.budget, connector=connector or websocket_connector(user_agent), clock=self.clock,
                 stop=self.stop_event, rng=random.Random(rng.random()), on_key=lambda key: redactor.add(key.reveal()),
             )

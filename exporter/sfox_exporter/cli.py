@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from sfox_exporter.app import Exporter, version
-from sfox_exporter.config import Config, ConfigError, Overrides, environment, load_config
+from sfox_exporter.config import AccountKind, Config, ConfigError, Overrides, environment, load_config
 from sfox_exporter.logs import Redactor, setup_logging
 from sfox_exporter.web.toolkit import load_web_config
 
@@ -108,7 +108,8 @@ def _start_demo(config: Config) -> tuple[Any, Config]:
             "--demo needs the simulator, which needs the 'websockets' package: "
             "pip install 'sfox-exporter[demo]'"
         ) from None
-    simulator = Simulator.demo([account.name for account in config.accounts]).start()
+    simulator = Simulator.demo([account.name for account in config.accounts if account.kind == AccountKind.USER],
+                               enterprise=[a.name for a in config.accounts if a.kind == AccountKind.ENTERPRISE]).start()
     log.warning("DEMO MODE: serving simulated balances from a local sFOX simulator (%s), not real ones",
                 simulator.ws_url)
     endpoints = dataclasses.replace(config.sfox, ws_url=simulator.ws_url, rest_url=simulator.rest_url)

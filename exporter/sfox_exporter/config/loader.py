@@ -46,6 +46,7 @@ MAX_ACCOUNTS = SFOX_MAX_CONNECTIONS  # each account takes one of sFOX's connecti
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9841"
 SINGLE_ACCOUNT_NAME = "default"
 DEMO_ACCOUNT_NAME = "demo"
+DEMO_ENTERPRISE_NAME = "platform"  # --demo's sFOX Connect account, beside the user account
 RESERVED_PATHS = ("/", "/healthz", "/readyz")
 
 # Environment variables whose values config errors treat as keys, wherever they turn up.
@@ -135,7 +136,7 @@ def _build_config(overrides: Overrides, environ: Mapping[str, str], raw: dict[st
 
     thresholds = _thresholds(document.thresholds, {account.name for account in accounts})
     if overrides.demo and "thresholds" not in raw:
-        thresholds = demo_thresholds(account.name for account in accounts)
+        thresholds = demo_thresholds(account.name for account in accounts if account.kind == AccountKind.USER)
     return Config(web, endpoints, accounts, feed, thresholds, log, overrides.demo, tuple(warnings),
                   document.valuation, document.end_users)
 
@@ -306,7 +307,9 @@ def _env_account(environ: Mapping[str, str]) -> AccountConfig:
 def _demo_accounts(entries: tuple[AccountEntry, ...] | None) -> tuple[AccountConfig, ...]:
     """--demo keeps the account names of a config file but talks to the simulator with its keys."""
     if entries is None:
-        return (AccountConfig(DEMO_ACCOUNT_NAME, KeySource(fixed=Secret(f"demo-key-{DEMO_ACCOUNT_NAME}"))),)
+        return (AccountConfig(DEMO_ACCOUNT_NAME, KeySource(fixed=Secret(f"demo-key-{DEMO_ACCOUNT_NAME}"))),
+                AccountConfig(DEMO_ENTERPRISE_NAME, KeySource(fixed=Secret(f"demo-key-{DEMO_ENTERPRISE_NAME}")),
+                              AccountKind.ENTERPRISE))
     return tuple(AccountConfig(entry.name, KeySource(fixed=Secret(f"demo-key-{entry.name}")), entry.kind,
                                entry.enterprise_auth_flag or AuthFlag.BOOLEAN) for entry in _account_list(entries))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,10 +58,14 @@ class _Cached:
 
 
 class Exposition:
-    def __init__(self, state: State, version: str, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, state: State, version: str, registry: CollectorRegistry | None = None,
+                 extra: Callable[[Collection[str]], list[bytes]] | None = None) -> None:
         """`registry` holds the other collectors (process, platform, GC): rendered afresh on each
-        scrape and never cached. It must not hold the sfox_* families, which are rendered here."""
+        scrape and never cached. It must not hold the sfox_* families, which are rendered here.
+        `extra` renders more cached families from the state (the per-user end-user series,
+        endusers_render.py), given the withdrawn accounts; its parts follow the table's."""
         self._state = state
+        self._extra = extra
         self._version = version
         self._registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
@@ -93,7 +98,10 @@ class Exposition:
         if cached is not None and cached.version == version:
             return cached
         snapshot = self._state.snapshot()
-        cached = _Cached(snapshot.version, self._format(snapshot.accounts, as_openmetrics).encode())
+        body = self._format(snapshot.accounts, as_openmetrics).encode()
+        if self._extra is not None:
+            body = b"".join([body, *self._extra([view.name for view in snapshot.accounts if view.withdrawn])])
+        cached = _Cached(snapshot.version, body)
         with self._lock:
             self._cache[as_openmetrics] = cached
         return cached

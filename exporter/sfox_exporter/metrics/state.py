@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import Threshold
+from sfox_exporter.metrics.endusers import EndUserBook, EndUsersView
 from sfox_exporter.sfox.decode import AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
 from sfox_exporter.vocabulary import ERROR_REASONS, MESSAGE_KINDS, ErrorReason, FeedStatus
 
@@ -57,6 +58,7 @@ class AccountView:
     messages: Mapping[str, int]
     errors: Mapping[str, int]
     reconnects: int
+    end_users: EndUsersView | None = None  # enterprise accounts: the end users' aggregates
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,10 @@ class State:
         thresholds: Iterable[Threshold] = (),
         max_series: int = 10000,
         stale_after_seconds: float = 600.0,
+        end_users: Mapping[str, EndUserBook] | None = None,
     ) -> None:
         self._clock = clock
+        self._end_users = dict(end_users or {})  # enterprise accounts' books, written by their sinks
         self._max_series = max_series
         self._stale_after = stale_after_seconds
         self._lock = threading.Lock()
@@ -212,7 +216,8 @@ class State:
         with self._lock:
             for book in self._books.values():
                 self._expire(book, now)
-            return Snapshot(self._version, tuple(self._view(book) for book in self._books.values()))
+            return Snapshot(self._version, tuple(self._view(book, self._end_users.get(book.name))
+                                                 for book in self._books.values()))
 
     def status(self, account: str) -> FeedStatus:
         with self._lock:
@@ -241,7 +246,7 @@ class State:
         self._version += 1
 
     @staticmethod
-    def _view(book: _Book) -> AccountView:
+    def _view(book: _Book, end_users: EndUserBook | None = None) -> AccountView:
         withdrawn = book.withdrawn
         return AccountView(
             name=book.name,
@@ -258,4 +263,5 @@ class State:
             messages=MappingProxyType(dict(book.messages)),
             errors=MappingProxyType(dict(book.errors)),
             reconnects=book.reconnects,
+            end_users=None if end_users is None or withdrawn else end_users.view(),
         )

@@ -81,6 +81,20 @@ def _counted(attribute: str) -> Extractor:
     return samples
 
 
+def _end_user_totals(name: str) -> Extractor:
+    def samples(view: AccountView) -> Iterator[Sample]:
+        if view.end_users is not None:
+            for totals in view.end_users.currencies:
+                yield (view.name, totals.currency), getattr(totals, name)
+
+    return samples
+
+
+def _end_user_count(view: AccountView) -> Iterator[Sample]:
+    if view.end_users is not None:
+        yield (view.name,), float(view.end_users.users)
+
+
 ACCOUNT_CURRENCY = ("account", "currency")
 
 METRICS: tuple[MetricDef, ...] = (
@@ -129,6 +143,33 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("sfox_feed_reconnects_total", "counter",
               "Connection attempts after the first.",
               ("account",), _per_account(lambda view: float(view.reconnects))),
+    # sFOX Connect (enterprise accounts): sums over the end users, exact (metrics/endusers.py).
+    MetricDef("sfox_end_users_balance", "gauge",
+              "Sum of the end users' balances of the currency, in its own unit (sFOX Connect).",
+              ACCOUNT_CURRENCY, _end_user_totals("balance")),
+    MetricDef("sfox_end_users_balance_available", "gauge",
+              "Sum of the end users' available balances of the currency, in its own unit.",
+              ACCOUNT_CURRENCY, _end_user_totals("available")),
+    MetricDef("sfox_end_users_balance_held", "gauge",
+              "Sum of the end users' held balances of the currency, in its own unit.",
+              ACCOUNT_CURRENCY, _end_user_totals("held")),
+    MetricDef("sfox_end_users", "gauge",
+              "End users whose balances have been received (in this exporter's shard).",
+              ("account",), _end_user_count),
+    MetricDef("sfox_end_users_holding", "gauge",
+              "End users with a non-zero balance of the currency.",
+              ACCOUNT_CURRENCY, _end_user_totals("holders")),
+)
+
+# Only with end_users.per_user_series; rendered incrementally by endusers_render.py, not from views.
+ACCOUNT_USER_CURRENCY = ("account", "user_id", "currency")
+PER_USER_METRICS: tuple[MetricDef, MetricDef] = (
+    MetricDef("sfox_end_user_balance", "gauge",
+              "One end user's balance of the currency, in its own unit (end_users.per_user_series).",
+              ACCOUNT_USER_CURRENCY, lambda view: ()),
+    MetricDef("sfox_end_user_balance_available", "gauge",
+              "One end user's available balance of the currency, in its own unit.",
+              ACCOUNT_USER_CURRENCY, lambda view: ()),
 )
 
 BUILD_INFO = MetricDef("sfox_exporter_build_info", "gauge",

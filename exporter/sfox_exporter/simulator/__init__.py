@@ -1,6 +1,7 @@
 """A local sFOX simulator: WebSocket feed plus REST balances. Needs the `demo` extra (websockets)."""
 
+from .enterprise import EnterpriseLedger
 from .ledger import Ledger
 from .server import Limits, Simulator
 
-__all__ = ["Ledger", "Limits", "Simulator"]
+__all__ = ["EnterpriseLedger", "Ledger", "Limits", "Simulator"]

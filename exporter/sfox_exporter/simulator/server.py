@@ -30,6 +30,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .enterprise import END_USERS_FEED, EnterpriseLedger, accepts_flag
 from .ledger import Ledger
 
 BALANCES_FEED = "private.user.balances"
@@ -115,10 +116,12 @@ class Simulator:
         push_interval: float | None = 1.0,
         seed: int = 0,
         limits: Limits | None = None,
+        enterprise: Mapping[str, EnterpriseLedger] | None = None,
     ) -> None:
         """`ledgers` maps each valid API key to its account. With `push_interval` set, balances drift
         and are pushed to subscribers that often; None pushes only what tests ask for."""
         self._ledgers = dict(ledgers)
+        self.enterprise = dict(enterprise or {})  # sFOX Connect keys: authenticate with the enterprise flag
         self._host = host
         self._ws_port = ws_port
         self._rest_port = rest_port
@@ -145,9 +148,10 @@ class Simulator:
         self.rest_url = ""
 
     @classmethod
-    def demo(cls, names: Iterable[str] = ("demo",), **options: Any) -> Simulator:
+    def demo(cls, names: Iterable[str] = ("demo",), enterprise: Iterable[str] = (), **options: Any) -> Simulator:
         """Accounts whose keys are `demo-key-<name>`, as `sfox-exporter --demo` uses them."""
-        return cls({f"demo-key-{name}": Ledger.demo(name) for name in names}, **options)
+        return cls({f"demo-key-{name}": Ledger.demo(name) for name in names},
+                   enterprise={f"demo-key-{name}": EnterpriseLedger(name) for name in enterprise}, **options)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -312,7 +316,7 @@ class Simulator:
             self.push(key, wallet)
         return sent
 
-    def flood(self, key: str, count: int, payload: Any | Callable[[int], str]) -> None:
+    def flood(self, key: str, count: int, payload: Any | Callable[[int], str], recipient: str = BALANCES_FEED) -> None:
         """Send `count` data messages to the key's subscribers as fast as the socket takes them, with
         correct sequence numbers and timestamps; returns when all are written. `payload` is the same
         payload every time, or a function from the message's index to its payload as JSON text.
@@ -321,7 +325,7 @@ class Simulator:
         per-message send, so that the flood outruns any receiver it is measured against.
         """
         fixed = None if callable(payload) else json.dumps(payload, separators=(",", ":"))
-        prefix = '{"sequence":%d,"recipient":"' + BALANCES_FEED + '","timestamp":%d,"payload":'
+        prefix = '{"sequence":%d,"recipient":"' + recipient + '","timestamp":%d,"payload":'
 
         async def send() -> None:
             for connection in [c for c in self._connections_matching(key) if c.subscribed]:
@@ -412,7 +416,7 @@ class Simulator:
             await connection.websocket.close(1008, "rate limit exceeded")
             return
         if request_type == "authenticate":
-            await self._authenticate(connection, request.get("apiKey"))
+            await self._authenticate(connection, request.get("apiKey"), request.get("enterprise"))
         else:
             await self._subscription(connection, request_type, request.get("feeds"))
 
@@ -434,9 +438,10 @@ class Simulator:
             self._blocked_until[connection.ip] = now + self.limits.ws_block
             return False
 
-    async def _authenticate(self, connection: SimConnection, api_key: Any) -> None:
+    async def _authenticate(self, connection: SimConnection, api_key: Any, enterprise: Any = None) -> None:
         with self._lock:
-            valid = isinstance(api_key, str) and api_key in self._ledgers and api_key not in self._rejected_keys
+            valid = isinstance(api_key, str) and api_key not in self._rejected_keys and (
+                api_key in self._ledgers or (api_key in self.enterprise and accepts_flag(enterprise)))
         if valid:
             connection.key = api_key
             await self._send(connection, type="success", payload={"action": "authenticate"}, action="authenticate")
@@ -457,7 +462,7 @@ class Simulator:
             return
         await self._send(connection, type="success", payload={"action": request_type, "feeds": feeds},
                          action=request_type)
-        connection.subscribed = request_type == "subscribe" and BALANCES_FEED in feeds
+        connection.subscribed = request_type == "subscribe" and (BALANCES_FEED in feeds or END_USERS_FEED in feeds)
         if connection.subscribed and self.drop_after_subscribe:
             await connection.websocket.close(1011, "simulated drop")
 
@@ -488,6 +493,9 @@ class Simulator:
             if connection.subscribed and not connection.muted and connection.key is not None:
                 by_key.setdefault(connection.key, []).append(connection)
         for key, connections in by_key.items():
+            if key in self.enterprise:
+                await self._tick_enterprise(self.enterprise[key], connections)
+                continue
             ledger = self._ledgers[key]
             changed = ledger.drift(self._rng)
             web3 = ledger.drift_web3(self._rng) if self._rng.random() < 0.3 else None
@@ -497,6 +505,15 @@ class Simulator:
                 wallets = ledger.web3_entries() if connection.ticks == 1 else [web3] if web3 else []
                 for wallet in wallets:
                     await self._send(connection, recipient=BALANCES_FEED, payload=wallet)
+
+    async def _tick_enterprise(self, ledger: EnterpriseLedger, connections: list[SimConnection]) -> None:
+        """Every end user on a connection's first tick (so a demo shows totals at once), then a few
+        users' deposits, trades and withdrawals."""
+        changed = ledger.drift(self._rng, changes=20)
+        for connection in connections:
+            connection.ticks += 1
+            for payload in ledger.payloads() if connection.ticks == 1 else changed:
+                await self._send(connection, recipient=END_USERS_FEED, payload=payload)
 
     def _connections_matching(self, key: str | None) -> list[SimConnection]:
         with self._lock:

@@ -1,0 +1,160 @@
+"""sFOX Connect end users' book: exact totals, full-snapshot semantics, per-user cap, shards."""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sfox_exporter.config import EndUsersConfig
+from sfox_exporter.metrics.endusers import EndUserBook, from_units, to_units
+from sfox_exporter.metrics.endusers_render import EndUserCollector, EndUserRenderer
+from sfox_exporter.sfox.connect import EndUserBalances
+from sfox_exporter.sfox.decode import parse_frame
+from sfox_exporter.sfox.entries import AccountBalance
+
+CURRENCIES = ("btc", "eth", "usd", "usdc", "sol", "xrp")
+
+
+def holding(currency: str, balance: float | None, available: float | None = None,
+            held: float | None = None) -> AccountBalance:
+    return AccountBalance(currency, balance, available, held, ())
+
+
+def message(user: str, *accounts: AccountBalance, errors: int = 0) -> EndUserBalances:
+    return EndUserBalances(None, None, user, accounts, errors)
+
+
+def totals(book: EndUserBook) -> dict[str, tuple[float, float, float, int]]:
+    return {t.currency: (t.balance, t.available, t.held, t.holders) for t in book.view().currencies}
+
+
+def test_units_are_exact_both_ways() -> None:
+    for value in (0.1, -2.5e-300, 5e-324, 1.7976931348623157e308, 123456.789):
+        assert from_units(to_units(value)) == value
+    assert to_units(0.1) + to_units(0.2) != to_units(0.3)  # exact: 0.1 + 0.2 is not 0.3 in binary
+
+
+def test_a_million_random_updates_match_a_recomputation_exactly() -> None:
+    """250,000 messages of 4 currencies: 1,000,000 amount updates over 2,000 users, magnitudes
+    from 1e-8 to 1e8 so that a float running sum would drift. The book must equal math.fsum (the
+    correctly rounded exact sum) of the final holdings, bit for bit, and its holder counts."""
+    rng = random.Random(14)
+    book = EndUserBook(EndUsersConfig(), max_series=10**9)
+    current: dict[str, dict[str, tuple[float, float, float]]] = {}
+    drifting = dict.fromkeys(CURRENCIES, 0.0)  # a naive float running sum, to show the test bites
+    for _ in range(250_000):
+        user = f"u{rng.randrange(2000)}"
+        chosen = rng.sample(CURRENCIES, 4)
+        entries = []
+        for currency in chosen:
+            amounts = tuple(rng.random() * 10.0 ** rng.randrange(-8, 9) * (rng.random() < 0.9) for _ in range(3))
+            entries.append(holding(currency, *amounts))
+        previous = current.get(user, {})
+        for currency, amounts in previous.items():
+            drifting[currency] -= amounts[0]
+        current[user] = {e.currency: (e.balance, e.available, e.held) for e in entries}  # type: ignore[misc]
+        for e in entries:
+            drifting[e.currency] += e.balance  # type: ignore[operator]
+        book.apply(message(user, *entries))
+    got = totals(book)
+    assert book.view().users == len(current)
+    drifted = 0
+    for currency in CURRENCIES:
+        values = [holdings[currency] for holdings in current.values() if currency in holdings]
+        expected = tuple(math.fsum(v[field] for v in values) for field in range(3))
+        holders = sum(1 for v in values if v[0] != 0)
+        assert got[currency] == (*expected, holders), currency
+        drifted += drifting[currency] != expected[0]
+    assert drifted, "the naive running sum should have drifted somewhere"
+
+
+def test_each_message_is_the_users_full_set_of_currencies() -> None:
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    book.apply(message("a", holding("btc", 1.5, 1.0, 0.5), holding("usd", 100.0, 100.0, 0.0)))
+    book.apply(message("b", holding("btc", 0.25, 0.25, 0.0)))
+    assert totals(book)["btc"] == (1.75, 1.25, 0.5, 2)
+    book.apply(message("a", holding("usd", 50.0, 40.0, 10.0)))  # btc is gone for a
+    assert totals(book) == {"btc": (0.25, 0.25, 0.0, 1), "usd": (50.0, 40.0, 10.0, 1)}
+    book.apply(message("b"))  # an empty set: b holds nothing, but has been seen
+    assert totals(book)["btc"] == (0.0, 0.0, 0.0, 0)
+    assert book.view().users == 2
+
+
+def test_a_message_with_invalid_entries_merges_and_one_all_invalid_changes_nothing() -> None:
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    book.apply(message("a", holding("btc", 1.0), holding("usd", 5.0)))
+    book.apply(message("a", errors=2))  # every entry invalid: keep what a held
+    assert totals(book)["usd"][0] == 5.0 and totals(book)["btc"][0] == 1.0
+    book.apply(message("a", holding("btc", 2.0), errors=1))  # merged: usd may be the invalid one
+    assert totals(book)["usd"][0] == 5.0 and totals(book)["btc"][0] == 2.0
+
+
+def test_updates_as_a_list_or_one_object_decode_alike() -> None:
+    entry = '{"currency":"btc","balance":"1.5","available":"1","held":"0.5","trading_wallet":"1.5"}'
+    frames = [
+        '{"sequence":1,"recipient":"private.enterprise.users.balances","timestamp":1710367225302228171,'
+        f'"payload":{{"user_id":"u1","email":"x@y.z","updates":{updates}}}}}'
+        for updates in (f"[{entry}]", entry)
+    ]
+    events = [parse_frame(frame) for frame in frames]
+    assert all(isinstance(event, EndUserBalances) for event in events)
+    assert events[0].accounts == events[1].accounts  # type: ignore[union-attr]
+    assert "x@y.z" not in repr(events[0])
+
+
+def test_shards_keep_their_users_only() -> None:
+    users = [f"user-{i}" for i in range(200)]
+    counts = []
+    for index in range(3):
+        book = EndUserBook(EndUsersConfig(shard=f"{index}/3"), max_series=100)
+        for user in users:
+            book.apply(message(user, holding("btc", 1.0)))
+        kept = {u for u in users if zlib.crc32(u.encode()) % 3 == index}
+        assert book.view().users == len(kept)
+        assert all(book.holdings(u) is not None for u in kept)
+        counts.append(book.view().users)
+    assert sum(counts) == len(users) and min(counts) > 0
+
+
+def test_per_user_series_are_opt_in_and_capped() -> None:
+    off = EndUserBook(EndUsersConfig(), max_series=100)
+    off.apply(message("a", holding("btc", 1.0, 1.0)))
+    assert EndUserRenderer({"p": off}).render() == []
+    book = EndUserBook(EndUsersConfig(per_user_series=True), max_series=8)
+    refused = [book.apply(message(u, holding("btc", 1.0, 0.5), holding("eth", 2.0, 2.0))) for u in "abc"]
+    assert refused == [0, 0, 1]  # 4 series fit, 8 would not
+    assert totals(book)["btc"][0] == 3.0  # refused users still count in the totals
+    text = b"".join(EndUserRenderer({"p": book}).render()).decode()
+    assert text.count('user_id="a"') == 4 and 'user_id="c"' not in text
+    assert book.apply(message("c", holding("btc", 7.0, 7.0), holding("eth", 1.0, 1.0))) == 1
+    book.apply(message("a", holding("btc", 1.0, 0.5)))  # a shrinks to 2 series: room for 2 more
+    assert book.apply(message("c", holding("btc", 7.0, 7.0))) == 0
+    assert book.series == 8
+
+
+def test_incremental_render_matches_prometheus_client() -> None:
+    book = EndUserBook(EndUsersConfig(per_user_series=True), max_series=10**6)
+    renderer = EndUserRenderer({'pl"at': book})
+    rng = random.Random(3)
+    for step in range(3000):
+        user = f'u{rng.randrange(300)}\\"x' if step % 7 == 0 else f"u{rng.randrange(300)}"
+        entries = [holding(c, rng.random() * 1e6, rng.random() if rng.random() < 0.8 else None)
+                   for c in rng.sample(CURRENCIES, rng.randrange(4))]
+        book.apply(message(user, *entries))
+        if step % 500 == 0:
+            renderer.render()  # renders in between, so the last one is incremental
+    ours = b"".join(renderer.render()).decode()
+    registry = CollectorRegistry()
+    registry.register(EndUserCollector({'pl"at': book}))
+    reference = generate_latest(registry).decode()
+
+    def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {(s.name, tuple(sorted(s.labels.items())), s.value)
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    assert samples(ours) == samples(reference)
+    assert len(samples(ours)) > 500
