@@ -67,6 +67,12 @@ class SimMarket:
 
         return int(self._call(send()))
 
+    def add_pair(self, pair: str, base: str, quote: str, last: float) -> None:
+        """List a new pair (seen by the next currency-pairs call)."""
+        with self._lock:
+            self._pairs[pair] = (base, quote)
+            self._last[pair] = last
+
     def price(self, pair: str) -> float:
         with self._lock:
             return self._last[pair]

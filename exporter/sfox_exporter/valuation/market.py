@@ -212,7 +212,7 @@ class MarketData:
                 self._reported.add(currency)
                 log.info("no pair, direct or through a bridge, prices %s in %s: it counts as unpriced",
                          currency, self._valuation.quote, extra={"account": NAME})
-        self.book.set_routes({currency: route for currency, route in planned.items() if route is not None})
+        self.book.set_routes(planned)
         self._subscribe({ticker_feed(pair) for pair in routes.feeds_of(planned.values())})
 
     def _subscribe(self, feeds: set[str]) -> None:

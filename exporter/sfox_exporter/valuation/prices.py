@@ -81,10 +81,11 @@ class PriceBook:
             self._messages += 1
         self._on_change()
 
-    def set_routes(self, routes: Mapping[str, Route]) -> None:
-        """The currencies that can be priced, and how; the quote itself is always priced at 1."""
+    def set_routes(self, routes: Mapping[str, Route | None]) -> None:
+        """The currencies that can be priced, and how (None: no route); the quote is always priced at 1."""
         with self._lock:
-            self._routes = {**routes, self.quote: ()}
+            self._routes = {currency: route for currency, route in routes.items() if route is not None}
+            self._routes[self.quote] = ()
             needed = {leg.pair for route in self._routes.values() for leg in route}
             for pair in [pair for pair in self._last if pair not in needed]:
                 del self._last[pair]  # a pair that vanished from sFOX's list: its price goes with it
