@@ -178,7 +178,9 @@ class MarketData:
             detail = result.error if result.status is None else f"HTTP {result.status}"
             wait = (parse_retry_after(result.retry_after, self._clock.time(), DEFAULT_RETRY_AFTER_SECONDS)
                     if result.status == 429 else None)
-            self._failed(ErrorReason.REST, detail, wait)
+            rejected = result.status in (401, 403)
+            self._failed(ErrorReason.AUTH if rejected else ErrorReason.REST,
+                         f"{detail}: sFOX rejected the API key" if rejected else detail, wait)
             return
         pairs = parse_currency_pairs(result.body)
         if pairs is None:
