@@ -89,7 +89,7 @@ def test_prices_values_and_unpriced_render_in_the_balance_cache() -> None:
 
 def test_a_stale_price_is_withdrawn_at_the_next_render() -> None:
     clock = FakeClock()
-    state, prices, exposition = book(clock, stale=60.0)
+    _, prices, exposition = book(clock, stale=60.0)
     prices.update("btcusd", 50000.0)
     clock.advance(30)
     prices.update("ethbtc", 0.05)
