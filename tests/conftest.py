@@ -22,6 +22,7 @@ from sfox_exporter.config import (
     LogConfig,
     SfoxEndpoints,
     Threshold,
+    ValuationConfig,
     WebConfig,
 )
 from sfox_exporter.simulator import Ledger, Simulator
@@ -131,9 +132,11 @@ def make_config(
     simulator: Simulator | None = None,
     accounts: dict[str, str] | None = None,
     thresholds: tuple[Threshold, ...] = (),
+    valuation: ValuationConfig | None = None,
     **feed: Any,
 ) -> Config:
-    """A config for tests: fast pings and backoff, listening on a free loopback port."""
+    """A config for tests: fast pings and backoff, listening on a free loopback port. Valuation is
+    off unless asked for, so that tests of the account feeds see only account connections."""
     accounts = accounts if accounts is not None else {"main": KEY_MAIN}
     environ = {f"KEY_{name.upper()}": key for name, key in accounts.items()}
     defaults: dict[str, Any] = {
@@ -155,6 +158,7 @@ def make_config(
         feed=FeedConfig(**{**defaults, **feed}),
         thresholds=thresholds,
         log=LogConfig(),
+        valuation=valuation if valuation is not None else ValuationConfig(enabled=False),
     )
 
 

@@ -30,6 +30,7 @@ from sfox_exporter.sfox.feed import FeedWorker
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
 from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker, fetch_balances
+from sfox_exporter.valuation import market
 from sfox_exporter.web import routes
 from sfox_exporter.web.server import HttpServer, Limits, Security
 
@@ -114,6 +115,10 @@ class Exporter:
             )
             for account in config.accounts
         ]
+        self.market = market.build(  # valuation: one market-data connection, None when disabled
+            config, self.state, budget=self.budget, connector=connector or websocket_connector(user_agent),
+            fetch=fetch or fetch_balances, clock=self.clock, stop=self.stop_event, user_agent=user_agent,
+            rng=random.Random(rng.random()), on_key=lambda key: redactor.add(key.reveal()))
         self.http = HttpServer(config.web.listen_host, config.web.listen_port, self, self.version,
                                security=security, limits=http_limits, lifecycle=enable_lifecycle, reload=reload)
 
@@ -137,6 +142,8 @@ class Exporter:
             worker.request("start")
         for feed in self.feeds:
             feed.start()
+        if self.market is not None:
+            self.market.start()
         log.info("sfox-exporter %s serving %s%s for %d account(s)", self.version, self.url, self.telemetry_path,
                  len(self.feeds))
 
@@ -146,9 +153,12 @@ class Exporter:
             feed.wake()
         for worker in self.snapshots.values():
             worker.wake()
+        if self.market is not None:
+            self.market.wake()
         self.http.stop()
         deadline = self.clock.monotonic() + timeout
-        for thread in [feed.thread for feed in self.feeds] + [w.thread for w in self.snapshots.values()]:
+        threads = [feed.thread for feed in self.feeds] + [w.thread for w in self.snapshots.values()]
+        for thread in threads + (self.market.threads() if self.market is not None else []):
             if thread.is_alive():
                 thread.join(max(0.0, deadline - self.clock.monotonic()))
 

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from sfox_exporter.metrics.state import Snapshot, State
-from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef
+from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef, samples_of
 
 
 class SfoxCollector(Collector):
@@ -35,9 +35,8 @@ class SfoxCollector(Collector):
 def families(snapshot: Snapshot, version: str) -> Iterator[Metric]:
     for metric in METRICS:
         family = _family(metric)
-        for view in snapshot.accounts:
-            for labels, value in metric.samples(view):
-                family.add_metric(labels, value)
+        for labels, value in samples_of(metric, snapshot):
+            family.add_metric(labels, value)
         yield family
     build_info = _family(BUILD_INFO)
     build_info.add_metric((version,), 1.0)

@@ -24,8 +24,8 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
-from sfox_exporter.metrics.state import AccountView, State
-from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef
+from sfox_exporter.metrics.state import Snapshot, State
+from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef, samples_of
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Level 1 compresses metrics text about 8:1 at a fraction of the CPU of the default level 9.
@@ -98,7 +98,7 @@ class Exposition:
         if cached is not None and cached.version == version:
             return cached
         snapshot = self._state.snapshot()
-        body = self._format(snapshot.accounts, as_openmetrics).encode()
+        body = self._format(snapshot, as_openmetrics).encode()
         if self._extra is not None:
             body = b"".join([body, *self._extra([view.name for view in snapshot.accounts if view.withdrawn])])
         cached = _Cached(snapshot.version, body)
@@ -106,21 +106,20 @@ class Exposition:
             self._cache[as_openmetrics] = cached
         return cached
 
-    def _format(self, accounts: tuple[AccountView, ...], as_openmetrics: bool) -> str:
+    def _format(self, snapshot: Snapshot, as_openmetrics: bool) -> str:
         prefixes = self._prefixes
         lines: list[str] = []
         series = 0
         for metric in METRICS:
             lines.append(_header(metric, as_openmetrics))
             name = metric.name
-            for view in accounts:
-                for labels, value in metric.samples(view):
-                    key = (name, labels)
-                    prefix = prefixes.get(key)
-                    if prefix is None:
-                        prefix = prefixes[key] = _series_prefix(name, metric.labels, labels)
-                    lines.append(prefix + repr(float(value)))
-                    series += 1
+            for labels, value in samples_of(metric, snapshot):
+                key = (name, labels)
+                prefix = prefixes.get(key)
+                if prefix is None:
+                    prefix = prefixes[key] = _series_prefix(name, metric.labels, labels)
+                lines.append(prefix + repr(float(value)))
+                series += 1
         lines.append(_header(BUILD_INFO, as_openmetrics))
         lines.append(_series_prefix(BUILD_INFO.name, BUILD_INFO.labels, (self._version,)) + "1.0")
         if len(prefixes) > PREFIX_CACHE_SLACK * series + 64:
@@ -135,6 +134,8 @@ def _header(metric: MetricDef, as_openmetrics: bool) -> str:
 
 
 def _series_prefix(name: str, label_names: tuple[str, ...], label_values: tuple[str, ...]) -> str:
+    if not label_names:
+        return f"{name} "
     pairs = ",".join(
         f'{label}="{escape_label_value(value)}"' for label, value in zip(label_names, label_values, strict=True)
     )

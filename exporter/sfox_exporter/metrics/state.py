@@ -10,11 +10,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Protocol
 
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.endusers import EndUserBook, EndUsersView
 from sfox_exporter.sfox.decode import AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
+from sfox_exporter.valuation.prices import MarketView
 from sfox_exporter.vocabulary import ERROR_REASONS, MESSAGE_KINDS, ErrorReason, FeedStatus
 
 
@@ -65,6 +67,15 @@ class AccountView:
 class Snapshot:
     version: int
     accounts: tuple[AccountView, ...]
+    market: MarketView | None = None  # None while valuation is off
+
+
+class MarketSource(Protocol):
+    """Data kept beside the State but rendered with it (valuation's price book)."""
+
+    def expire(self) -> bool: ...
+
+    def view(self) -> MarketView: ...
 
 
 class State:
@@ -84,6 +95,7 @@ class State:
         self._stale_after = stale_after_seconds
         self._lock = threading.Lock()
         self._version = 0
+        self._market: MarketSource | None = None
         limits = tuple(thresholds)
         now = clock.monotonic()
         self._books = {
@@ -96,6 +108,17 @@ class State:
         return tuple(self._books)
 
     # --- writes -------------------------------------------------------------------------------
+
+    def attach_market(self, market: MarketSource) -> None:
+        """Render this market with the balances; it calls touch() on every change."""
+        with self._lock:
+            self._market = market
+            self._version += 1
+
+    def touch(self) -> None:
+        """Something rendered with the State but kept outside it changed: the next scrape renders anew."""
+        with self._lock:
+            self._version += 1
 
     def ingest(self, account: str, event: Event) -> None:
         """Account for one received frame and apply what it carries."""
@@ -209,6 +232,8 @@ class State:
         with self._lock:
             for book in self._books.values():
                 self._expire(book, now)
+            if self._market is not None and self._market.expire():
+                self._version += 1
             return self._version
 
     def snapshot(self) -> Snapshot:
@@ -216,8 +241,12 @@ class State:
         with self._lock:
             for book in self._books.values():
                 self._expire(book, now)
+            market = self._market
+            if market is not None and market.expire():
+                self._version += 1
             return Snapshot(self._version, tuple(self._view(book, self._end_users.get(book.name))
-                                                 for book in self._books.values()))
+                                                 for book in self._books.values()),
+                            None if market is None else market.view())
 
     def status(self, account: str) -> FeedStatus:
         with self._lock:

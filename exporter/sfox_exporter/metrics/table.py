@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sfox_exporter.metrics.state import AccountView
+from sfox_exporter.metrics.state import AccountView, Snapshot
+from sfox_exporter.valuation import samples as valuation
 
 Sample = tuple[tuple[str, ...], float]
 Extractor = Callable[[AccountView], Iterable[Sample]]
+SnapshotExtractor = Callable[[Snapshot], Iterable[Sample]]
 
 
 @dataclass(frozen=True)
@@ -23,11 +25,26 @@ class MetricDef:
     help: str
     labels: tuple[str, ...]
     samples: Extractor
+    # For series not of one account (prices, the market feed): pulled from the whole snapshot.
+    whole: SnapshotExtractor | None = None
 
     @property
     def family_name(self) -> str:
         """The name prometheus_client gives the family: counters without _total."""
         return self.name.removesuffix("_total") if self.type == "counter" else self.name
+
+
+def samples_of(metric: MetricDef, snapshot: Snapshot) -> Iterator[Sample]:
+    """Every sample of the metric in the snapshot: what both renderers write."""
+    if metric.whole is not None:
+        yield from metric.whole(snapshot)
+        return
+    for view in snapshot.accounts:
+        yield from metric.samples(view)
+
+
+def _whole(name: str, type_: str, help_: str, labels: tuple[str, ...], whole: SnapshotExtractor) -> MetricDef:
+    return MetricDef(name, type_, help_, labels, lambda view: (), whole)
 
 
 def _field(name: str) -> Extractor:
@@ -159,6 +176,29 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("sfox_end_users_holding", "gauge",
               "End users with a non-zero balance of the currency.",
               ACCOUNT_CURRENCY, _end_user_totals("holders")),
+    # --- valuation (issue 13): only while valuation.enabled --------------------------------------
+    _whole("sfox_price", "gauge",
+           "Price of one unit of the currency in the quote currency, from sFOX's ticker feed (1 for the quote).",
+           ("currency", "quote"), valuation.prices),
+    _whole("sfox_price_updated_timestamp_seconds", "gauge",
+           "Local time of the oldest ticker message behind the price.",
+           ("currency", "quote"), valuation.price_timestamps),
+    _whole("sfox_account_value", "gauge",
+           "Sum of balance times fresh price over the account's currencies, in the quote currency.",
+           ("account", "quote"), valuation.account_values),
+    _whole("sfox_account_unpriced_currencies", "gauge",
+           "Currencies with a non-zero balance and no fresh price, left out of sfox_account_value.",
+           ("account", "quote"), valuation.unpriced),
+    _whole("sfox_market_feed_up", "gauge",
+           "1 while the market-data connection is authenticated and subscribed, else 0.",
+           (), valuation.market_up),
+    _whole("sfox_market_feed_messages_total", "counter",
+           "Messages received on the market-data connection.", (), valuation.market_messages),
+    _whole("sfox_market_feed_errors_total", "counter",
+           "Errors of the market-data connection and of pair discovery, by reason.",
+           ("reason",), valuation.market_errors),
+    _whole("sfox_market_feed_reconnects_total", "counter",
+           "Market-data connection attempts after the first.", (), valuation.market_reconnects),
 )
 
 # Only with end_users.per_user_series; rendered incrementally by endusers_render.py, not from views.

@@ -32,6 +32,7 @@ from websockets.http11 import Request, Response
 
 from .enterprise import END_USERS_FEED, EnterpriseLedger, accepts_flag
 from .ledger import Ledger
+from .market import PAIRS_PATH, SimMarket
 
 BALANCES_FEED = "private.user.balances"
 FLOOD_BATCH = 256
@@ -146,6 +147,9 @@ class Simulator:
         self._ticker: asyncio.Task[None] | None = None
         self.ws_url = ""
         self.rest_url = ""
+        # The ticker feed and currency pairs (valuation); ticks every 3 s unless pushes are test-driven.
+        self.market = SimMarket(send=self._send, call=self._call, interval=3.0 if push_interval else None, seed=seed)
+        self._market_task: asyncio.Task[None] | None = None
 
     @classmethod
     def demo(cls, names: Iterable[str] = ("demo",), enterprise: Iterable[str] = (), **options: Any) -> Simulator:
@@ -216,10 +220,13 @@ class Simulator:
         port = self._ws_server.sockets[0].getsockname()[1]
         self.ws_url = f"ws://{_url_host(self._host)}:{port}/ws"
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._market_task = asyncio.get_running_loop().create_task(self.market.run())
 
     async def _stop_ws(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._market_task is not None:
+            self._market_task.cancel()
         for connection in self._connections_matching(None):
             connection.websocket.transport.abort()
         if self._ws_server is not None:
@@ -401,6 +408,7 @@ class Simulator:
         finally:
             with self._lock:
                 self._connections.remove(connection)
+            self.market.forget(connection)
 
     async def _on_request(self, connection: SimConnection, message: str | bytes) -> None:
         try:
@@ -462,6 +470,7 @@ class Simulator:
             return
         await self._send(connection, type="success", payload={"action": request_type, "feeds": feeds},
                          action=request_type)
+        self.market.subscription(connection, request_type, feeds)
         connection.subscribed = request_type == "subscribe" and (BALANCES_FEED in feeds or END_USERS_FEED in feeds)
         if connection.subscribed and self.drop_after_subscribe:
             await connection.websocket.close(1011, "simulated drop")
@@ -527,6 +536,12 @@ class Simulator:
 
     # --- REST side ------------------------------------------------------------------------------
 
+    def key_valid(self, authorization: str | None) -> bool:
+        """Whether a Bearer header carries a key this simulator accepts."""
+        key = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
+        with self._lock:
+            return key is not None and key in self._ledgers and key not in self._rejected_keys
+
     def rest_balance(self, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
         key = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
         now = time.monotonic()
@@ -558,6 +573,10 @@ class _RestHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         simulator: Simulator = self.server.simulator  # type: ignore[attr-defined]
+        if self.path.split("?")[0] == PAIRS_PATH:
+            status, body = simulator.market.rest_pairs(simulator.key_valid(self.headers.get("Authorization")))
+            self._reply(status, {}, body)
+            return
         if self.path.split("?")[0] != "/v1/user/balance":
             self._reply(404, {}, b'{"error":"not found"}')
             return

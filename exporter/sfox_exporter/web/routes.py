@@ -18,6 +18,7 @@ from typing import Protocol
 from sfox_exporter.metrics.exposition import Rendered
 from sfox_exporter.metrics.state import Snapshot
 from sfox_exporter.vocabulary import FeedStatus
+from sfox_exporter.web import landing
 
 log = logging.getLogger("sfox_exporter.http")
 
@@ -26,7 +27,7 @@ HEALTH_PATHS = ("/healthz", "/readyz")
 RELOAD_PATH = "/-/reload"
 READ_METHODS = ("GET", "HEAD")
 RELOAD_METHODS = ("POST", "PUT")  # as Prometheus serves it
-_LANDING_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+_LANDING_CSP = landing.CSP  # the balances' refresh script is allowed by its hash
 
 
 class WebApp(Protocol):
@@ -191,5 +192,5 @@ def landing_page(snapshot: Snapshot, now: float, version: str, telemetry_path: s
 <table><tr><th>Account</th><th>Feed</th><th>Last message</th><th>Currencies</th><th>Web3 wallets</th>
 <th>Reconnects</th><th>Errors</th></tr>
 {''.join(rows)}
-</table></body></html>
+</table>{landing.page_additions(snapshot)}</body></html>
 """

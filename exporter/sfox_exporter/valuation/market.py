@@ -1,0 +1,253 @@
+"""The market-data side of valuation: pair discovery, the one ticker connection, and its sink.
+
+sFOX asks for market data on a connection apart from account data. One thread (`MarketData`) finds
+the pairs (`GET /v1/markets/currency-pairs`, with backoff on failure), plans a route to the quote
+for every currency held in any account or Web3 wallet and for the bridges, and hands the ticker
+feeds those routes need to one FeedWorker: the same lifecycle as an account feed (pings, backoff,
+reconnect, resubscribe, the shared per-IP budget). A currency that appears later is routed within
+a poll (1 s) and its feeds join in one batched subscribe through `FeedWorker.want_feeds`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable
+
+from sfox_exporter.clock import Clock
+from sfox_exporter.config import Config, KeyLoadError, Secret
+from sfox_exporter.logs import Episode
+from sfox_exporter.metrics.state import Snapshot, State
+from sfox_exporter.sfox.backoff import Backoff
+from sfox_exporter.sfox.connection import Connector
+from sfox_exporter.sfox.decode import BadFrame, Event, Ticker, parse_currency_pairs
+from sfox_exporter.sfox.feed import FeedWorker
+from sfox_exporter.sfox.ratelimit import RequestBudget, parse_retry_after
+from sfox_exporter.sfox.session import SessionSettings, ticker_feed
+from sfox_exporter.sfox.snapshot import DEFAULT_RETRY_AFTER_SECONDS, Fetcher
+from sfox_exporter.valuation import routes
+from sfox_exporter.valuation.prices import PriceBook
+from sfox_exporter.vocabulary import ErrorReason, FeedStatus
+
+log = logging.getLogger("sfox_exporter.valuation")
+
+PAIRS_PATH = "/v1/markets/currency-pairs"
+NAME = "market-data"  # the feed worker's name in logs (its `account` field)
+POLL_SECONDS = 1.0  # how soon a currency that appears is routed and subscribed
+PAIRS_REFRESH_SECONDS = 3600.0  # sFOX lists and delists pairs; a vanished pair's price goes with it
+FEED_MAX_WAIT_SECONDS = 1.0  # how soon the feed worker picks up feeds asked for
+
+
+class MarketSink:
+    """A FeedSink into the price book: a ticker is one price update, the rest is counted."""
+
+    def __init__(self, book: PriceBook) -> None:
+        self._book = book
+
+    def status(self) -> FeedStatus:
+        return self._book.status()
+
+    def set_status(self, status: FeedStatus) -> None:
+        self._book.set_status(status)
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, Ticker):
+            self._book.update(event.pair, event.last)
+        else:
+            self._book.count_message()
+            if isinstance(event, BadFrame):
+                self._book.count_error(ErrorReason(event.reason))
+        if event.schema_errors:
+            self._book.count_error(ErrorReason.SCHEMA, event.schema_errors)
+
+    def went_up(self) -> None:
+        """Nothing to resync: the next ticker brings each price afresh."""
+
+    def resync(self) -> None:
+        """A sequence anomaly is counted by the worker; prices need no snapshot."""
+
+    def count_error(self, reason: ErrorReason) -> None:
+        self._book.count_error(reason)
+
+    def count_reconnect(self) -> None:
+        self._book.count_reconnect()
+
+
+def held_currencies(snapshot: Snapshot) -> set[str]:
+    """Every currency in any account's balances or Web3 wallets."""
+    held: set[str] = set()
+    for view in snapshot.accounts:
+        held.update(view.balances)
+        held.update(wallet.currency for wallet in view.wallets.values() if wallet.currency)
+    return held
+
+
+class MarketData:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        state: State,
+        book: PriceBook,
+        budget: RequestBudget,
+        connector: Connector,
+        fetch: Fetcher,
+        clock: Clock,
+        stop: threading.Event,
+        user_agent: str,
+        rng: random.Random | None = None,
+        on_key: Callable[[Secret], None] = lambda key: None,
+        poll_seconds: float = POLL_SECONDS,
+        pairs_refresh_seconds: float = PAIRS_REFRESH_SECONDS,
+    ) -> None:
+        self._config = config
+        self._valuation = config.valuation
+        self._state = state
+        self.book = book
+        self._budget = budget
+        self._connector = connector
+        self._fetch = fetch
+        self._clock = clock
+        self._stop = stop
+        self._user_agent = user_agent
+        self._rng = rng or random.Random()
+        self._on_key = on_key
+        self._poll = poll_seconds
+        self._refresh = pairs_refresh_seconds
+        self._key_source = config.accounts[0].key
+        self._url = config.sfox.rest_url + PAIRS_PATH
+        self._backoff = Backoff(config.feed.backoff_initial_seconds, config.feed.backoff_max_seconds,
+                                random.Random(self._rng.random()))
+        self._failures = Episode(log, NAME)
+        self._pairs: dict[str, tuple[str, str]] | None = None
+        self._next_fetch = 0.0
+        self._planned: tuple[frozenset[str], int] | None = None
+        self._pairs_generation = 0
+        self._reported: set[str] = set()
+        self._asked: set[str] = set()
+        self.worker: FeedWorker | None = None
+        self.pair_fetches = 0
+        self.thread = threading.Thread(target=self.run, name="market-data", daemon=True)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wake(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    def threads(self) -> list[threading.Thread]:
+        return [self.thread] + ([self.worker.thread] if self.worker is not None else [])
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # a bug must not end valuation for good
+                log.exception("unexpected error in the market-data thread", extra={"account": NAME})
+                self.book.count_error(ErrorReason.CONNECTION)
+            self._stop.wait(self._poll)
+        if self.worker is None:
+            self.book.set_status(FeedStatus.STOPPED)
+
+    def step(self) -> None:
+        """Refresh the pairs when due, route what is held, subscribe what is missing."""
+        if self._clock.monotonic() >= self._next_fetch:
+            self._fetch_pairs()
+        if self._pairs is None:
+            return
+        currencies = frozenset(held_currencies(self._state.snapshot()) | set(self._valuation.bridges))
+        if self._planned != (currencies, self._pairs_generation):
+            self._planned = (currencies, self._pairs_generation)
+            self._plan(self._pairs, currencies)
+
+    # --- pairs -------------------------------------------------------------------------------------
+
+    def _fetch_pairs(self) -> None:
+        try:
+            key = self._key_source.load()
+        except KeyLoadError as error:
+            self._failed(ErrorReason.AUTH, f"cannot load the API key: {error}", None)
+            return
+        self.pair_fetches += 1
+        result = self._fetch(self._url, key, self._config.feed.rest_timeout_seconds, self._user_agent)
+        if result.status != 200:
+            detail = result.error if result.status is None else f"HTTP {result.status}"
+            wait = (parse_retry_after(result.retry_after, self._clock.time(), DEFAULT_RETRY_AFTER_SECONDS)
+                    if result.status == 429 else None)
+            rejected = result.status in (401, 403)
+            self._failed(ErrorReason.AUTH if rejected else ErrorReason.REST,
+                         f"{detail}: sFOX rejected the API key" if rejected else detail, wait)
+            return
+        pairs = parse_currency_pairs(result.body)
+        if pairs is None:
+            self._failed(ErrorReason.REST, "the currency-pairs response is not a JSON object", None)
+            return
+        self._backoff.reset()
+        self._failures.recovered("currency pairs fetched")
+        self._next_fetch = self._clock.monotonic() + self._refresh
+        if pairs != self._pairs:
+            self._pairs = pairs
+            self._pairs_generation += 1
+            log.info("%d currency pairs listed by sFOX", len(pairs), extra={"account": NAME})
+            if not routes.quote_reachable(pairs, self._valuation.quote) and "quote" not in self._reported:
+                self._reported.add("quote")
+                log.warning("no sFOX pair has the valuation quote %r on either side: nothing can be valued",
+                            self._valuation.quote, extra={"account": NAME})
+
+    def _failed(self, reason: ErrorReason, detail: str, wait: float | None) -> None:
+        self.book.count_error(reason)
+        delay = self._backoff.next() if wait is None else wait
+        self._next_fetch = self._clock.monotonic() + delay
+        self._failures.failed("fetching the currency pairs failed (%s); retrying in %.1fs (counted in "
+                              "sfox_market_feed_errors_total)", detail, delay)
+
+    # --- routes and feeds --------------------------------------------------------------------------
+
+    def _plan(self, pairs: dict[str, tuple[str, str]], currencies: Iterable[str]) -> None:
+        planned = routes.plan(pairs, currencies, self._valuation.quote, self._valuation.bridges)
+        for currency, route in sorted(planned.items()):
+            if route is None and currency not in self._reported:
+                self._reported.add(currency)
+                log.info("no pair, direct or through a bridge, prices %s in %s: it counts as unpriced",
+                         currency, self._valuation.quote, extra={"account": NAME})
+        self.book.set_routes(planned)
+        self._subscribe({ticker_feed(pair) for pair in routes.feeds_of(planned.values())})
+
+    def _subscribe(self, feeds: set[str]) -> None:
+        new = sorted(feeds - self._asked)
+        if not new:
+            return
+        self._asked.update(new)
+        if self.worker is None:
+            self.worker = self._start_worker(tuple(new))
+        else:
+            self.worker.want_feeds(new)
+
+    def _start_worker(self, feeds: tuple[str, ...]) -> FeedWorker:
+        feed = self._config.feed
+        settings = SessionSettings(feeds, ping_interval=feed.ping_interval_seconds,
+                                   ping_timeout=feed.ping_timeout_seconds)
+        worker = FeedWorker(
+            NAME, key_source=self._key_source, settings=settings, ws_url=self._config.sfox.ws_url, feed=feed,
+            sink=MarketSink(self.book), budget=self._budget, connector=self._connector, clock=self._clock,
+            stop=self._stop, rng=random.Random(self._rng.random()), on_key=self._on_key,
+            max_wait=FEED_MAX_WAIT_SECONDS,
+        )
+        worker.start()
+        return worker
+
+
+def build(config: Config, state: State, *, budget: RequestBudget, connector: Connector, fetch: Fetcher,
+          clock: Clock, stop: threading.Event, user_agent: str, rng: random.Random,
+          on_key: Callable[[Secret], None]) -> MarketData | None:
+    """The market-data side when valuation is enabled, its price book rendered with the State."""
+    if not config.valuation.enabled or not config.accounts:
+        return None
+    book = PriceBook(config.valuation.quote, config.valuation.stale_after_seconds, clock, on_change=state.touch)
+    state.attach_market(book)
+    return MarketData(config, state=state, book=book, budget=budget, connector=connector, fetch=fetch, clock=clock,
+                      stop=stop, user_agent=user_agent, rng=rng, on_key=on_key)

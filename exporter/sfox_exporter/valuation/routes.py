@@ -1,0 +1,87 @@
+"""How a currency's price in the quote currency is made from ticker prices: pure routing.
+
+sFOX lists pairs in both orientations (`btcusd`, but also `usdtusd` beside `usdteth`), and some
+currencies have no pair with the quote at all. A route is the list of pairs to multiply, each taken
+as is (`last`) or inverted (`1/last`): the quote itself needs none, a direct or inverse pair one,
+and a currency reached through a bridge (`eth` via `ethbtc` * `btcusd`) two. Base and quote always
+come from sFOX's pair list, never from splitting a symbol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    pair: str
+    inverse: bool  # the pair is quoted the other way round: its price is 1/last
+
+
+Route = tuple[Leg, ...]
+
+
+def _leg(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote: str) -> Leg | None:
+    direct = pairs_by_ends.get((currency, quote))
+    if direct is not None:
+        return Leg(direct, False)
+    inverse = pairs_by_ends.get((quote, currency))
+    return Leg(inverse, True) if inverse is not None else None
+
+
+def by_ends(pairs: Mapping[str, tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """{(base, quote): symbol}; of two symbols for the same ends, the first in sorted order wins,
+    so that routing does not depend on the order sFOX lists them in."""
+    ends: dict[tuple[str, str], str] = {}
+    for symbol in sorted(pairs):
+        ends.setdefault(pairs[symbol], symbol)
+    return ends
+
+
+def route(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote: str,
+          bridges: Iterable[str]) -> Route | None:
+    """The route from `currency` to `quote`, or None when no pair, nor one bridge, reaches it.
+    A direct pair beats an inverse one, which beats a bridge; bridges are tried in order."""
+    if currency == quote:
+        return ()
+    leg = _leg(pairs_by_ends, currency, quote)
+    if leg is not None:
+        return (leg,)
+    for bridge in bridges:
+        if bridge in (currency, quote):
+            continue
+        first = _leg(pairs_by_ends, currency, bridge)
+        second = _leg(pairs_by_ends, bridge, quote)
+        if first is not None and second is not None:
+            return (first, second)
+    return None
+
+
+def plan(pairs: Mapping[str, tuple[str, str]], currencies: Iterable[str], quote: str,
+         bridges: Iterable[str]) -> dict[str, Route | None]:
+    """A route (or None) for every currency."""
+    ends = by_ends(pairs)
+    order = tuple(bridges)
+    return {currency: route(ends, currency, quote, order) for currency in currencies}
+
+
+def quote_reachable(pairs: Mapping[str, tuple[str, str]], quote: str) -> bool:
+    """Whether any pair has the quote on either side: if none does, no currency can be valued."""
+    return any(quote in ends for ends in pairs.values())
+
+
+def price(route_: Route, last: Mapping[str, float]) -> float | None:
+    """The route's price from the pairs' last prices, or None when a leg has no price."""
+    value = 1.0
+    for leg in route_:
+        pair_last = last.get(leg.pair)
+        if pair_last is None:
+            return None
+        value = value / pair_last if leg.inverse else value * pair_last
+    return value
+
+
+def feeds_of(routes: Iterable[Route | None]) -> set[str]:
+    """The pairs the routes need ticker prices of."""
+    return {leg.pair for route_ in routes if route_ for leg in route_}

@@ -1,0 +1,152 @@
+"""Valuation against the simulator: prices by every route, a currency that appears later, a pair
+that goes silent, valuation off, and the market-data connection's failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from sfox_exporter.app import Exporter
+from sfox_exporter.config import ValuationConfig
+from sfox_exporter.simulator import Simulator
+from tests.conftest import KEY_MAIN, Samples, make_config, scrape, scrape_until, wait_until
+
+Start = Callable[..., Exporter]
+DEMO_FEEDS = {"ticker.sfox.btcusd", "ticker.sfox.ethbtc", "ticker.sfox.solusd", "ticker.sfox.usdtusd",
+              "ticker.sfox.usdtusdc"}
+
+
+def valued(simulator: Simulator, start_exporter: Start, **valuation: object) -> Exporter:
+    config = make_config(simulator, valuation=ValuationConfig(**valuation))  # type: ignore[arg-type]
+    exporter = start_exporter(config)
+    wait_until(lambda: simulator.market.subscribed_feeds() >= DEMO_FEEDS, message="ticker feeds subscribed")
+    return exporter
+
+
+def market_up(samples: Samples) -> bool:
+    return samples.get("sfox_market_feed_up") == 1.0
+
+
+def set_prices(simulator: Simulator) -> None:
+    for pair, last in (("btcusd", 50000.0), ("ethbtc", 0.05), ("solusd", 150.0), ("usdtusd", 1.001),
+                       ("usdtusdc", 0.999)):
+        assert simulator.market.set_price(pair, last) == 1
+
+
+def test_direct_bridged_and_inverse_prices_and_the_value(simulator: Simulator, start_exporter: Start) -> None:
+    exporter = valued(simulator, start_exporter)
+    simulator.push_all(KEY_MAIN)
+    set_prices(simulator)
+    samples = scrape_until(exporter.url, lambda s: s.get("sfox_price", currency="usdc", quote="usd") is not None
+                           and s.get("sfox_balance", account="main", currency="sol") is not None)
+    assert samples.get("sfox_price", currency="usd", quote="usd") == 1.0
+    assert samples.get("sfox_price", currency="btc", quote="usd") == 50000.0
+    assert samples.get("sfox_price", currency="eth", quote="usd") == pytest.approx(2500.0)  # ethbtc x btcusd
+    # usdc: 1/usdtusdc x usdtusd
+    assert samples.get("sfox_price", currency="usdc", quote="usd") == pytest.approx(1.001 / 0.999)
+    ledger = simulator.ledger(KEY_MAIN)
+    prices = {"usd": 1.0, "btc": 50000.0, "eth": 2500.0, "usdc": 1.001 / 0.999, "sol": 150.0}
+    expected = sum(float(holding.balance) * prices[currency] for currency, holding in ledger.holdings.items())
+    assert samples.get("sfox_account_value", account="main", quote="usd") == pytest.approx(expected)
+    assert samples.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 0.0
+    assert market_up(samples)
+    # One market connection beside the account's, authenticated with the first account's key.
+    assert simulator.connection_count(KEY_MAIN) == 2
+
+
+def test_inverse_pair_when_the_quote_is_a_base(simulator: Simulator, start_exporter: Start) -> None:
+    exporter = start_exporter(make_config(simulator, valuation=ValuationConfig(quote="btc", bridges=())))
+    wait_until(lambda: simulator.market.subscribers("btcusd") == 1)
+    simulator.market.set_price("btcusd", 40000.0)
+    samples = scrape_until(exporter.url, lambda s: s.get("sfox_price", currency="usd", quote="btc") is not None)
+    assert samples.get("sfox_price", currency="usd", quote="btc") == pytest.approx(1 / 40000)
+
+
+def test_a_currency_that_appears_later_is_subscribed_within_seconds(simulator: Simulator,
+                                                                     start_exporter: Start) -> None:
+    simulator.market.add_pair("ltcusd", "ltc", "usd", 80.0)
+    exporter = valued(simulator, start_exporter)
+    assert simulator.market.subscribers("ltcusd") == 0
+    subscribes = len(simulator.requests("subscribe", KEY_MAIN))
+    simulator.set_balance(KEY_MAIN, "ltc", available="3", held="0")
+    wait_until(lambda: simulator.market.subscribers("ltcusd") == 1, timeout=5, message="ltcusd subscribed")
+    assert len(simulator.requests("subscribe", KEY_MAIN)) == subscribes + 1  # one batched request
+    simulator.market.set_price("ltcusd", 81.5)
+    samples = scrape_until(exporter.url, lambda s: s.get("sfox_price", currency="ltc", quote="usd") == 81.5)
+    assert market_up(samples)
+
+
+def test_a_silent_pair_goes_stale_and_its_currency_counts_unpriced(simulator: Simulator,
+                                                                    start_exporter: Start) -> None:
+    exporter = valued(simulator, start_exporter, stale_after_seconds=1.5)
+    simulator.push_all(KEY_MAIN)
+    set_prices(simulator)
+    scrape_until(exporter.url, lambda s: s.get("sfox_price", currency="sol", quote="usd") == 150.0
+                 and s.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 0.0)
+    simulator.market.silence("solusd")
+
+    def others_fresh_sol_stale(s: Samples) -> bool:
+        for pair in ("btcusd", "ethbtc", "usdtusd", "usdtusdc"):  # keep the others fresh
+            simulator.market.set_price(pair, simulator.market.price(pair))
+        return (s.get("sfox_price", currency="sol", quote="usd") is None
+                and s.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 1.0)
+
+    samples = scrape_until(exporter.url, others_fresh_sol_stale, timeout=10)
+    assert samples.get("sfox_price", currency="btc", quote="usd") == 50000.0
+
+
+def test_valuation_disabled_opens_no_market_connection(simulator: Simulator, start_exporter: Start) -> None:
+    exporter = start_exporter(make_config(simulator, valuation=ValuationConfig(enabled=False)))
+    simulator.push_all(KEY_MAIN)
+    samples = scrape_until(exporter.url, lambda s: s.get("sfox_feed_up", account="main") == 1.0)
+    assert not {n for n in samples.names() if n.startswith(("sfox_price", "sfox_account_", "sfox_market_"))}
+    assert simulator.market.pair_requests == 0
+    assert simulator.connection_count(KEY_MAIN) == 1
+
+
+def test_rejected_key_then_accepted(simulator: Simulator, start_exporter: Start) -> None:
+    simulator.reject_auth(KEY_MAIN)
+    exporter = start_exporter(make_config(simulator, valuation=ValuationConfig()))
+    samples = scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_errors_total", reason="auth") >= 1)
+    assert samples.get("sfox_market_feed_up") == 0.0
+    simulator.reject_auth(KEY_MAIN, False)
+    up = scrape_until(exporter.url, market_up)
+    # Now the WebSocket's authenticate itself is refused, on reconnecting.
+    simulator.reject_auth(KEY_MAIN)
+    simulator.drop_connections(KEY_MAIN)
+    auth = up.number("sfox_market_feed_errors_total", reason="auth")
+    scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_errors_total", reason="auth") > auth
+                 and s.get("sfox_market_feed_up") == 0.0)
+    simulator.reject_auth(KEY_MAIN, False)
+    scrape_until(exporter.url, market_up)
+
+
+def test_drop_and_half_open_reconnect_and_resubscribe(simulator: Simulator, start_exporter: Start) -> None:
+    simulator.market.add_pair("ltcusd", "ltc", "usd", 80.0)
+    exporter = valued(simulator, start_exporter)
+    simulator.set_balance(KEY_MAIN, "ltc", available="3", held="0")
+    wait_until(lambda: simulator.market.subscribers("ltcusd") == 1)
+    simulator.drop_connections(KEY_MAIN)
+    samples = scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_reconnects_total") >= 1
+                           and market_up(s))
+    assert samples.number("sfox_market_feed_errors_total", reason="connection") >= 1
+    wait_until(lambda: DEMO_FEEDS | {"ticker.sfox.ltcusd"} <= simulator.market.subscribed_feeds())
+    simulator.half_open(KEY_MAIN)  # no pong: the ping timeout (1 s) ends it
+    scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_reconnects_total") >= 2 and market_up(s))
+    # The muted connection still counts as a subscriber in the simulator: send until the price shows.
+    scrape_until(exporter.url, lambda s: simulator.market.set_price("ltcusd", 90.0) > 0
+                 and s.get("sfox_price", currency="ltc", quote="usd") == 90.0)
+
+
+def test_refused_subscription_and_failing_pairs_endpoint_are_counted(simulator: Simulator,
+                                                                    start_exporter: Start) -> None:
+    simulator.market.fail_pairs(500, times=2)
+    simulator.refused_feeds.add("ticker.sfox.btcusd")
+    exporter = start_exporter(make_config(simulator, valuation=ValuationConfig()))
+    samples = scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_errors_total", reason="rest") >= 2
+                           and s.number("sfox_market_feed_errors_total", reason="subscribe") >= 1)
+    assert samples.get("sfox_market_feed_up") == 0.0
+    simulator.refused_feeds.clear()
+    scrape_until(exporter.url, market_up)
+    assert scrape(exporter.url).get("sfox_feed_up", account="main") == 1.0  # the account feed never cared

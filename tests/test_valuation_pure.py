@@ -1,0 +1,128 @@
+"""Valuation without I/O: price routing, the price book's staleness, and rendering in the same cache."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sfox_exporter.metrics.exposition import Exposition
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.decode import parse_frame
+from sfox_exporter.valuation import routes
+from sfox_exporter.valuation.prices import PriceBook
+from sfox_exporter.valuation.routes import Leg
+from tests.conftest import FakeClock, Samples
+
+PAIRS = {
+    "btcusd": ("btc", "usd"),
+    "ethbtc": ("eth", "btc"),
+    "usdtusd": ("usdt", "usd"),
+    "usdteth": ("usdt", "eth"),
+    "usdtusdc": ("usdt", "usdc"),
+    "solusd": ("sol", "usd"),
+    "solbtc": ("sol", "btc"),
+}
+
+
+def test_routes_direct_inverse_bridged_and_the_quote_itself() -> None:
+    plan = routes.plan(PAIRS, ["usd", "btc", "eth", "usdc", "sol", "doge"], "usd", ["btc", "usdt"])
+    assert plan["usd"] == ()
+    assert plan["btc"] == (Leg("btcusd", False),)
+    assert plan["sol"] == (Leg("solusd", False),)  # direct beats a bridge
+    assert plan["eth"] == (Leg("ethbtc", False), Leg("btcusd", False))
+    assert plan["usdc"] == (Leg("usdtusdc", True), Leg("usdtusd", False))  # only through usdt, inverted
+    assert plan["doge"] is None
+    assert routes.feeds_of(plan.values()) == {"btcusd", "solusd", "ethbtc", "usdtusdc", "usdtusd"}
+
+
+def test_inverse_route_when_the_quote_is_the_base() -> None:
+    plan = routes.plan(PAIRS, ["usd", "eth"], "btc", [])
+    assert plan["usd"] == (Leg("btcusd", True),)
+    assert plan["eth"] == (Leg("ethbtc", False),)
+    assert routes.price(plan["usd"] or (), {"btcusd": 50000.0}) == pytest.approx(1 / 50000)
+
+
+def test_base_and_quote_come_from_the_listing_not_the_symbol() -> None:
+    # A symbol that reads "usdt" + "usd" but is listed the other way round.
+    plan = routes.plan({"usdtusd": ("usd", "usdt")}, ["usdt"], "usd", [])
+    assert plan["usdt"] == (Leg("usdtusd", True),)
+    assert routes.quote_reachable(PAIRS, "usd")
+    assert not routes.quote_reachable(PAIRS, "eur")
+
+
+def book(clock: FakeClock, stale: float = 300.0) -> tuple[State, PriceBook, Exposition]:
+    state = State(["main"], clock=clock)
+    prices = PriceBook("usd", stale, clock, on_change=state.touch)
+    state.attach_market(prices)
+    prices.set_routes(routes.plan(PAIRS, ["btc", "eth", "usdc"], "usd", ["btc", "usdt"]))
+    return state, prices, Exposition(state, "test")
+
+
+def render(exposition: Exposition) -> Samples:
+    return Samples(exposition.render().body.decode())
+
+
+def test_prices_values_and_unpriced_render_in_the_balance_cache() -> None:
+    clock = FakeClock()
+    state, prices, exposition = book(clock)
+    state.ingest("main", parse_frame(b'{"sequence":1,"recipient":"private.user.balances","timestamp":1,"payload":'
+                                     b'[{"currency":"btc","balance":"2"},{"currency":"eth","balance":"10"},'
+                                     b'{"currency":"usd","balance":"100"},{"currency":"doge","balance":"5"},'
+                                     b'{"currency":"usdc","balance":"0"}]}'))
+    first = render(exposition)
+    assert first.get("sfox_price", currency="usd", quote="usd") == 1.0
+    assert first.get("sfox_price", currency="btc", quote="usd") is None
+    assert first.get("sfox_account_value", account="main", quote="usd") == 100.0
+    assert first.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 3.0  # btc eth doge
+
+    version = state.version()
+    prices.update("btcusd", 50000.0)
+    assert state.version() > version  # a price change invalidates the render cache
+    prices.update("ethbtc", 0.05)
+    samples = render(exposition)
+    assert samples.get("sfox_price", currency="eth", quote="usd") == pytest.approx(2500.0)
+    assert samples.get("sfox_price_updated_timestamp_seconds", currency="eth", quote="usd") == clock.time()
+    assert samples.get("sfox_account_value", account="main", quote="usd") == pytest.approx(100 + 2 * 50000 + 10 * 2500)
+    assert samples.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 1.0  # doge
+
+
+def test_a_stale_price_is_withdrawn_at_the_next_render() -> None:
+    clock = FakeClock()
+    _, prices, exposition = book(clock, stale=60.0)
+    prices.update("btcusd", 50000.0)
+    clock.advance(30)
+    prices.update("ethbtc", 0.05)
+    assert render(exposition).get("sfox_price", currency="eth", quote="usd") == pytest.approx(2500.0)
+    clock.advance(31)  # btcusd is 61 s old: btc and eth (bridged through it) go; the quote stays
+    samples = render(exposition)
+    assert samples.get("sfox_price", currency="btc", quote="usd") is None
+    assert samples.get("sfox_price", currency="eth", quote="usd") is None
+    assert samples.get("sfox_price", currency="usd", quote="usd") == 1.0
+    prices.update("btcusd", 40000.0)
+    assert render(exposition).get("sfox_price", currency="eth", quote="usd") == pytest.approx(2000.0)
+
+
+def test_a_pair_that_vanishes_takes_its_price_with_it() -> None:
+    clock = FakeClock()
+    _, prices, exposition = book(clock)
+    prices.update("btcusd", 50000.0)
+    prices.update("ethbtc", 0.05)
+    prices.set_routes(routes.plan({k: v for k, v in PAIRS.items() if k != "ethbtc"}, ["btc", "eth"], "usd", ["btc"]))
+    samples = render(exposition)
+    assert samples.get("sfox_price", currency="btc", quote="usd") == 50000.0
+    assert samples.get("sfox_price", currency="eth", quote="usd") is None
+    assert "ethbtc" not in prices.last_prices()
+
+
+def test_without_valuation_no_valuation_series() -> None:
+    state = State(["main"], clock=FakeClock())
+    names = render(Exposition(state, "test")).names()
+    assert not {n for n in names if n.startswith(("sfox_price", "sfox_account_", "sfox_market_"))}
+
+
+def test_a_ticker_from_the_feed_decodes_to_a_price() -> None:
+    event = parse_frame(b'{"sequence":4,"recipient":"ticker.sfox.btcusd","timestamp":1649901842979345289,"payload":'
+                        b'{"last":41420.58,"pair":"ethusd","timestamp":"2022-04-14T02:04:02.481Z"}}')
+    assert getattr(event, "pair", None) == "btcusd"  # keyed by the feed name, not the payload
+    assert math.isclose(getattr(event, "last", 0.0), 41420.58)
