@@ -10,6 +10,7 @@ from pathlib import Path
 
 from monitoring import render
 from monitoring.dashboards import DASHBOARDS
+from monitoring.scenarios import promtool_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +20,9 @@ def outputs() -> dict[Path, Callable[[], str]]:
         ROOT / "prometheus/rules/sfox-alerts.yml": render.prometheus_rules,
         ROOT / "grafana/provisioning/alerting/sfox-alerts.yml": render.grafana_alerts,
         ROOT / "deploy/kubernetes/prometheusrule.yaml": render.prometheus_rule_manifest,
+        ROOT / "prometheus/tests/sfox-alerts.test.yml": lambda: render.dump(
+            promtool_tests(), "# promtool test rules prometheus/tests/sfox-alerts.test.yml\n"
+            "# Scenarios: monitoring/scenarios.py; the comments there say what each one proves.\n"),
     }
     for name, build in DASHBOARDS.items():
         files[ROOT / "grafana/dashboards" / name] = lambda build=build: json.dumps(build(), indent=2) + "\n"  # type: ignore[misc]

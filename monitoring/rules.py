@@ -70,7 +70,7 @@ ALERTS: tuple[Alert, ...] = (
           "Prometheus cannot scrape {{ $value }} sfox-exporter target(s) of job {{ $labels.job }}, "
           "so no sFOX balance alert can fire for them.", "sfoxexporterdown"),
     Alert("SfoxExporterVanished",
-          f"group without ({REPLICA}) (max_over_time(sfox_exporter_build_info[{REMEMBER}]))\n"
+          f"group without ({REPLICA}) (max_over_time(up[{REMEMBER}]) and on (job, instance) {KNOWN_EXPORTER})\n"
           f"unless\ngroup without ({REPLICA}) (up and on (job, instance) {KNOWN_EXPORTER})",
           "critical", "sfox-exporter of job {{ $labels.job }} is no longer scraped at all",
           "An sfox-exporter was scraped in the last day under job {{ $labels.job }}, but no target of it "
