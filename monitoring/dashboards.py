@@ -12,11 +12,13 @@ DEMO = [{"type": "value", "options": {"0": {"text": "real data", "color": "green
                                       "1": {"text": "DEMO DATA", "color": "red"}}}]
 FEED = [{"type": "value", "options": {"0": {"text": "down", "color": "red"}, "1": {"text": "up", "color": "green"},
                                       "2": {"text": "stale", "color": "orange"}}}]
-STAT = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "colorMode": "background",
+STAT: dict[str, Any] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                        "colorMode": "background",
         "textMode": "value_and_name"}
-TABLE = {"showHeader": True}
+TABLE: dict[str, Any] = {"showHeader": True}
 OWED = f"sum by (currency) (max by (account, currency, shard) (sfox_end_users_balance{{{CURRENCY}}}))"
-OWN = f"sum by (currency) (max by (account, currency) (sfox_balance{{{CURRENCY}}} unless ignoring (currency) sfox_end_users))"
+OWN = (f"sum by (currency) (max by (account, currency) (sfox_balance{{{CURRENCY}}} "
+       "unless ignoring (currency) sfox_end_users))")
 WALLETS = ("Each wallet is sFOX's breakdown of where a currency sits (trading, collateral, borrow, lending). "
            "`sum by (wallet)` of sfox_wallet_balance does not equal sfox_balance: the balance also counts funds "
            "in pending and partially filled orders, which sit in no wallet field.")
@@ -38,8 +40,9 @@ def _feed_rows() -> list[dict[str, Any]]:
                "{{account}}"), w=12, h=6, mappings=FEED),
         panel("timeseries", "Reconnects", (f"sum by (account) (rate(sfox_feed_reconnects_total{{{ACCOUNT}}}"
                                            "[$__rate_interval]))", "{{account}}"), w=6, h=6, unit="ops"),
-        panel("timeseries", "Errors by reason", (f"sum by (account, reason) (rate(sfox_feed_errors_total{{{ACCOUNT}}}"
-                                                 "[$__rate_interval]))", "{{account}} {{reason}}"), w=6, h=6, unit="ops"),
+        panel("timeseries", "Errors by reason",
+              (f"sum by (account, reason) (rate(sfox_feed_errors_total{{{ACCOUNT}}}[$__rate_interval]))",
+               "{{account}} {{reason}}"), w=6, h=6, unit="ops"),
     ]
 
 

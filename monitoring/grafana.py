@@ -36,7 +36,8 @@ def panel(kind: str, title: str, *queries: tuple[str, str], w: int = 8, h: int =
         "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
         "gridPos": {"h": h, "w": w, "x": 0, "y": 0},
         "fieldConfig": {"defaults": {
-            "unit": unit, "mappings": mappings or [], "color": {"mode": "thresholds" if kind == "stat" else "palette-classic"},
+            "unit": unit, "mappings": mappings or [],
+            "color": {"mode": "thresholds" if kind == "stat" else "palette-classic"},
             "thresholds": {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}},
             "overrides": []},
         "options": options,

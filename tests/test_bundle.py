@@ -55,7 +55,8 @@ def test_the_three_rule_formats_agree() -> None:
     assert manifest["spec"]["groups"] == rules["groups"]
     grafana = yaml.safe_load((ROOT / "grafana" / "provisioning" / "alerting" / "sfox-alerts.yml").read_text())
     exprs = {rule["title"]: rule["data"][0]["model"]["expr"] for group in grafana["groups"] for rule in group["rules"]}
-    prometheus = {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    prometheus = {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]
+                  if "alert" in rule}
     assert exprs == prometheus
 
 
@@ -142,7 +143,8 @@ def test_sidecar_readiness_is_healthz_and_standalone_is_readyz() -> None:
 def test_the_monitors_select_the_pods_and_service_of_the_manifests() -> None:
     pod_monitor = _documents(ROOT / "deploy" / "kubernetes" / "podmonitor.yaml")[0]
     sidecar = next(d for d in _documents(ROOT / "deploy" / "kubernetes" / "sidecar.yaml") if d["kind"] == "Deployment")
-    assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= sidecar["spec"]["template"]["metadata"]["labels"].items()
+    pod_labels = sidecar["spec"]["template"]["metadata"]["labels"]
+    assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     service_monitor = _documents(ROOT / "deploy" / "kubernetes" / "servicemonitor.yaml")[0]
     service = next(d for d in _documents(ROOT / "deploy" / "kubernetes" / "standalone.yaml") if d["kind"] == "Service")
     assert service_monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
