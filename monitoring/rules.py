@@ -1,0 +1,141 @@
+"""The alert and recording rules, written once.
+
+Every expression aggregates away the labels that tell replicas of one exporter apart (`REPLICA`), so
+two replicas scraping the same sFOX account give one alert, not two; the labels that tell deployments
+apart (job, namespace, cluster, and a `shard` target label for sharded Connect replicas) survive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RUNBOOK = "https://github.com/sfox-exporter/sfox-exporter/blob/main/docs/runbook.md"
+# Labels that differ between HA replicas of one exporter (and between a pod and its successor).
+REPLICA = "instance, pod, kubernetes_pod_name, pod_template_hash, replica"
+# The share of an account's value that may go within an hour before SfoxAccountValueDrop fires.
+VALUE_DROP_SHARE = 0.10
+# How long an exporter seen once is remembered, to notice it is gone (SfoxExporterVanished).
+REMEMBER = "1d"
+
+
+def dedup(expr: str, how: str = "max", extra: str = "") -> str:
+    """`expr` with the replica labels aggregated away."""
+    labels = f"{REPLICA}, {extra}" if extra else REPLICA
+    return f"{how} without ({labels}) ({expr})"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    severity: str
+    summary: str
+    description: str
+    anchor: str                    # the section of docs/runbook.md
+    duration: str = "5m"
+    group: str = "sfox-exporter"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runbook_url(self) -> str:
+        return f"{RUNBOOK}#{self.anchor}"
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    expr: str
+
+
+KNOWN_EXPORTER = f"present_over_time(sfox_exporter_build_info[{REMEMBER}])"
+AUTH_FAILING = dedup('increase(sfox_feed_errors_total{reason="auth"}[10m])') + " > 0"
+
+
+def _threshold(op: str, metric: str) -> str:
+    fields = (("available", "sfox_balance_available"), ("balance", "sfox_balance"), ("held", "sfox_balance_held"))
+    return "\nor\n".join(
+        dedup(series) + f" {op} ignoring (field) group_left (field) " + dedup(metric + '{field="' + name + '"}')
+        for name, series in fields)
+
+
+PLATFORM_OWN = dedup("sfox_balance unless ignoring (currency) sfox_end_users", extra="shard")
+OWED = f"sum by (currency) ({dedup('sfox_end_users_balance')})"
+OWN = f"sum by (currency) ({PLATFORM_OWN})"
+
+ALERTS: tuple[Alert, ...] = (
+    Alert("SfoxExporterDown",
+          f'count without ({REPLICA}) (\n  (up == 0 and on (job, instance) {KNOWN_EXPORTER})\n'
+          '  or\n  up{job=~"(?i).*sfox.*"} == 0\n)',
+          "critical", "sfox-exporter targets of job {{ $labels.job }} cannot be scraped",
+          "Prometheus cannot scrape {{ $value }} sfox-exporter target(s) of job {{ $labels.job }}, "
+          "so no sFOX balance alert can fire for them.", "sfoxexporterdown"),
+    Alert("SfoxExporterVanished",
+          f"group without ({REPLICA}) (max_over_time(up[{REMEMBER}]) and on (job, instance) {KNOWN_EXPORTER})\n"
+          f"unless\ngroup without ({REPLICA}) (up and on (job, instance) {KNOWN_EXPORTER})",
+          "critical", "sfox-exporter of job {{ $labels.job }} is no longer scraped at all",
+          "An sfox-exporter was scraped in the last day under job {{ $labels.job }}, but no target of it "
+          "is left: its pods, service discovery or scrape config are gone.", "sfoxexportervanished",
+          duration="10m"),
+    Alert("SfoxApiKeyRejected",
+          f"({AUTH_FAILING})\nunless ignoring (reason)\n({dedup('sfox_feed_up')} == 1)",
+          "critical", "sFOX {{ $labels.account }}: API key rejected",
+          "sFOX rejects the API key of account {{ $labels.account }} and its feed is down. "
+          "(SfoxFeedDown stays quiet for it: one fault, one page.)", "sfoxapikeyrejected", duration="1m"),
+    Alert("SfoxFeedDown",
+          f"({dedup('sfox_feed_up')} == 0)\nunless ignoring (reason)\n({AUTH_FAILING})",
+          "critical", "sFOX {{ $labels.account }}: balance feed down",
+          "No replica has been connected, authenticated and subscribed to sFOX's balance feed for account "
+          "{{ $labels.account }} for 5 minutes, so its balances are not current.", "sfoxfeeddown"),
+    Alert("SfoxBalancesMissing",
+          f"({dedup('sfox_feed_up')} == 1)\nunless\ncount without ({REPLICA}, currency) (sfox_balance)\n"
+          f"unless\n{dedup('sfox_end_users')}",
+          "warning", "sFOX {{ $labels.account }}: feed up but no balances",
+          "The feed of account {{ $labels.account }} is up but the exporter has no balance for it: the "
+          "REST snapshot fails and nothing was pushed since. (Replaces SfoxBalancesNotUpdated, which "
+          "fired for every quiet account: sFOX pushes only changes.)", "sfoxbalancesmissing", duration="15m"),
+    Alert("SfoxBalanceLow", _threshold("<", "sfox_balance_low_threshold"),
+          "warning", "sFOX {{ $labels.account }}: {{ $labels.field }} {{ $labels.currency }} below its threshold",
+          "The {{ $labels.field }} {{ $labels.currency }} of sFOX account {{ $labels.account }} is "
+          "{{ $value }}, below its `below:` threshold, for 5 minutes.", "sfoxbalancelow"),
+    Alert("SfoxBalanceHigh", _threshold(">", "sfox_balance_high_threshold"),
+          "warning", "sFOX {{ $labels.account }}: {{ $labels.field }} {{ $labels.currency }} above its threshold",
+          "The {{ $labels.field }} {{ $labels.currency }} of sFOX account {{ $labels.account }} is "
+          "{{ $value }}, above its `above:` threshold, for 5 minutes: for `held`, funds pile up in open "
+          "orders or pending withdrawals.", "sfoxbalancehigh"),
+    Alert("SfoxAccountValueDrop",
+          f"({dedup('sfox_account_value')}\n  < {1 - VALUE_DROP_SHARE:g} * "
+          f"{dedup('max_over_time(sfox_account_value[1h])')})\n"
+          f"unless\n({dedup('sfox_account_unpriced_currencies')} > 0)",
+          "warning", "sFOX {{ $labels.account }}: value dropped over " + f"{VALUE_DROP_SHARE:.0%}" + " in an hour",
+          "The value of account {{ $labels.account }} in {{ $labels.quote }} is {{ $value }}, more than "
+          f"{VALUE_DROP_SHARE:.0%} below its peak of the last hour (with every currency priced).",
+          "sfoxaccountvaluedrop"),
+    Alert("SfoxCurrenciesUnpriced", f"{dedup('sfox_account_unpriced_currencies')} > 0",
+          "warning", "sFOX {{ $labels.account }}: {{ $value }} currencies have no fresh price",
+          "{{ $value }} currencies held in account {{ $labels.account }} have no price in {{ $labels.quote }} "
+          "fresher than valuation.stale_after_seconds, so sfox_account_value leaves them out.",
+          "sfoxcurrenciesunpriced", duration="15m"),
+    Alert("SfoxMarketFeedDown", f"{dedup('sfox_market_feed_up')} == 0",
+          "warning", "sFOX market-data feed down", "The valuation's market-data connection has not been up "
+          "for 10 minutes: prices go stale and are withdrawn.", "sfoxmarketfeeddown", duration="10m"),
+    Alert("SfoxExporterDemoMode", f"{dedup('sfox_exporter_demo_mode')} == 1",
+          "warning", "sfox-exporter of job {{ $labels.job }} serves DEMO data",
+          "An exporter has served simulated balances (--demo) for over 10 minutes; its numbers are not "
+          "real.", "sfoxexporterdemomode", duration="10m"),
+    Alert("SfoxExporterConfigReloadFailed", f"{dedup('sfox_exporter_config_last_reload_successful', 'min')} == 0",
+          "warning", "sfox-exporter of job {{ $labels.job }}: config reload failed",
+          "The last config reload failed; the exporter still runs the previous config.",
+          "sfoxexporterconfigreloadfailed"),
+    Alert("SfoxEndUsersOwedExceedBalance", f"{OWED}\n> on (currency)\n({OWN} or {OWED} * 0)",
+          "critical", "sFOX Connect: owed {{ $labels.currency }} exceeds the platform's own balance",
+          "End users are owed {{ $value }} {{ $labels.currency }} in total, more than the platform's own "
+          "sFOX accounts hold of it.", "sfoxendusersowedexceedbalance", duration="15m"),
+)
+
+RECORDS: tuple[Record, ...] = (
+    Record("account_currency_quote:sfox_balance_value:max",
+           f"{dedup('sfox_balance')}\n* on (currency) group_left (quote)\nmax by (currency, quote) (sfox_price)"),
+    Record("account_quote:sfox_account_value:max", dedup("sfox_account_value")),
+    Record("currency:sfox_end_users_balance:sum", OWED),
+    Record("currency:sfox_platform_balance:sum", OWN),
+)
