@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from sfox_exporter.config.keys import demo_key
 from sfox_exporter.logs import MAX_FIELD_CHARS, MIN_FRAGMENT, JsonFormatter, LogfmtFormatter, Redactor
 from sfox_exporter.sfox.decode import ControlMessage, parse_frame
 
@@ -41,3 +42,13 @@ def test_an_echoed_key_is_redacted_before_any_cut(offset: int) -> None:
         line = formatter.format(entry)
         assert leaked(line) == [], line
         assert len(line) < MAX_FIELD_CHARS + 200  # still cut
+
+
+@pytest.mark.parametrize("account", ["demo", "platform", "treasury-main"])
+def test_demo_keys_do_not_hide_the_account_names_in_the_logs(account: str) -> None:
+    """Keys spelt from the account name made the redactor blank the name itself (account=[REDACTED])."""
+    found = Redactor()
+    found.add(demo_key(account))
+    entry = logging.LogRecord("sfox_exporter.sfox.feed", logging.INFO, __file__, 1, "feed up", (), None)
+    entry.account = account
+    assert f"account={account}" in LogfmtFormatter(found).format(entry)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from sfox_exporter.config.keys import KeyLoadError, KeySource, Secret, read_key_file
+from sfox_exporter.config.keys import KeyLoadError, KeySource, Secret, demo_key, read_key_file
 from sfox_exporter.config.schema import (
     DEFAULT_TELEMETRY_PATH,
     LOG_FORMATS,
@@ -307,10 +307,10 @@ def _env_account(environ: Mapping[str, str]) -> AccountConfig:
 def _demo_accounts(entries: tuple[AccountEntry, ...] | None) -> tuple[AccountConfig, ...]:
     """--demo keeps the account names of a config file but talks to the simulator with its keys."""
     if entries is None:
-        return (AccountConfig(DEMO_ACCOUNT_NAME, KeySource(fixed=Secret(f"demo-key-{DEMO_ACCOUNT_NAME}"))),
-                AccountConfig(DEMO_ENTERPRISE_NAME, KeySource(fixed=Secret(f"demo-key-{DEMO_ENTERPRISE_NAME}")),
+        return (AccountConfig(DEMO_ACCOUNT_NAME, KeySource(fixed=Secret(demo_key(DEMO_ACCOUNT_NAME)))),
+                AccountConfig(DEMO_ENTERPRISE_NAME, KeySource(fixed=Secret(demo_key(DEMO_ENTERPRISE_NAME))),
                               AccountKind.ENTERPRISE))
-    return tuple(AccountConfig(entry.name, KeySource(fixed=Secret(f"demo-key-{entry.name}")), entry.kind,
+    return tuple(AccountConfig(entry.name, KeySource(fixed=Secret(demo_key(entry.name))), entry.kind,
                                entry.enterprise_auth_flag or AuthFlag.BOOLEAN) for entry in _account_list(entries))
 
 

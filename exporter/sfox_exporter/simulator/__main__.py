@@ -2,7 +2,7 @@
 
     sfox-simulator --ws-listen 0.0.0.0:8765 --rest-listen 0.0.0.0:8766 --account main --account treasury
 
-Each account's API key is `demo-key-<name>`.
+Each account's API key is printed at start (`sfox_exporter.config.keys.demo_key(name)`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import threading
 
 from sfox_exporter.config import ConfigError, parse_listen_address
+from sfox_exporter.config.keys import demo_key
 
 from .server import Simulator
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     with simulator:
         print(f"sfox-simulator: WebSocket {simulator.ws_url}  REST {simulator.rest_url}", flush=True)
         for name in names:
-            print(f"sfox-simulator: account {name}: API key demo-key-{name}", flush=True)
+            print(f"sfox-simulator: account {name}: API key {demo_key(name)}", flush=True)
         stop.wait()
     return 0
 

@@ -30,6 +30,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sfox_exporter.config.keys import demo_key
+
 from .enterprise import END_USERS_FEED, EnterpriseLedger, accepts_flag
 from .ledger import Ledger
 from .market import PAIRS_PATH, SimMarket
@@ -153,9 +155,9 @@ class Simulator:
 
     @classmethod
     def demo(cls, names: Iterable[str] = ("demo",), enterprise: Iterable[str] = (), **options: Any) -> Simulator:
-        """Accounts whose keys are `demo-key-<name>`, as `sfox-exporter --demo` uses them."""
-        return cls({f"demo-key-{name}": Ledger.demo(name) for name in names},
-                   enterprise={f"demo-key-{name}": EnterpriseLedger(name) for name in enterprise}, **options)
+        """Accounts whose keys are `demo_key(name)`, as `sfox-exporter --demo` uses them."""
+        return cls({demo_key(name): Ledger.demo(name) for name in names},
+                   enterprise={demo_key(name): EnterpriseLedger(name) for name in enterprise}, **options)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
