@@ -197,6 +197,21 @@ class State:
             book.status = status
             self._version += 1
 
+    def reconfigure(self, account_names: Iterable[str], *, thresholds: Iterable[Threshold], max_series: int,
+                    stale_after_seconds: float) -> None:
+        """A reloaded config: books for new accounts, none for removed ones (their series go), and
+        the thresholds and limits of the rest replaced. Kept accounts keep their balances and counters."""
+        limits = tuple(thresholds)
+        now = self._clock.monotonic()
+        with self._lock:
+            self._max_series = max_series
+            self._stale_after = stale_after_seconds
+            names = tuple(account_names)
+            self._books = {name: self._books.get(name) or _Book(name, (), down_since=now) for name in names}
+            for name, book in self._books.items():
+                book.thresholds = tuple(t for t in limits if t.account == name)
+            self._version += 1
+
     # --- reads --------------------------------------------------------------------------------
 
     def version(self) -> int:

@@ -136,6 +136,21 @@ class RequestBudget:
                 self._connections -= 1
                 self._condition.notify_all()
 
+    def resize(self, limit: int, max_connections: int) -> None:
+        """A new share of sFOX's limits (a config reload). Requests already sent still count."""
+        with self._condition:
+            self._window.limit = limit
+            self._max_connections = max_connections
+            self._condition.notify_all()
+
+    @property
+    def limit(self) -> int:
+        return self._window.limit
+
+    @property
+    def window(self) -> float:
+        return self._window.window
+
     @property
     def connections(self) -> int:
         with self._condition:
@@ -153,6 +168,18 @@ class RequestBudget:
         with self._condition:
             self._promised -= count
             self._condition.notify_all()
+
+
+def seconds_to_connect(connections: int, per_connection: int, limit: int, window: float) -> float:
+    """How long `connections` first attempts take within a budget of `limit` requests per `window`,
+    when each costs `per_connection` requests: those that fit start at once, each further batch a
+    window later. Infinite when a single attempt does not fit at all."""
+    if connections <= 0:
+        return 0.0
+    batch = limit // per_connection
+    if batch == 0:
+        return math.inf
+    return (connections - 1) // batch * window
 
 
 def parse_retry_after(value: str | None, now: float, default: float) -> float:
