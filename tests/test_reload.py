@@ -58,6 +58,7 @@ def test_removing_an_account_and_adding_thresholds_opens_no_connection(
     assert samples.get("sfox_balance_low_threshold", account="main", currency="usd", field="available") == 10
     assert samples.all("sfox_feed_up", account="other") == []
     assert samples.get("sfox_exporter_config_last_reload_successful") == 1
+    assert samples.get("sfox_exporter_demo_mode") == 0
     wait_until(lambda: simulator.connection_count(KEY_OTHER) == 0, message="the removed account's connection closed")
     assert simulator.observed.connections_opened == opened  # main kept its connection
     assert [feed.name for feed in exporter.feeds] == ["main"]
