@@ -98,6 +98,8 @@ class RequestBudget:
         self._condition = threading.Condition()
         self._promised = 0
         self._connections = 0
+        self._queue: deque[int] = deque()  # tickets of the threads waiting in reserve(), oldest first
+        self._next_ticket = 0
         self.sent = 0
 
     def try_reserve(self, count: int) -> Reservation | float:
@@ -110,14 +112,30 @@ class RequestBudget:
             return Reservation(self, count)
 
     def reserve(self, count: int, stop: threading.Event) -> Reservation | None:
-        """Block until `count` slots are free; None if `stop` is set first."""
-        while not stop.is_set():
-            outcome = self.try_reserve(count)
-            if isinstance(outcome, Reservation):
-                return outcome
+        """Block until `count` slots are free; None if `stop` is set first.
+
+        Waiting threads are served first come, first served: when the budget is smaller than what all
+        connections need at once (say 10 accounts at 3 requests each within 20 a minute), an account
+        that just failed queues behind those still waiting for their first attempt, so none starves."""
+        with self._condition:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._queue.append(ticket)
+        try:
+            while not stop.is_set():
+                with self._condition:
+                    wait = WAIT_SLICE_SECONDS
+                    if self._queue[0] == ticket:
+                        wait = self._window.wait_time(self._promised, count)
+                        if wait <= 0:
+                            self._promised += count
+                            return Reservation(self, count)
+                    self._condition.wait(min(wait, WAIT_SLICE_SECONDS))
+            return None
+        finally:
             with self._condition:
-                self._condition.wait(min(outcome, WAIT_SLICE_SECONDS))
-        return None
+                self._queue.remove(ticket)
+                self._condition.notify_all()
 
     @contextmanager
     def connection(self, stop: threading.Event) -> Iterator[bool]:
