@@ -1,15 +1,20 @@
 # syntax=docker/dockerfile:1
 # sfox-exporter image: a wheel built in one stage, installed into a slim runtime in the next.
 #
-#   docker build -t sfox-exporter .                                # production
+#   docker build --build-arg REVISION="$(git rev-parse --short HEAD)" -t sfox-exporter .   # production
 #   docker build --build-arg EXTRAS=demo -t sfox-exporter:demo .  # with the simulator, for --demo
 #
+#   # the key file must be readable by uid 65532, the image's user: chown 65532 sfox.key (and chmod 600),
+#   # or run as yourself with --user "$(id -u)" and leave the file yours
 #   docker run --read-only -p 9841:9841 \
 #     -v "$PWD/config.yaml:/etc/sfox-exporter/config.yaml:ro" \
 #     -v "$PWD/sfox.key:/run/secrets/sfox_main:ro" sfox-exporter
 #
-# The base image is pinned by digest (Python 3.12.8, Debian bookworm, slim); update tag and digest together.
-ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm@sha256:2199a62885a12290dc9c5be3ca0681d367576ab7bf037da120e564723292a2f0
+# Python 3.11, the minor version CI tests (.github/workflows/ci.yml), Debian bookworm, slim. Pinned by
+# digest; the digest is the one public projects pin for this tag, not re-checked by a pull here (no
+# Docker engine where this was written): `docker buildx imagetools inspect python:3.11.11-slim-bookworm`
+# shows the current one. Update tag and digest together.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -22,6 +27,9 @@ RUN pip wheel --constraint constraints.txt --wheel-dir /wheels ".${EXTRAS:+[$EXT
 
 FROM ${PYTHON_IMAGE}
 ARG EXTRAS=""
+# The source revision, shown by sfox_exporter_build_info{revision} and --version; an image has no .git.
+ARG REVISION=unknown
+ENV SFOX_EXPORTER_REVISION=${REVISION}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # Install from the build stage's wheels without copying them into a layer, then remove pip itself:
 # the running image has no compiler, no build tool and no package installer. The versions are

@@ -37,7 +37,8 @@ CONTRACT_METRICS = {
     "sfox_feed_messages_total": ("counter", {"account", "kind"}),
     "sfox_feed_errors_total": ("counter", {"account", "reason"}),
     "sfox_feed_reconnects_total": ("counter", {"account"}),
-    "sfox_exporter_build_info": ("gauge", {"version"}),
+    "sfox_balance_high_threshold": ("gauge", {"account", "currency", "field"}),
+    "sfox_exporter_build_info": ("gauge", {"version", "revision", "python_version"}),
 }
 
 BTC = AccountBalance("btc", 0.17572419, 0.15, 0.02572419,
@@ -49,7 +50,8 @@ ODD = AccountBalance('we"ird\\cur', 1.0, None, None, ())
 
 def populated_state(clock: FakeClock | None = None) -> State:
     state = State(["main", "treasury"], clock=clock or FakeClock(),
-                  thresholds=[Threshold("main", "usd", "available", 1000)])
+                  thresholds=[Threshold("main", "usd", "available", 1000),
+                              Threshold("main", "usd", "held", above=250)])
     state.set_status("main", FeedStatus.UP)
     state.ingest("main", BalanceUpdate(10, 1649899310.281716, (BTC, USD, ODD), (WEB3,), 0))
     return state
@@ -89,6 +91,9 @@ def test_values_are_exact() -> None:
     assert samples.get("sfox_web3_wallet_balance", account="main", network="Ethereum",
                        address=WEB3.address, currency="usdc") == 250.5
     assert samples.get("sfox_balance_low_threshold", account="main", currency="usd", field="available") == 1000
+    assert samples.get("sfox_balance_low_threshold", account="main", currency="usd", field="held") is None
+    assert samples.get("sfox_balance_high_threshold", account="main", currency="usd", field="held") == 250
+    assert samples.get("sfox_balance_high_threshold", account="main", currency="usd", field="available") is None
     assert samples.get("sfox_balances_updated_timestamp_seconds", account="main") == 1649899310.281716
     assert samples.get("sfox_feed_up", account="main") == 1
     assert samples.get("sfox_feed_up", account="treasury") == 0

@@ -11,28 +11,27 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from importlib import metadata
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
+from sfox_exporter import build, startup
 from sfox_exporter.clock import Clock, SystemClock
 from sfox_exporter.config import Config
 from sfox_exporter.logs import Redactor
 from sfox_exporter.metrics.endusers import EndUserBook
 from sfox_exporter.metrics.endusers_render import EndUserRenderer
+from sfox_exporter.metrics.exporter_info import ExporterInfo, with_registry
 from sfox_exporter.metrics.exposition import Exposition, Rendered
 from sfox_exporter.metrics.state import State
-from sfox_exporter.sfox.account import AccountSink
+from sfox_exporter.reload import Reloader, Source, restart_only
 from sfox_exporter.sfox.connection import Connector, websocket_connector
-from sfox_exporter.sfox.enterprise import EndUserSink, enterprise_settings, is_enterprise
-from sfox_exporter.sfox.feed import FeedWorker
-from sfox_exporter.sfox.ratelimit import RequestBudget
-from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
+from sfox_exporter.sfox.feed import REQUESTS_PER_CONNECTION, FeedWorker
+from sfox_exporter.sfox.ratelimit import RequestBudget, seconds_to_connect
 from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker, fetch_balances
-from sfox_exporter.valuation import market
 from sfox_exporter.web import routes
 from sfox_exporter.web.server import HttpServer, Limits, Security
+from sfox_exporter.workers import AccountUnit, AccountUnits, UnitSpec, Workers
 
 log = logging.getLogger("sfox_exporter")
 
@@ -40,10 +39,7 @@ STOP_TIMEOUT_SECONDS = 3.0
 
 
 def version() -> str:
-    try:
-        return metadata.version("sfox-exporter")
-    except metadata.PackageNotFoundError:
-        return "0.0.0+unknown"
+    return build.version()
 
 
 class Exporter:
@@ -61,22 +57,24 @@ class Exporter:
         http_limits: Limits | None = None,
         enable_lifecycle: bool = False,
         reload: Callable[[], str | None] | None = None,
+        config_source: Source | None = None,
     ) -> None:
+        """`config_source` reads the config again (same flags and environment) for a reload;
+        without it, and without `reload`, /-/reload and SIGHUP have nothing to reload from."""
         self.config = config
         self.version = version()
         self.clock = clock or SystemClock()
         self.telemetry_path = config.web.telemetry_path
         self.stop_event = threading.Event()
-        # sFOX Connect: each enterprise account's end users (metrics/endusers.py).
-        self.end_users = {account.name: EndUserBook(config.end_users, config.feed.max_series)
-                          for account in config.accounts if is_enterprise(account)}
+        # sFOX Connect: each enterprise account's end users (metrics/endusers.py), one book per
+        # running enterprise connection, shared by its sink, the State and the per-user renderer.
+        self.end_users: dict[str, EndUserBook] = {}
         self.state = State(
             (account.name for account in config.accounts),
             clock=self.clock,
             thresholds=config.thresholds,
             max_series=config.feed.max_series,
             stale_after_seconds=config.feed.stale_after_seconds,
-            end_users=self.end_users,
         )
         # /metrics is the sfox_* families (rendered and cached by Exposition) followed by this
         # registry: prometheus_client's own process, platform and GC collectors, and whatever an
@@ -85,46 +83,42 @@ class Exporter:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.exposition = Exposition(self.state, self.version, self.registry,
+        self.info = ExporterInfo(config.demo, self.clock)
+        # The exporter's own gauges come before the registry's collectors, on every scrape.
+        self.exposition = Exposition(self.state, self.version, with_registry(self.info, self.registry),
                                      extra=EndUserRenderer(self.end_users).render)
-        self.budget = RequestBudget(self.clock)
+        self.budget = RequestBudget(self.clock, limit=config.sfox.max_requests_per_minute,
+                                    max_connections=config.sfox.max_connections)
         user_agent = f"sfox-exporter/{self.version}"
         rng = rng or random.Random()
-        redactor = redactor or Redactor()
-
-        self.snapshots: dict[str, SnapshotWorker] = {}
-        if config.feed.rest_snapshot:
-            for account in config.accounts:
-                if is_enterprise(account):
-                    continue  # sFOX has no REST endpoint for all end users' balances
-                self.snapshots[account.name] = SnapshotWorker(
-                    account, rest_url=config.sfox.rest_url, feed=config.feed, state=self.state,
-                    clock=self.clock, stop=self.stop_event, fetch=fetch or fetch_balances,
-                    user_agent=user_agent, rng=random.Random(rng.random()),
-                )
-        settings = SessionSettings((ACCOUNT_FEED,), ping_interval=config.feed.ping_interval_seconds,
-                                   ping_timeout=config.feed.ping_timeout_seconds)
-        self.feeds = [
-            FeedWorker(
-                account.name, key_source=account.key, ws_url=config.sfox.ws_url, feed=config.feed,
-                settings=enterprise_settings(account, settings) if is_enterprise(account) else settings,
-                sink=EndUserSink(self.state, account.name, self.end_users[account.name]) if is_enterprise(account)
-                else AccountSink(self.state, account.name, self._snapshot_requester(account.name)),
-                budget=self.budget, connector=connector or websocket_connector(user_agent), clock=self.clock,
-                stop=self.stop_event, rng=random.Random(rng.random()), on_key=lambda key: redactor.add(key.reveal()),
-            )
-            for account in config.accounts
-        ]
-        self.market = market.build(  # valuation: one market-data connection, None when disabled
-            config, self.state, budget=self.budget, connector=connector or websocket_connector(user_agent),
-            fetch=fetch or fetch_balances, clock=self.clock, stop=self.stop_event, user_agent=user_agent,
-            rng=random.Random(rng.random()), on_key=lambda key: redactor.add(key.reveal()))
+        self.account_units = AccountUnits(
+            self.state, self.budget, connector or websocket_connector(user_agent), fetch or fetch_balances,
+            self.clock, rng, redactor or Redactor(), user_agent, self.end_users)
+        self.workers = Workers(self.clock)
+        self.reloader = Reloader(config_source, self, self.info) if config_source is not None else None
+        if reload is None and self.reloader is not None:
+            reload = self.reloader.reload
         self.http = HttpServer(config.web.listen_host, config.web.listen_port, self, self.version,
                                security=security, limits=http_limits, lifecycle=enable_lifecycle, reload=reload)
 
-    def _snapshot_requester(self, account: str) -> Callable[[str], None]:
-        worker = self.snapshots.get(account)
-        return worker.request if worker is not None else (lambda reason: None)
+    def plan(self, config: Config) -> dict[str, UnitSpec]:
+        """Every connection the config asks for, by name: the one place where workers are listed.
+        Start-up and every reload make the running workers match it."""
+        return self.account_units.plan(config)
+
+    @property
+    def feeds(self) -> list[FeedWorker]:
+        return [unit.feed for unit in self.workers.units().values() if isinstance(unit, AccountUnit)]
+
+    @property
+    def snapshots(self) -> dict[str, SnapshotWorker]:
+        return {unit.snapshot.account: unit.snapshot for unit in self.workers.units().values()
+                if isinstance(unit, AccountUnit) and unit.snapshot is not None}
+
+    @property
+    def bound_address(self) -> str:
+        """The address the HTTP server is bound to, as bound."""
+        return startup.listen_address(str(self.http.server_address[0]), self.http.port)
 
     @property
     def url(self) -> str:
@@ -137,30 +131,46 @@ class Exporter:
 
     def start(self) -> None:
         self.http.start()
-        for worker in self.snapshots.values():
-            worker.start()
-            worker.request("start")
-        for feed in self.feeds:
-            feed.start()
-        if self.market is not None:
-            self.market.start()
-        log.info("sfox-exporter %s serving %s%s for %d account(s)", self.version, self.url, self.telemetry_path,
-                 len(self.feeds))
+        plan = self.plan(self.config)
+        budget = self.budget
+        log.info("%s", startup.budget_plan(len(plan), REQUESTS_PER_CONNECTION, budget.limit, budget.window,
+                                           seconds_to_connect(len(plan), REQUESTS_PER_CONNECTION, budget.limit,
+                                                              budget.window)))
+        self.workers.apply(plan, STOP_TIMEOUT_SECONDS)
+        scheme = "https" if self.http.security.ssl_context is not None else "http"
+        log.info("sfox-exporter %s serving %s://%s%s for %d account(s)", self.version, scheme, self.bound_address,
+                 self.telemetry_path, len(self.config.accounts))
+        warning = startup.exposure_warning(str(self.http.server_address[0]), self.http.port,
+                                           tls=self.http.security.ssl_context is not None,
+                                           basic_auth=not self.http.security.authorized(None))
+        if warning:
+            log.warning("%s", warning)
+
+    def reconfigure(self, config: Config, security: Security | None) -> str:
+        """Take on a reloaded, valid config (see reload.py); returns what changed, for the log."""
+        for note in restart_only(self.config, config):
+            log.warning("config reload: %s", note)
+        config = dataclasses.replace(config, web=dataclasses.replace(
+            config.web, listen_host=self.config.web.listen_host, listen_port=self.config.web.listen_port))
+        self.budget.resize(config.sfox.max_requests_per_minute, config.sfox.max_connections)
+        self.http.set_security(security)
+        def between() -> None:
+            self.state.reconfigure((account.name for account in config.accounts), thresholds=config.thresholds,
+                                   max_series=config.feed.max_series,
+                                   stale_after_seconds=config.feed.stale_after_seconds)
+            self.account_units.follow(config)
+
+        changes = self.workers.apply(self.plan(config), STOP_TIMEOUT_SECONDS, between=between)
+        if changes.stuck:
+            log.warning("config reload: thread(s) still stopping: %s", ", ".join(changes.stuck))
+        self.telemetry_path = config.web.telemetry_path
+        self.config = config
+        return f"{changes.summary()}; {len(config.thresholds)} threshold(s)"
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         self.stop_event.set()
-        for feed in self.feeds:
-            feed.wake()
-        for worker in self.snapshots.values():
-            worker.wake()
-        if self.market is not None:
-            self.market.wake()
         self.http.stop()
-        deadline = self.clock.monotonic() + timeout
-        threads = [feed.thread for feed in self.feeds] + [w.thread for w in self.snapshots.values()]
-        for thread in threads + (self.market.threads() if self.market is not None else []):
-            if thread.is_alive():
-                thread.join(max(0.0, deadline - self.clock.monotonic()))
+        self.workers.stop_all(timeout)
 
     # --- what the HTTP server serves, rendered by web.routes -----------------------------------------
 
@@ -168,12 +178,12 @@ class Exporter:
         return self.exposition.render(accept, accept_encoding)
 
     def health(self) -> tuple[bool, str]:
-        dead = [feed.thread.name for feed in self.feeds if not feed.thread.is_alive()]
-        dead += [worker.thread.name for worker in self.snapshots.values() if not worker.thread.is_alive()]
+        dead = [thread.name for thread in self.workers.threads() if not thread.is_alive()]
         return routes.health(dead, self.stop_event.is_set())
 
     def readiness(self) -> tuple[bool, str]:
         return routes.readiness(self.state.statuses())
 
     def landing_page(self) -> str:
-        return routes.landing_page(self.state.snapshot(), self.clock.time(), self.version, self.telemetry_path)
+        return routes.landing_page(self.state.snapshot(), self.clock.time(), self.version, self.telemetry_path,
+                                   demo=self.config.demo)

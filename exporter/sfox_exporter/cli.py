@@ -10,16 +10,15 @@ import argparse
 import dataclasses
 import gc
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Mapping
-from types import FrameType
 from typing import Any
 
-from sfox_exporter.app import Exporter, version
+from sfox_exporter import build
+from sfox_exporter.app import Exporter
 from sfox_exporter.config import AccountKind, Config, ConfigError, Overrides, environment, load_config
 from sfox_exporter.logs import Redactor, setup_logging
+from sfox_exporter.signals import Signals
 from sfox_exporter.web.toolkit import load_web_config
 
 log = logging.getLogger("sfox_exporter")
@@ -45,15 +44,18 @@ def parse_args(argv: list[str] | None) -> Overrides:
                         help="logfmt or json (default: logfmt)")
     parser.add_argument("--demo", action="store_true",
                         help="run against the built-in sFOX simulator on loopback; no API key needed")
-    parser.add_argument("--version", action="version", version=f"sfox-exporter {version()}")
+    parser.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                        help="allow POST /-/reload (as Prometheus does); SIGHUP reloads either way")
+    parser.add_argument("--version", action="version", version=build.describe())
     args = parser.parse_args(argv)
     return Overrides(**vars(args))
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     overrides = parse_args(argv)
+    environ = environ if environ is not None else environment()
     try:
-        config = load_config(overrides, environ if environ is not None else environment())
+        config = load_config(overrides, environ)
         security = _load_security(config)
     except ConfigError as error:
         print(f"sfox-exporter: config error: {error}", file=sys.stderr)
@@ -63,14 +65,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     for warning in config.warnings:
         log.warning(warning)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signals = Signals()
 
     simulator = None
     if config.demo:
@@ -80,7 +75,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             print(f"sfox-exporter: {error}", file=sys.stderr)
             return 2
     try:
-        exporter = Exporter(config, security=security, redactor=redactor)
+        exporter = Exporter(config, security=security, redactor=redactor, enable_lifecycle=overrides.enable_lifecycle,
+                            config_source=lambda: _reload_source(overrides, environ, simulator))
     except OSError as error:
         log.error("cannot listen on %s: %s", config.web.listen_address, error.strerror or error)
         if simulator is not None:
@@ -91,8 +87,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     # every full garbage collection, whose pauses would otherwise show in scrape latency.
     gc.collect()
     gc.freeze()
-    while not stop.wait(3600):
-        pass
+    signals.serve(exporter)
     exporter.stop()
     if simulator is not None:
         simulator.stop()
@@ -114,6 +109,16 @@ def _start_demo(config: Config) -> tuple[Any, Config]:
                 simulator.ws_url)
     endpoints = dataclasses.replace(config.sfox, ws_url=simulator.ws_url, rest_url=simulator.rest_url)
     return simulator, dataclasses.replace(config, sfox=endpoints)
+
+
+def _reload_source(overrides: Overrides, environ: Mapping[str, str], simulator: Any) -> tuple[Config, Any]:
+    """The config as a reload sees it: the same flags and environment as at start, files read again."""
+    config = load_config(overrides, environ)
+    security = _load_security(config)
+    if simulator is not None:  # --demo: the same simulator serves the reloaded accounts
+        endpoints = dataclasses.replace(config.sfox, ws_url=simulator.ws_url, rest_url=simulator.rest_url)
+        config = dataclasses.replace(config, sfox=endpoints)
+    return config, security
 
 
 def _load_security(config: Config) -> Any:

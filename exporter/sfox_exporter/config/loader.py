@@ -65,6 +65,7 @@ class Overrides:
     log_level: str | None = None
     log_format: str | None = None
     demo: bool = False
+    enable_lifecycle: bool = False  # --web.enable-lifecycle: not config, but the command line's to say
 
 
 def load_config(overrides: Overrides, environ: Mapping[str, str]) -> Config:

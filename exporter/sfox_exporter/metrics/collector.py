@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sfox_exporter.build import build_labels
 from sfox_exporter.metrics.state import Snapshot, State
 from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef, samples_of
 
@@ -39,7 +40,7 @@ def families(snapshot: Snapshot, version: str) -> Iterator[Metric]:
             family.add_metric(labels, value)
         yield family
     build_info = _family(BUILD_INFO)
-    build_info.add_metric((version,), 1.0)
+    build_info.add_metric(build_labels(version), 1.0)
     yield build_info
 
 

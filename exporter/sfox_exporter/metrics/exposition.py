@@ -24,6 +24,7 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
+from sfox_exporter.build import build_labels
 from sfox_exporter.metrics.state import Snapshot, State
 from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef, samples_of
 
@@ -121,7 +122,7 @@ class Exposition:
                 lines.append(prefix + repr(float(value)))
                 series += 1
         lines.append(_header(BUILD_INFO, as_openmetrics))
-        lines.append(_series_prefix(BUILD_INFO.name, BUILD_INFO.labels, (self._version,)) + "1.0")
+        lines.append(_series_prefix(BUILD_INFO.name, BUILD_INFO.labels, build_labels(self._version)) + "1.0")
         if len(prefixes) > PREFIX_CACHE_SLACK * series + 64:
             prefixes.clear()
         lines.append("")

@@ -109,8 +109,17 @@ class State:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def attach_market(self, market: MarketSource) -> None:
-        """Render this market with the balances; it calls touch() on every change."""
+    def set_end_user_book(self, account: str, book: EndUserBook | None) -> None:
+        """An enterprise account's end users (a new book when its connection is rebuilt)."""
+        with self._lock:
+            if book is None:
+                self._end_users.pop(account, None)
+            else:
+                self._end_users[account] = book
+            self._version += 1
+
+    def attach_market(self, market: MarketSource | None) -> None:
+        """Render this market with the balances (None: no valuation); it calls touch() on every change."""
         with self._lock:
             self._market = market
             self._version += 1
@@ -222,6 +231,21 @@ class State:
             elif book.status == FeedStatus.UP:
                 book.down_since = now
             book.status = status
+            self._version += 1
+
+    def reconfigure(self, account_names: Iterable[str], *, thresholds: Iterable[Threshold], max_series: int,
+                    stale_after_seconds: float) -> None:
+        """A reloaded config: books for new accounts, none for removed ones (their series go), and
+        the thresholds and limits of the rest replaced. Kept accounts keep their balances and counters."""
+        limits = tuple(thresholds)
+        now = self._clock.monotonic()
+        with self._lock:
+            self._max_series = max_series
+            self._stale_after = stale_after_seconds
+            names = tuple(account_names)
+            self._books = {name: self._books.get(name) or _Book(name, (), down_since=now) for name in names}
+            for name, book in self._books.items():
+                book.thresholds = tuple(t for t in limits if t.account == name)
             self._version += 1
 
     # --- reads --------------------------------------------------------------------------------

@@ -77,6 +77,12 @@ def _thresholds(view: AccountView) -> Iterator[Sample]:
             yield (view.name, threshold.currency, threshold.field), threshold.below
 
 
+def _high_thresholds(view: AccountView) -> Iterator[Sample]:
+    for threshold in view.thresholds:
+        if threshold.above is not None:
+            yield (view.name, threshold.currency, threshold.field), threshold.above
+
+
 def _optional(attribute: str) -> Extractor:
     def samples(view: AccountView) -> Iterator[Sample]:
         value = getattr(view, attribute)
@@ -133,6 +139,9 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("sfox_balance_low_threshold", "gauge",
               "Low-balance threshold from the exporter's config, for alert rules.",
               ("account", "currency", "field"), _thresholds),
+    MetricDef("sfox_balance_high_threshold", "gauge",
+              "High-balance threshold (`above:`) from the exporter's config, for alert rules.",
+              ("account", "currency", "field"), _high_thresholds),
     MetricDef("sfox_balances_updated_timestamp_seconds", "gauge",
               "sFOX timestamp of the last applied balance message.",
               ("account",), _optional("updated_timestamp")),
@@ -213,4 +222,4 @@ PER_USER_METRICS: tuple[MetricDef, MetricDef] = (
 )
 
 BUILD_INFO = MetricDef("sfox_exporter_build_info", "gauge",
-                       "Build information; always 1.", ("version",), lambda view: ())
+                       "Build information; always 1.", ("version", "revision", "python_version"), lambda view: ())

@@ -98,6 +98,8 @@ class RequestBudget:
         self._condition = threading.Condition()
         self._promised = 0
         self._connections = 0
+        self._queue: deque[int] = deque()  # tickets of the threads waiting in reserve(), oldest first
+        self._next_ticket = 0
         self.sent = 0
 
     def try_reserve(self, count: int) -> Reservation | float:
@@ -110,14 +112,30 @@ class RequestBudget:
             return Reservation(self, count)
 
     def reserve(self, count: int, stop: threading.Event) -> Reservation | None:
-        """Block until `count` slots are free; None if `stop` is set first."""
-        while not stop.is_set():
-            outcome = self.try_reserve(count)
-            if isinstance(outcome, Reservation):
-                return outcome
+        """Block until `count` slots are free; None if `stop` is set first.
+
+        Waiting threads are served first come, first served: when the budget is smaller than what all
+        connections need at once (say 10 accounts at 3 requests each within 20 a minute), an account
+        that just failed queues behind those still waiting for their first attempt, so none starves."""
+        with self._condition:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._queue.append(ticket)
+        try:
+            while not stop.is_set():
+                with self._condition:
+                    wait = WAIT_SLICE_SECONDS
+                    if self._queue[0] == ticket:
+                        wait = self._window.wait_time(self._promised, count)
+                        if wait <= 0:
+                            self._promised += count
+                            return Reservation(self, count)
+                    self._condition.wait(min(wait, WAIT_SLICE_SECONDS))
+            return None
+        finally:
             with self._condition:
-                self._condition.wait(min(outcome, WAIT_SLICE_SECONDS))
-        return None
+                self._queue.remove(ticket)
+                self._condition.notify_all()
 
     @contextmanager
     def connection(self, stop: threading.Event) -> Iterator[bool]:
@@ -136,6 +154,21 @@ class RequestBudget:
                 self._connections -= 1
                 self._condition.notify_all()
 
+    def resize(self, limit: int, max_connections: int) -> None:
+        """A new share of sFOX's limits (a config reload). Requests already sent still count."""
+        with self._condition:
+            self._window.limit = limit
+            self._max_connections = max_connections
+            self._condition.notify_all()
+
+    @property
+    def limit(self) -> int:
+        return self._window.limit
+
+    @property
+    def window(self) -> float:
+        return self._window.window
+
     @property
     def connections(self) -> int:
         with self._condition:
@@ -153,6 +186,18 @@ class RequestBudget:
         with self._condition:
             self._promised -= count
             self._condition.notify_all()
+
+
+def seconds_to_connect(connections: int, per_connection: int, limit: int, window: float) -> float:
+    """How long `connections` first attempts take within a budget of `limit` requests per `window`,
+    when each costs `per_connection` requests: those that fit start at once, each further batch a
+    window later. Infinite when a single attempt does not fit at all."""
+    if connections <= 0:
+        return 0.0
+    batch = limit // per_connection
+    if batch == 0:
+        return math.inf
+    return (connections - 1) // batch * window
 
 
 def parse_retry_after(value: str | None, now: float, default: float) -> float:

@@ -171,7 +171,11 @@ def readiness(statuses: Mapping[str, str]) -> tuple[bool, str]:
     return False, f"not ready: feed not up for {listing}\n"
 
 
-def landing_page(snapshot: Snapshot, now: float, version: str, telemetry_path: str) -> str:
+DEMO_BANNER = ('<p class="demo" role="alert"><strong>DEMO MODE</strong>: these balances come from the built-in '
+               'sFOX simulator (--demo), not from sFOX.</p>')
+
+
+def landing_page(snapshot: Snapshot, now: float, version: str, telemetry_path: str, *, demo: bool = False) -> str:
     rows = []
     for view in snapshot.accounts:
         age = "never" if view.last_message_time is None else f"{max(0.0, now - view.last_message_time):.1f}s ago"
@@ -185,8 +189,9 @@ def landing_page(snapshot: Snapshot, now: float, version: str, telemetry_path: s
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>sFOX exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
-.up{{color:#1a7f37}}.down{{color:#cf222e}}</style></head>
-<body><h1>sFOX exporter</h1><p>Version {html.escape(version)}</p>
+.up{{color:#1a7f37}}.down{{color:#cf222e}}
+.demo{{background:#fff8c5;border:2px solid #d4a72c;padding:.6em 1em}}</style></head>
+<body><h1>sFOX exporter</h1>{DEMO_BANNER if demo else ""}<p>Version {html.escape(version)}</p>
 <ul><li><a href="{path}">Metrics</a></li><li><a href="/healthz">Health</a></li>
 <li><a href="/readyz">Readiness</a></li></ul>
 <table><tr><th>Account</th><th>Feed</th><th>Last message</th><th>Currencies</th><th>Web3 wallets</th>

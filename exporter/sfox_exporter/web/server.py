@@ -89,6 +89,11 @@ class HttpServer(ThreadingMixIn, HTTPServer):
         TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
+    def set_security(self, security: Security | None) -> None:
+        """A reloaded web config: one assignment, so each request sees the old or the new, never a mix;
+        connections already open keep the TLS session they began with."""
+        self.security = security or _NoSecurity()
+
     @property
     def port(self) -> int:
         return int(self.server_address[1])

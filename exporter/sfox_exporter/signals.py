@@ -1,0 +1,65 @@
+"""Signals: SIGTERM and SIGINT stop the exporter, SIGHUP reloads its config.
+
+The handlers only take note and wake the main thread, which does the work: a reload reads files and
+joins threads, which a signal handler (run between two bytecodes of whatever the main thread was
+doing) must not.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Protocol
+
+log = logging.getLogger("sfox_exporter")
+
+
+class Reloadable(Protocol):
+    def reload(self, trigger: str = ...) -> str | None: ...
+
+
+class Served(Protocol):
+    @property
+    def reloader(self) -> Reloadable | None: ...
+
+
+class Signals:
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._stop = False
+        self._reloads = 0
+        self._lock = threading.Lock()
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        self._stop = True
+        self._wake.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self._reloads += 1
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
+    def serve(self, exporter: Served) -> None:
+        """Run until SIGTERM or SIGINT, reloading on each SIGHUP (several at once reload once)."""
+        handled = 0
+        while not self._stop:
+            self._wake.wait(3600)
+            self._wake.clear()
+            if self._stop:
+                return
+            if self._reloads != handled:
+                handled = self._reloads
+                reloader = exporter.reloader
+                if reloader is None:
+                    log.warning("received SIGHUP, but there is no config to reload")
+                else:
+                    reloader.reload("SIGHUP")

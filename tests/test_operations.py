@@ -1,0 +1,140 @@
+"""Day-one operations as users meet them: SIGHUP reloads, honest start-up lines, demo marking, build labels."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sfox_exporter import build, startup
+from sfox_exporter.sfox.ratelimit import seconds_to_connect
+
+from .conftest import http_get, scrape, scrape_until, wait_until
+from .test_cli import serving_url, spawn
+
+CONFIG = """
+accounts:
+  - {name: alpha, api_key_env: UNUSED_IN_DEMO}
+thresholds:
+  - {account: alpha, currency: usd, field: available, below: 10}
+"""
+
+
+@pytest.fixture
+def demo_with_config(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    process = spawn("--demo", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0",
+                    "--web.enable-lifecycle")
+    yield process, config
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=10)
+
+
+def read_stderr_until(process: subprocess.Popen[str], needle: str, timeout: float = 10) -> list[str]:
+    assert process.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"no line with {needle!r} in:\n" + "".join(lines))
+
+
+def test_sighup_reloads_the_config_file_and_a_bad_one_is_refused(
+        demo_with_config: tuple[subprocess.Popen[str], Path]) -> None:
+    process, config = demo_with_config
+    url, _ = serving_url(process)
+    samples = scrape_until(url, lambda s: s.get("sfox_feed_up", account="alpha") == 1)
+    assert samples.get("sfox_exporter_demo_mode") == 1
+    assert samples.get("sfox_exporter_config_last_reload_successful") == 1
+    assert b"DEMO MODE" in http_get(url + "/")[2]
+
+    config.write_text(CONFIG + "  - {account: alpha, currency: usd, field: held, above: 5000}\n")
+    process.send_signal(signal.SIGHUP)
+    lines = read_stderr_until(process, "config reloaded")
+    assert "SIGHUP" in lines[-1] and "unchanged: 1" in lines[-1]
+    samples = scrape(url)
+    assert samples.get("sfox_balance_high_threshold", account="alpha", currency="usd", field="held") == 5000
+    assert samples.get("sfox_feed_up", account="alpha") == 1  # the process lives on
+
+    config.write_text("accounts: [\n")
+    process.send_signal(signal.SIGHUP)
+    lines = read_stderr_until(process, "config reload (SIGHUP) failed")
+    assert "not valid YAML" in lines[-1]
+    samples = scrape(url)
+    assert samples.get("sfox_exporter_config_last_reload_successful") == 0
+    assert samples.get("sfox_balance_high_threshold", account="alpha", currency="usd", field="held") == 5000
+
+    config.write_text(CONFIG)
+    status, _, body = http_get(url + "/-/reload", method="POST")
+    assert (status, body) == (200, b"config reloaded\n")
+    wait_until(lambda: scrape(url).get("sfox_exporter_config_last_reload_successful") == 1)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 0
+
+
+def test_start_up_names_the_wildcard_address_and_warns_once_when_unprotected() -> None:
+    process = spawn("--demo", "--web.listen-address", "0.0.0.0:0")
+    try:
+        url, lines = serving_url(process)
+        assert url.startswith("http://0.0.0.0:")
+        assert "127.0.0.1" not in url
+        scrape_until(url.replace("0.0.0.0", "127.0.0.1"), lambda s: s.get("sfox_feed_up", account="demo") == 1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=10)
+    everything = "".join(lines) + rest
+    assert everything.count("without TLS or basic auth") == 1
+    assert "1 sFOX connection(s) at 3 requests each" in everything
+
+
+def test_no_exposure_warning_on_loopback_or_with_protection() -> None:
+    assert startup.exposure_warning("127.0.0.1", 9841, tls=False, basic_auth=False) is None
+    assert startup.exposure_warning("::1", 9841, tls=False, basic_auth=False) is None
+    assert startup.exposure_warning("0.0.0.0", 9841, tls=True, basic_auth=False) is None
+    assert startup.exposure_warning("0.0.0.0", 9841, tls=False, basic_auth=True) is None
+    assert startup.exposure_warning("", 9841, tls=False, basic_auth=False) is not None
+    assert startup.exposure_warning("10.0.0.5", 9841, tls=False, basic_auth=False) is not None
+    assert startup.listen_address("::", 9841) == "[::]:9841"
+    assert startup.listen_address("", 9841) == "0.0.0.0:9841"
+
+
+def test_connection_spread_arithmetic() -> None:
+    # 3 requests an attempt: 6 attempts fit 20 requests, so 10 accounts take one more window.
+    assert seconds_to_connect(10, 3, 20, 61.0) == 61.0
+    assert seconds_to_connect(6, 3, 20, 61.0) == 0.0
+    assert seconds_to_connect(7, 3, 20, 61.0) == 61.0
+    assert seconds_to_connect(13, 3, 20, 61.0) == 122.0
+    assert seconds_to_connect(10, 3, 40, 61.0) == 0.0
+    assert seconds_to_connect(1, 3, 2, 61.0) == float("inf")
+    line = startup.budget_plan(10, 3, 20, 61.0, 61.0)
+    assert "10 sFOX connection(s)" in line and "budget of 20" in line and "about 61s" in line
+
+
+def test_revision_comes_from_the_environment_then_git_else_unknown(tmp_path: Path) -> None:
+    assert build.revision_from({build.REVISION_ENV: "abc1234"}, tmp_path) == "abc1234"
+    assert build.revision_from({build.REVISION_ENV: 'bad"value\n'}, tmp_path) == "unknown"
+    assert build.revision_from({}, tmp_path) == "unknown"  # not a checkout
+    checkout = Path(__file__).resolve().parent
+    found = build.revision_from({}, checkout)
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False).stdout.strip()
+    assert found == (head or "unknown")
+
+
+def test_version_flag_shows_revision_and_python_version() -> None:
+    process = spawn("--version", env={build.REVISION_ENV: "f00dfeed"})
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "revision f00dfeed" in out
+    assert f"python {build.python_version()}" in out
