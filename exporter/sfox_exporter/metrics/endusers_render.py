@@ -27,23 +27,37 @@ _BALANCE, _AVAILABLE = PER_USER_METRICS
 
 class EndUserRenderer:
     def __init__(self, books: Mapping[str, EndUserBook]) -> None:
-        self._books = {name: book for name, book in books.items() if book.per_user_series}
+        """`books` is live: a reload adds, removes or replaces enterprise accounts' books in it."""
+        self._source = books
+        self._books: dict[str, EndUserBook] = {}
         self._lock = threading.Lock()
         # Per account, per user: that user's lines of each family, as bytes.
-        self._lines: dict[str, tuple[dict[str, bytes], dict[str, bytes]]] = {
-            name: ({}, {}) for name in self._books
-        }
+        self._lines: dict[str, tuple[dict[str, bytes], dict[str, bytes]]] = {}
+        self._follow()
 
     @property
     def enabled(self) -> bool:
         return bool(self._books)
 
+    def _follow(self) -> None:
+        """Start over for a book that is new or replaced; forget the ones gone."""
+        current = {name: book for name, book in list(self._source.items()) if book.per_user_series}
+        for name in [name for name in self._books if current.get(name) is not self._books[name]]:
+            del self._books[name]
+            del self._lines[name]
+        for name, book in current.items():
+            if name not in self._books:
+                self._books[name] = book
+                # Nothing has taken the new book's changes yet: they are all its users so far.
+                self._lines[name] = ({}, {})
+
     def render(self, hidden: Collection[str] = ()) -> list[bytes]:
         """The two families as parts to join, after bringing changed users up to date. Accounts in
         `hidden` (withdrawn: their feed has been down too long) show no series."""
-        if not self._books:
-            return []
         with self._lock:
+            self._follow()
+            if not self._books:
+                return []
             for name, book in self._books.items():
                 self._update(name, book)
             parts: list[bytes] = []
