@@ -133,10 +133,13 @@ def make_config(
     accounts: dict[str, str] | None = None,
     thresholds: tuple[Threshold, ...] = (),
     valuation: ValuationConfig | None = None,
+    max_requests_per_minute: int = 40,
     **feed: Any,
 ) -> Config:
     """A config for tests: fast pings and backoff, listening on a free loopback port. Valuation is
-    off unless asked for, so that tests of the account feeds see only account connections."""
+    off unless asked for, so that tests of the account feeds see only account connections. The
+    request budget is sFOX's whole 40 a minute, so that tests reconnecting often do not wait on it;
+    the budget tests set the default share of 20 themselves."""
     accounts = accounts if accounts is not None else {"main": KEY_MAIN}
     environ = {f"KEY_{name.upper()}": key for name, key in accounts.items()}
     defaults: dict[str, Any] = {
@@ -151,6 +154,7 @@ def make_config(
         sfox=SfoxEndpoints(
             simulator.ws_url if simulator else "ws://127.0.0.1:9/ws",
             simulator.rest_url if simulator else "http://127.0.0.1:9",
+            max_requests_per_minute=max_requests_per_minute,
         ),
         accounts=tuple(
             AccountConfig(name, KeySource(env=f"KEY_{name.upper()}", environ=environ)) for name in accounts

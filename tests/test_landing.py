@@ -18,7 +18,7 @@ import pytest
 from sfox_exporter.app import Exporter
 from sfox_exporter.config import Threshold, ValuationConfig
 from sfox_exporter.simulator import Simulator
-from tests.conftest import KEY_MAIN, http_get, make_config, scrape_until
+from tests.conftest import KEY_MAIN, http_get, make_config, scrape_until, wait_until
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run")
@@ -46,8 +46,11 @@ def valued_exporter(simulator: Simulator, start: Callable[..., Exporter]) -> Exp
     scrape_until(exporter.url, lambda s: s.get("sfox_market_feed_up") == 1.0
                  and s.get("sfox_feed_up", account="main") == 1.0)
     simulator.push_all(KEY_MAIN)
-    for pair, last in (("btcusd", 50000.0), ("ethbtc", 0.05), ("solusd", 150.0), ("usdtusd", 1.0),
-                       ("usdtusdc", 1.0)):
+    prices = (("btcusd", 50000.0), ("ethbtc", 0.05), ("solusd", 150.0), ("usdtusd", 1.0), ("usdtusdc", 1.0))
+    # A price is pushed once, to the subscribers of its pair: wait until every pair has one.
+    wait_until(lambda: {f"ticker.sfox.{pair}" for pair, _ in prices} <= set(simulator.market.subscribed_feeds()),
+               message="the market-data connection subscribed to every pair")
+    for pair, last in prices:
         simulator.market.set_price(pair, last)
     scrape_until(exporter.url, lambda s: s.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 0)
     return exporter

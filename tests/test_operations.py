@@ -62,7 +62,8 @@ def test_sighup_reloads_the_config_file_and_a_bad_one_is_refused(
     config.write_text(CONFIG + "  - {account: alpha, currency: usd, field: held, above: 5000}\n")
     process.send_signal(signal.SIGHUP)
     lines = read_stderr_until(process, "config reloaded")
-    assert "SIGHUP" in lines[-1] and "unchanged: 1" in lines[-1]
+    # Both connections, the account's and the market-data one, are left alone.
+    assert "SIGHUP" in lines[-1] and "unchanged: 2" in lines[-1] and "restarted" not in lines[-1]
     samples = scrape(url)
     assert samples.get("sfox_balance_high_threshold", account="alpha", currency="usd", field="held") == 5000
     assert samples.get("sfox_feed_up", account="alpha") == 1  # the process lives on
@@ -92,10 +93,14 @@ def test_start_up_names_the_wildcard_address_and_warns_once_when_unprotected() -
         scrape_until(url.replace("0.0.0.0", "127.0.0.1"), lambda s: s.get("sfox_feed_up", account="demo") == 1)
     finally:
         process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=10)
+        # communicate() reads the pipe's file descriptor and would skip what readline() buffered.
+        assert process.stderr is not None
+        rest = process.stderr.read()
+        process.wait(timeout=10)
     everything = "".join(lines) + rest
     assert everything.count("without TLS or basic auth") == 1
-    assert "1 sFOX connection(s) at 3 requests each" in everything
+    # The demo's user account, its enterprise account and the market-data connection.
+    assert "3 sFOX connection(s) at 3 requests each" in everything
 
 
 def test_no_exposure_warning_on_loopback_or_with_protection() -> None:

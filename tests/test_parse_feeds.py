@@ -10,6 +10,7 @@ import pytest
 
 from sfox_exporter.sfox.decode import (
     AccountBalance,
+    BadFrame,
     EndUserBalances,
     OtherMessage,
     Ticker,
@@ -163,3 +164,18 @@ def test_currency_pairs_are_lower_cased_and_invalid_ones_skipped() -> None:
 @pytest.mark.parametrize("body", [b"", b"[]", b'[{"base": "btc"}]', b"null", b"<html>", b'"text"', b"{"])
 def test_currency_pair_bodies_that_are_not_objects(body: bytes) -> None:
     assert parse_currency_pairs(body) is None
+
+
+@pytest.mark.parametrize("data", [
+    b'{"sequence":3,"recipient":"private.user.balances","timestamp":1649899310281716289,'
+    b'"payload":[{"currency":"\xff","balance":"1"},{"currency":"btc","balance":"1"}]}',
+    b'{"sequence":3,"recipient":"private.enterprise.users.balances","timestamp":1649899310281716289,'
+    b'"payload":{"user_id":"u\xff","updates":[{"currency":"btc","balance":"1"}]}}',
+    b'{"sequence":3,"recipient":"ticker.sfox.btcusd","timestamp":1649899310281716289,'
+    b'"payload":{"last":"1\xff"}}',
+    b'{"sequence":3,"recipient":"private.user.balances","payload":[{"currency":"btc","balance":"1"},{"x":[}]}',
+])
+def test_bad_utf8_or_json_inside_a_payload_is_a_decode_error_not_an_exception(data: bytes) -> None:
+    """msgspec leaves payloads raw; bad bytes inside one raised out of parse_frame and cost the
+    connection (found by a black-box probe)."""
+    assert parse_frame(data) == BadFrame("decode")

@@ -6,6 +6,7 @@ it these tests skip, unless SFOX_REQUIRE_PROMETHEUS=1 (as in CI) turns the skip 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,8 +23,9 @@ import pytest
 import yaml
 
 from sfox_exporter.app import Exporter
-from sfox_exporter.config import Threshold
+from sfox_exporter.config import AccountKind, Threshold, ValuationConfig
 from sfox_exporter.simulator import Ledger, Simulator
+from sfox_exporter.simulator.enterprise import END_USERS_FEED, EnterpriseLedger
 
 from .conftest import make_config, wait_until
 
@@ -37,6 +39,7 @@ KEYS = {"main": "prom-key-main-0123456789", "rejected": "prom-key-rejected-01234
 SUBSTITUTIONS = {"DS_PROMETHEUS": "prometheus", "job": ".*", "instance": ".*", "account": ".*",
                   "currency": ".*", "__rate_interval": "15s", "__interval": "5s",
                  "__range": "1m", "datasource": "prometheus"}
+KEY_PLATFORM = "prom-key-platform-0123456789"
 SFOX_DOC_TIMESTAMP = 1649899310281716289  # April 2022, from sFOX's own example
 
 pytestmark = pytest.mark.prometheus
@@ -101,16 +104,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
     one that got a single balance message, long ago."""
     binary = require("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
-    with Simulator({key: Ledger.demo(name) for name, key in KEYS.items()}, push_interval=None) as simulator:
-        config = make_config(simulator, KEYS, thresholds=(
+    enterprise = {KEY_PLATFORM: EnterpriseLedger("platform", users=50)}
+    with Simulator({key: Ledger.demo(name) for name, key in KEYS.items()}, enterprise=enterprise,
+                   push_interval=None) as simulator:
+        # Like --demo: user accounts, an enterprise account (sFOX Connect) and valuation.
+        config = make_config(simulator, {**KEYS, "platform": KEY_PLATFORM}, thresholds=(
             Threshold("main", "usd", "available", 1000), Threshold("main", "btc", "balance", 0.01),
-            Threshold("quiet", "eth", "held", 100)))  # already low
+            Threshold("main", "usd", "held", above=1.0),  # held funds above a ceiling
+            Threshold("quiet", "eth", "held", 100)), valuation=ValuationConfig())  # already low
+        config = dataclasses.replace(config, accounts=tuple(
+            dataclasses.replace(account, kind=AccountKind.ENTERPRISE) if account.name == "platform" else account
+            for account in config.accounts))
         exporter = Exporter(config)
         exporter.start()
-        wait_until(lambda: simulator.subscriber_count(KEYS["main"]) and simulator.subscriber_count(KEYS["quiet"]))
+        wait_until(lambda: simulator.subscriber_count(KEYS["main"]) and simulator.subscriber_count(KEYS["quiet"])
+                   and simulator.subscriber_count(KEY_PLATFORM))
         simulator.push_all(KEYS["main"])
         simulator.push(KEYS["quiet"], simulator.ledger(KEYS["quiet"]).feed_entries(["eth"]),
                        timestamp=SFOX_DOC_TIMESTAMP)
+        for payload in simulator.enterprise[KEY_PLATFORM].payloads():
+            simulator.push(KEY_PLATFORM, payload, recipient=END_USERS_FEED)
+        # A price is pushed once, to the subscribers of its pair: wait until every pair has one.
+        prices = (("btcusd", 50000.0), ("ethbtc", 0.05), ("solusd", 150.0), ("usdtusd", 1.0), ("usdtusdc", 1.0))
+        wait_until(lambda: {f"ticker.sfox.{pair}" for pair, _ in prices} <= set(simulator.market.subscribed_feeds()))
+        for pair, last in prices:
+            simulator.market.set_price(pair, last)
 
         # Every `for:` shortened, so alerts fire within seconds; the expressions are the shipped ones.
         rules = re.sub(r"(?m)^(\s+for:)\s*\S+", r"\1 0s", RULES.read_text())

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from sfox_exporter.app import Exporter
+from sfox_exporter.config import SfoxEndpoints
 from sfox_exporter.simulator import Ledger, Simulator
 
 from .conftest import make_config, wait_until
@@ -18,10 +19,10 @@ def test_ten_failing_accounts_stay_within_their_share_of_requests_a_minute_and_1
     keys = {f"acct{i}": f"limit-test-key-{i:02d}-0123456789" for i in range(10)}
     with Simulator({key: Ledger.demo(name) for name, key in keys.items()}, push_interval=None) as simulator:
         simulator.drop_after_subscribe = True  # every connection fails, every time, right away
-        config = make_config(simulator, keys, backoff_initial_seconds=0.001, backoff_max_seconds=0.001,
-                             rest_snapshot=False)
-        share = config.sfox.max_requests_per_minute
+        share = SfoxEndpoints().max_requests_per_minute
         assert share == 20  # the default: half of sFOX's 40, the rest left to other clients on the IP
+        config = make_config(simulator, keys, max_requests_per_minute=share, backoff_initial_seconds=0.001,
+                             backoff_max_seconds=0.001, rest_snapshot=False)
         exporter = start_exporter(config)
         # 6 attempts fit the first minute; the other 4 accounts, queued first, go when it refills.
         wait_until(lambda: simulator.requests() and simulator.requests()[-1].at - simulator.requests()[0].at > 60.5

@@ -10,6 +10,7 @@ import pytest
 
 from sfox_exporter.sfox.connection import HandshakeError, HandshakeRefused, WebSocketConnection
 from sfox_exporter.sfox.frames import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_CONTINUATION,
     OP_TEXT,
@@ -149,7 +150,7 @@ def _reader_for(data: bytes, max_message_bytes: int = 2**20) -> tuple[FrameReade
 
 
 def test_endless_empty_continuation_frames_are_dropped_not_buffered() -> None:
-    data = frame(OP_TEXT, b"x", fin=False) + frame(OP_CONTINUATION, b"", fin=False) * 5000
+    data = frame(OP_TEXT, b"x", fin=False) + frame(OP_CONTINUATION, b"", fin=False) * (MAX_FRAGMENTS + 100)
     data += frame(OP_CONTINUATION, b"", fin=True) + frame(OP_TEXT, b"next")
     reader, sock = _reader_for(data)
     with sock:
@@ -162,7 +163,7 @@ def test_a_message_in_many_fragments_is_assembled_up_to_the_fragment_cap() -> No
     data = frame(OP_BINARY, parts[0], fin=False)
     data += b"".join(frame(OP_CONTINUATION, part, fin=False) for part in parts[1:-1])
     data += frame(OP_CONTINUATION, parts[-1], fin=True)
-    data += frame(OP_TEXT, b"a", fin=False) + frame(OP_CONTINUATION, b"b", fin=False) * 2000
+    data += frame(OP_TEXT, b"a", fin=False) + frame(OP_CONTINUATION, b"b", fin=False) * MAX_FRAGMENTS
     data += frame(OP_CONTINUATION, b"c") + frame(OP_TEXT, b"after")
     reader, sock = _reader_for(data)
     with sock:

@@ -147,7 +147,12 @@ def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     recipient = envelope.recipient
     if recipient is None:
         return _parse_plain(data)  # a control message (a few per connection), or no shape at all
-    return _dispatch(_sequence(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
+    try:
+        return _dispatch(_sequence(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
+    except _REFUSED:
+        # msgspec leaves the payload raw, so bad UTF-8 or JSON inside it surfaces only here: the
+        # plain path then judges the frame as a whole, as the reference decoder does.
+        return _parse_plain(data)
 
 
 def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:

@@ -30,7 +30,14 @@ from sfox_exporter.sfox.decode import (
     parse_frame,
     sanitize_text,
 )
-from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TOO_BIG
+from sfox_exporter.sfox.frames import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_FRAGMENTS,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TOO_BIG,
+)
 from sfox_exporter.sfox.sequence import SequenceChecker
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
@@ -41,6 +48,9 @@ PING_PAYLOAD = b"sfox-exporter"
 MIN_REPLY_TIMEOUT_SECONDS = 5.0
 # sFOX documents no reply to subscribe: silence this long counts as subscribed.
 SUBSCRIBE_GRACE_SECONDS = 2.0
+
+
+TOO_BIG = f"a message over the size limit ({DEFAULT_MAX_MESSAGE_BYTES >> 20} MiB or {MAX_FRAGMENTS} fragments)"
 
 
 def ticker_feed(pair: str) -> str:
@@ -180,9 +190,13 @@ class Session:
         event: Event
         if opcode == OP_TOO_BIG:
             event = BadFrame("decode")
-            actions.append(Ignored("a message over the size limit"))
+            actions.append(Ignored(TOO_BIG))
         else:
-            event = parse_frame(payload)
+            try:
+                event = parse_frame(payload)
+            except Exception:  # noqa: BLE001 - a decoder bug must cost one frame, never the connection
+                event = BadFrame("decode")
+                actions.append(Ignored("a frame the decoder failed on"))
         last = self._sequence.last
         control = isinstance(event, ControlMessage)
         anomaly = self._sequence.check(event.sequence, control=control)
