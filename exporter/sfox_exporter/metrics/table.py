@@ -161,7 +161,7 @@ METRICS: tuple[MetricDef, ...] = (
               "Local time the last message of any kind arrived.",
               ("account",), _optional("last_message_time")),
     MetricDef("sfox_feed_messages_total", "counter",
-              "Messages received, by kind: balances, web3, control, unknown.",
+              "Messages received, by kind: balances, web3, end_users, control, unknown.",
               ("account", "kind"), _counted("messages")),
     MetricDef("sfox_feed_errors_total", "counter",
               "Errors, by reason: decode, schema, auth, subscribe, sequence, connection, rest, cardinality.",

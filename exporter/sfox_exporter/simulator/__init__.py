@@ -2,6 +2,7 @@
 
 from .enterprise import EnterpriseLedger
 from .ledger import Ledger
-from .server import Limits, Simulator
+from .records import Limits
+from .server import Simulator
 
 __all__ = ["EnterpriseLedger", "Ledger", "Limits", "Simulator"]

@@ -20,10 +20,9 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Iterable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -33,12 +32,12 @@ from websockets.http11 import Request, Response
 from sfox_exporter.config.keys import demo_key
 
 from .enterprise import END_USERS_FEED, EnterpriseLedger, accepts_flag
+from .hooks import BALANCES_FEED, SimulatorHooks
 from .ledger import Ledger
-from .market import PAIRS_PATH, SimMarket
+from .market import SimMarket
+from .records import Limits, Observations, RestFailure, RestRequest, SimConnection, WsRequest
+from .rest import RestHandler
 
-BALANCES_FEED = "private.user.balances"
-FLOOD_BATCH = 256
-FLOOD_BUFFER_BYTES = 4 * 2**20
 PRIVATE_PREFIX = "private."
 REQUEST_TYPES = ("authenticate", "subscribe", "unsubscribe")
 
@@ -46,69 +45,7 @@ log = logging.getLogger("sfox_exporter.simulator")
 T = TypeVar("T")
 
 
-@dataclass(eq=False)
-class SimConnection:
-    websocket: ServerConnection
-    ip: str
-    opened: float
-    key: str | None = None
-    subscribed: bool = False
-    sequence: int = 0
-    muted: bool = False  # half-open: reads nothing, answers no ping, sends nothing
-    ticks: int = 0
-
-    def next_sequence(self) -> int:
-        self.sequence += 1
-        return self.sequence
-
-
-@dataclass(frozen=True)
-class WsRequest:
-    at: float  # time.monotonic()
-    ip: str
-    type: str
-    key: str | None
-
-
-@dataclass(frozen=True)
-class RestRequest:
-    at: float
-    key: str | None
-    status: int
-
-
-@dataclass
-class _RestFailure:
-    status: int
-    retry_after: str | None
-    body: bytes
-
-
-@dataclass
-class Limits:
-    """sFOX's documented per-IP limits; tests may shrink them."""
-
-    ws_requests: int = 40
-    ws_window: float = 60.0
-    ws_block: float = 120.0
-    connections: int = 10
-    rest_requests: int = 5
-    rest_window: float = 10.0
-    rest_retry_after: int = 10
-
-
-@dataclass
-class Observations:
-    """What the simulator saw, for tests to assert on."""
-
-    ws_requests: list[WsRequest] = field(default_factory=list)
-    rest_requests: list[RestRequest] = field(default_factory=list)
-    connections_opened: int = 0
-    max_concurrent_connections: int = 0
-    limit_violations: list[str] = field(default_factory=list)
-
-
-class Simulator:
+class Simulator(SimulatorHooks):
     def __init__(
         self,
         ledgers: Mapping[str, Ledger],
@@ -136,7 +73,7 @@ class Simulator:
         self.refused_feeds: set[str] = set()  # a subscribe naming one of these is answered with an error
         self.rest_delay = 0.0
         self._rejected_keys: set[str] = set()
-        self._rest_failures: deque[_RestFailure] = deque()
+        self._rest_failures: deque[RestFailure] = deque()
         self._lock = threading.Lock()
         self._connections: list[SimConnection] = []
         self._recent_requests: dict[str, deque[float]] = {}
@@ -184,7 +121,7 @@ class Simulator:
         started.wait()
         if failure:
             raise failure[0]
-        self._rest_server = ThreadingHTTPServer((self._host, self._rest_port), _RestHandler)
+        self._rest_server = ThreadingHTTPServer((self._host, self._rest_port), RestHandler)
         self._rest_server.daemon_threads = True
         self._rest_server.simulator = self  # type: ignore[attr-defined]
         rest_port = self._rest_server.server_address[1]
@@ -234,146 +171,6 @@ class Simulator:
         if self._ws_server is not None:
             self._ws_server.close()
             await self._ws_server.wait_closed()
-
-    # --- hooks for tests ------------------------------------------------------------------------
-
-    def block_ip(self, seconds: float, ip: str = "127.0.0.1") -> None:
-        """Refuse WebSocket handshakes from this IP with HTTP 429, as sFOX does after a breach."""
-        with self._lock:
-            self._blocked_until[ip] = time.monotonic() + seconds
-
-    def reject_auth(self, key: str, rejected: bool = True) -> None:
-        """Answer `authenticate` for this key with sFOX's error shape (or stop doing so)."""
-        with self._lock:
-            (self._rejected_keys.add if rejected else self._rejected_keys.discard)(key)
-
-    def drop_connections(self, key: str | None = None, *, abort: bool = True) -> int:
-        """Cut connections: abort (no close frame, as a network fault) or close them cleanly."""
-
-        async def drop() -> int:
-            matching = self._connections_matching(key)
-            for connection in matching:
-                if abort:
-                    connection.websocket.transport.abort()
-                else:
-                    await connection.websocket.close(1001, "going away")
-            return len(matching)
-
-        return self._call(drop())
-
-    def half_open(self, key: str | None = None) -> int:
-        """Leave connections open but dead: nothing is read, no ping is answered, nothing is sent."""
-
-        async def mute() -> int:
-            matching = self._connections_matching(key)
-            for connection in matching:
-                connection.muted = True
-                connection.websocket.transport.pause_reading()
-            return len(matching)
-
-        return self._call(mute())
-
-    def send_raw(self, data: str | bytes, key: str | None = None, *, binary: bool = False) -> int:
-        """Send a frame as is, to subscribers: malformed JSON, invalid UTF-8 (as text), anything."""
-
-        async def send() -> int:
-            matching = [c for c in self._connections_matching(key) if c.subscribed and not c.muted]
-            for connection in matching:
-                connection.next_sequence()  # the frame has no sequence, but sFOX's counter moved on
-                await connection.websocket.send(data, text=not binary)
-            return len(matching)
-
-        return self._call(send())
-
-    def skip_sequence(self, count: int = 1, key: str | None = None) -> None:
-        """Make the next message on each connection jump `count` sequence numbers (negative: back)."""
-
-        async def skip() -> None:
-            for connection in self._connections_matching(key):
-                connection.sequence += count
-
-        self._call(skip())
-
-    def fail_rest(self, status: int, times: int = 1, retry_after: str | None = None, body: bytes = b"") -> None:
-        """The next `times` REST calls answer `status` (429 with Retry-After, 500, 401, ...)."""
-        with self._lock:
-            for _ in range(times):
-                self._rest_failures.append(_RestFailure(status, retry_after, body or b'{"error":"simulated"}'))
-
-    def push(self, key: str, payload: Any, *, recipient: str = BALANCES_FEED, timestamp: Any = None) -> int:
-        """Send one data message with this payload to the key's subscribers, as sFOX would."""
-
-        async def send() -> int:
-            targets = [c for c in self._connections_matching(key) if c.subscribed and not c.muted]
-            for connection in targets:
-                await self._send(connection, recipient=recipient, payload=payload, timestamp=timestamp)
-            return len(targets)
-
-        return self._call(send())
-
-    def set_balance(self, key: str, currency: str, **amounts: Any) -> dict[str, str]:
-        """Change one holding and push it to the key's subscribers."""
-        entry = self._ledgers[key].set(currency, **amounts)
-        self.push(key, [entry])
-        return entry
-
-    def push_all(self, key: str) -> int:
-        """Push every holding and every Web3 wallet of the key's account."""
-        ledger = self._ledgers[key]
-        sent = self.push(key, ledger.feed_entries())
-        for wallet in ledger.web3_entries():
-            self.push(key, wallet)
-        return sent
-
-    def flood(self, key: str, count: int, payload: Any | Callable[[int], str], recipient: str = BALANCES_FEED) -> None:
-        """Send `count` data messages to the key's subscribers as fast as the socket takes them, with
-        correct sequence numbers and timestamps; returns when all are written. `payload` is the same
-        payload every time, or a function from the message's index to its payload as JSON text.
-
-        The frames are built here and written to the transport in batches, bypassing websockets'
-        per-message send, so that the flood outruns any receiver it is measured against.
-        """
-        fixed = None if callable(payload) else json.dumps(payload, separators=(",", ":"))
-        prefix = '{"sequence":%d,"recipient":"' + recipient + '","timestamp":%d,"payload":'
-
-        async def send() -> None:
-            for connection in [c for c in self._connections_matching(key) if c.subscribed]:
-                transport = connection.websocket.transport
-                for start in range(0, count, FLOOD_BATCH):
-                    frames = []
-                    for index in range(start, min(count, start + FLOOD_BATCH)):
-                        body = fixed if fixed is not None else payload(index)
-                        text = (prefix % (connection.next_sequence(), time.time_ns())) + body + "}"
-                        frames.append(_text_frame(text.encode()))
-                    transport.write(b"".join(frames))
-                    while transport.get_write_buffer_size() > FLOOD_BUFFER_BYTES:
-                        if transport.is_closing():
-                            return
-                        await asyncio.sleep(0.0005)
-
-        self._call(send(), timeout=None)
-
-    def ledger(self, key: str) -> Ledger:
-        return self._ledgers[key]
-
-    def connection_count(self, key: str | None = None) -> int:
-        with self._lock:
-            return sum(1 for c in self._connections if key is None or c.key == key)
-
-    def subscriber_count(self, key: str | None = None) -> int:
-        with self._lock:
-            return sum(1 for c in self._connections if c.subscribed and (key is None or c.key == key))
-
-    def requests(self, type_: str | None = None, key: str | None = None) -> list[WsRequest]:
-        with self._lock:
-            return [
-                r for r in self.observed.ws_requests
-                if (type_ is None or r.type == type_) and (key is None or r.key == key)
-            ]
-
-    def rest_requests(self) -> list[RestRequest]:
-        with self._lock:
-            return list(self.observed.rest_requests)
 
     # --- WebSocket side -------------------------------------------------------------------------
 
@@ -568,48 +365,6 @@ class Simulator:
         recent.append(now)
         return 200, {}, json.dumps(self._ledgers[key].rest_entries()).encode()
 
-
-class _RestHandler(BaseHTTPRequestHandler):
-    server_version = "sfox-simulator"
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        simulator: Simulator = self.server.simulator  # type: ignore[attr-defined]
-        if self.path.split("?")[0] == PAIRS_PATH:
-            status, body = simulator.market.rest_pairs(simulator.key_valid(self.headers.get("Authorization")))
-            self._reply(status, {}, body)
-            return
-        if self.path.split("?")[0] != "/v1/user/balance":
-            self._reply(404, {}, b'{"error":"not found"}')
-            return
-        if simulator.rest_delay:
-            time.sleep(simulator.rest_delay)
-        status, headers, body = simulator.rest_balance(self.headers.get("Authorization"))
-        self._reply(status, headers, body)
-
-    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("rest %s", format % args)
-
-
-def _text_frame(payload: bytes) -> bytes:
-    """An unmasked, final text frame, as a server sends it (RFC 6455, section 5.2)."""
-    length = len(payload)
-    if length < 126:
-        header = bytes((0x81, length))
-    elif length < 2**16:
-        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
-    return header + payload
 
 
 def _quiet_logger(name: str) -> logging.Logger:
