@@ -333,8 +333,9 @@ TEN_ACCOUNTS = "accounts:\n" + "".join(f"  - {{name: a{i}, api_key_env: K}}\n" f
         ("thresholds: [{account: a, currency: usd}]\n", "thresholds[0]: set exactly one of below and above"),
         ("thresholds: [{account: a, currency: usd, above: x}]\n", "thresholds[0].above: expected a number"),
         ("thresholds: [{account: a, currency: usd, above: .inf}]\n", "thresholds[0].above: must be a finite number"),
-        (TEN_ACCOUNTS, "sfox.max_connections: 11 WebSocket connections needed (10 accounts + 1 for valuation), "
-                       "but 10 allowed; remove accounts or set valuation.enabled: false"),
+        (TEN_ACCOUNTS + "valuation: {enabled: true}\n",
+         "sfox.max_connections: 11 WebSocket connections needed (10 accounts + 1 for valuation), "
+         "but 10 allowed; remove accounts or set valuation.enabled: false"),
         ("sfox: {max_connections: 2}\naccounts: [{name: a, api_key_env: K}, {name: b, api_key_env: K}]\n",
          "sfox.max_connections: 3 WebSocket connections needed (2 accounts + 1 for valuation), but 2 allowed; "
          "raise sfox.max_connections"),
@@ -355,11 +356,18 @@ def test_ten_accounts_fit_without_valuation(tmp_path: Path) -> None:
     assert config.connections == 10  # type: ignore[attr-defined]
 
 
+def test_ten_accounts_of_a_0_1_config_keep_starting_with_valuation_off(tmp_path: Path) -> None:
+    """Valuation is on by default in 0.2; a 0.1 config of sFOX's 10 accounts must not stop starting."""
+    config = load(tmp_path, TEN_ACCOUNTS, {"K": CANARY})
+    assert not config.valuation.enabled and config.connections == 10  # type: ignore[attr-defined]
+    assert any("valuation is off" in warning for warning in config.warnings)  # type: ignore[attr-defined]
+
+
 def test_demo_keeps_valuation_and_fits_the_connection_limit(tmp_path: Path) -> None:
     plain = load_config(Overrides(demo=True), {})
     assert plain.valuation.enabled and plain.connections <= plain.sfox.max_connections
     with pytest.raises(ConfigError, match=r"11 WebSocket connections needed"):
-        load(tmp_path, TEN_ACCOUNTS, demo=True)
+        load(tmp_path, TEN_ACCOUNTS + "valuation: {enabled: true}\n", demo=True)
 
 
 def test_cli_over_the_connection_share_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ problem raises ConfigError with one line naming the offending key or variable, n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -124,7 +125,15 @@ def _build_config(overrides: Overrides, environ: Mapping[str, str], raw: dict[st
         accounts = _file_accounts(document.accounts, environ, warnings)
     else:
         accounts = (_env_account(environ),)
-    _check_connections(len(accounts), document.valuation, endpoints)
+    valuation = document.valuation
+    if (valuation.enabled and not _set(raw, "valuation", "enabled") and not _set(raw, "sfox", "max_connections")
+            and len(accounts) + 1 > endpoints.max_connections >= len(accounts)):
+        # Valuation is on by default, but a config from 0.1 with 10 accounts (sFOX's limit) must keep
+        # starting: only a config that asks for valuation, or sets its own share, makes this an error.
+        valuation = dataclasses.replace(valuation, enabled=False)
+        warnings.append(f"valuation is off: the {len(accounts)} accounts use all {endpoints.max_connections} "
+                        "connections of sfox.max_connections, and valuation needs one more")
+    _check_connections(len(accounts), valuation, endpoints)
 
     if not overrides.demo:
         for account in accounts:
@@ -139,7 +148,13 @@ def _build_config(overrides: Overrides, environ: Mapping[str, str], raw: dict[st
     if overrides.demo and "thresholds" not in raw:
         thresholds = demo_thresholds(account.name for account in accounts if account.kind == AccountKind.USER)
     return Config(web, endpoints, accounts, feed, thresholds, log, overrides.demo, tuple(warnings),
-                  document.valuation, document.end_users)
+                  valuation, document.end_users)
+
+
+def _set(raw: dict[str, Any], section: str, key: str) -> bool:
+    """Whether the file itself sets `section.key`."""
+    found = raw.get(section)
+    return isinstance(found, dict) and key in found
 
 
 def parse_listen_address(value: str, origin: str) -> tuple[str, int]:
