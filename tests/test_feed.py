@@ -313,6 +313,7 @@ def test_a_handshake_refused_with_429_waits_as_told() -> None:
     outcome = harness.run_once()
     assert outcome.reason == "connection" and outcome.wait_at_least == 7.0
     assert harness.errors("connection") == 1
+    assert harness.budget.sent == 1  # a refused upgrade costs budget, so refusals cannot be hammered
 
     def refuse_silently(url: str, timeout: float) -> ScriptedConnection:
         raise HandshakeRefused(429, None)

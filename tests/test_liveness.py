@@ -1,0 +1,57 @@
+"""Liveness end to end: a hostile sFOX that answers the handshake, then dribbles a message byte by
+byte. Pings and the pong deadline must keep running while the reader is mid-frame, and a message
+that takes longer than the ping timeout to arrive ends the connection: the feed goes down and says
+why, instead of staying "up" for as long as the peer cares to dribble."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from sfox_exporter.app import Exporter
+from sfox_exporter.sfox.frames import OP_TEXT
+from sfox_exporter.vocabulary import FeedStatus
+
+from .conftest import make_config, wait_until
+from .fakes import RawServer, frame, upgrade_reply
+
+AUTH_OK = {"type": "success", "sequence": 1, "payload": {"action": "authenticate"}, "action": "authenticate"}
+SUB_OK = {"type": "success", "sequence": 2, "payload": {"action": "subscribe"}, "action": "subscribe"}
+DRIBBLED = json.dumps({"sequence": 3, "recipient": "private.user.balances",
+                       "payload": [{"currency": "btc", "balance": "1"}] * 50}).encode()
+
+
+def test_a_dribbled_message_takes_the_feed_down_within_the_ping_timeout(
+        start_exporter: Callable[..., Exporter], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    up_at: list[float] = []
+
+    def dribble(conn: socket.socket, server: RawServer) -> None:
+        request = server.read_request(conn)
+        conn.sendall(upgrade_reply(request) + frame(OP_TEXT, json.dumps(AUTH_OK).encode())
+                     + frame(OP_TEXT, json.dumps(SUB_OK).encode()))
+        up_at.append(time.monotonic())
+        server.trickle(conn, frame(OP_TEXT, DRIBBLED), interval=0.1)  # ~100 s for the whole message
+
+    with RawServer(dribble) as server:
+        config = make_config(rest_snapshot=False, ping_interval_seconds=1.0, ping_timeout_seconds=1.0,
+                             backoff_initial_seconds=30.0, backoff_max_seconds=30.0)
+        config = dataclasses.replace(config, sfox=dataclasses.replace(config.sfox, ws_url=server.url()))
+        exporter = start_exporter(config)
+        wait_until(lambda: exporter.state.statuses()["main"] == FeedStatus.UP, message="the feed came up")
+        wait_until(lambda: exporter.state.snapshot().accounts[0].errors["connection"] >= 1, timeout=15,
+                   message="the dribbled message ended the connection")
+        ended = time.monotonic()
+        assert not exporter.state.snapshot().accounts[0].up
+        # Whichever comes first ends it: the pong this peer cannot send mid-frame (pings went out on
+        # time), or the message itself taking longer than the ping timeout. Either is ~1-2 s.
+        assert ended - up_at[0] < 6.0
+        reasons = [record.getMessage() for record in caplog.records if "feed connection failed" in record.getMessage()]
+        assert reasons and ("no pong within 1s" in reasons[0] or "took longer than 1s to arrive" in reasons[0])
+        assert server.accepted == 1  # and it backs off rather than reconnecting at once
