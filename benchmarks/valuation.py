@@ -49,7 +49,7 @@ def freshness(updates: int) -> tuple[list[float], list[float]]:
             simulator.push(KEY, [entry])
             while needle not in scraper.get():
                 if time.perf_counter() - started > 5:
-                    raise TimeoutError("the balance never reached /metrics")
+                    raise TimeoutError(f"the balance never reached /metrics (update {index})")
             balances.append(time.perf_counter() - started)
             time.sleep(0.01)
         return prices, balances
