@@ -109,14 +109,15 @@ class RecordingSink(AccountSink):
 
 class Harness:
     def __init__(self, connection_factory: Callable[[FakeClock], ScriptedConnection], *,
-                 connector: Connector | None = None, key_source: KeySource | None = None, **feed: Any) -> None:
+                 connector: Connector | None = None, key_source: KeySource | None = None,
+                 budget_limit: int = 40, **feed: Any) -> None:
         self.clock = FakeClock()
         self.state = State(["main"], clock=self.clock)
         self.snapshots: list[str] = []
         self.connections: list[ScriptedConnection] = []
         self.sink = RecordingSink(self.state, self.snapshots)
         self.statuses = self.sink.statuses
-        self.budget = RequestBudget(self.clock)
+        self.budget = RequestBudget(self.clock, limit=budget_limit)
 
         def connect(url: str, timeout: float) -> ScriptedConnection:
             connection = connection_factory(self.clock)
@@ -342,3 +343,40 @@ def test_requests_are_drawn_from_the_shared_budget() -> None:
     harness.run_once()
     harness.run_once()
     assert harness.budget.sent == 6  # per connection: the upgrade, authenticate and subscribe
+
+
+class WantingConnection(ScriptedConnection):
+    """Asks the worker for one more feed once it streams, as the market connection does when a
+    currency appears."""
+
+    def __init__(self, clock: FakeClock, ask: Callable[[], None], **script: Any) -> None:
+        super().__init__(clock, **script)
+        self.ask = ask
+
+    def receive(self, deadline: float) -> Frame | None:
+        self.ask()
+        return super().receive(deadline)
+
+
+def test_a_later_subscribe_never_waits_for_budget_in_the_reading_thread() -> None:
+    """With the budget spent, the reader used to block waiting for a slot: no pings answered, no
+    tickers read, the feed still shown up (found by a black-box probe)."""
+    holder: list[Harness] = []
+
+    def ask() -> None:
+        if holder and holder[0].statuses and holder[0].statuses[-1] == "up":
+            holder[0].worker.want_feeds(["ticker.sfox.ethusd"])
+
+    harness = Harness(lambda clock: WantingConnection(
+        clock, ask, replies={"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]},
+        idle_until=1000 + 30, later=[(1000 + 5, (OP_PING, b"one")), (1000 + 10, (OP_PING, b"two"))]),
+        budget_limit=3)  # exactly one connection: upgrade, authenticate, subscribe
+    holder.append(harness)
+    runner = threading.Thread(target=harness.run_once, daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive(), "the reading thread waited for budget"
+    connection = harness.connections[0]
+    assert connection.pongs == [b"one", b"two"]  # kept answering while the subscribe had to wait
+    assert [request["type"] for request in connection.sent] == ["authenticate", "subscribe"]
+    assert harness.budget.sent == 3

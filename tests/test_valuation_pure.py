@@ -126,3 +126,16 @@ def test_a_ticker_from_the_feed_decodes_to_a_price() -> None:
                         b'{"last":41420.58,"pair":"ethusd","timestamp":"2022-04-14T02:04:02.481Z"}}')
     assert getattr(event, "pair", None) == "btcusd"  # keyed by the feed name, not the payload
     assert math.isclose(getattr(event, "last", 0.0), 41420.58)
+
+
+def test_an_account_value_is_the_correctly_rounded_sum() -> None:
+    """Adding the terms one by one gave 1.2000000000000002 for 1 + 0.1 + 0.1 (a black-box probe)."""
+    clock = FakeClock()
+    state, prices, exposition = book(clock)
+    prices.update("btcusd", 1.0)
+    prices.update("ethbtc", 1.0)
+    state.ingest("main", parse_frame(b'{"sequence":1,"recipient":"private.user.balances","timestamp":1,"payload":'
+                                     b'[{"currency":"usd","balance":"1"},{"currency":"btc","balance":"0.1"},'
+                                     b'{"currency":"eth","balance":"0.1"}]}'))
+    assert 1.0 + 0.1 + 0.1 != 1.2  # the drift this guards against
+    assert render(exposition).get("sfox_account_value", account="main", quote="usd") == 1.2

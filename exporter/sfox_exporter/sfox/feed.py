@@ -27,6 +27,7 @@ from sfox_exporter.sfox.session import (
     Deliver,
     Ended,
     Ignored,
+    Phase,
     Resync,
     SendPing,
     SendPong,
@@ -49,6 +50,9 @@ HEALTHY_SECONDS = 10.0
 # Opening the connection, authenticate and subscribe: every attempt to open a connection costs
 # budget, so that refused upgrades cannot hammer sFOX at tiny backoffs.
 REQUESTS_PER_CONNECTION = 3
+# Feeds asked for while a connection streams (the market connection, as currencies appear) are
+# batched: at most one more subscribe this often, so they cannot eat the shared per-IP budget.
+LATER_SUBSCRIBE_SECONDS = 5.0
 
 
 class FeedSink(Protocol):
@@ -218,26 +222,41 @@ class FeedWorker:
                 log.debug("closing the connection failed", extra={"account": self.name})
 
     def _converse(self, session: Session, connection: Connection, reservation: Reservation) -> _Outcome:
+        slots = _Slots(reservation)
+        try:
+            return self._converse_with(session, connection, slots)
+        finally:
+            slots.release()
+
+    def _converse_with(self, session: Session, connection: Connection, slots: _Slots) -> _Outcome:
         clock = self._clock
-        ended = self._carry_out(session.start(clock.monotonic()), connection, reservation)
+        actions = session.start(clock.monotonic())
+        actions += session.subscribe(self._wanted_feeds())  # known now: they join the handshake's subscribe
+        ended = self._carry_out(actions, connection, slots)
+        next_subscribe = 0.0
         while ended is None and not self._stop.is_set():
             deadline = session.next_deadline()
             if self._max_wait is not None:
                 deadline = min(deadline, clock.monotonic() + self._max_wait)
             frame = connection.receive(deadline)
-            actions = [] if frame is None else session.receive(frame[0], frame[1], clock.monotonic())
-            actions += session.tick(clock.monotonic(), connection.receiving_since)
-            with self._lock:
-                wanted = list(self._wanted)
-            if wanted:
-                actions += session.subscribe(wanted)
-            ended = self._carry_out(actions, connection, reservation)
+            now = clock.monotonic()
+            actions = [] if frame is None else session.receive(frame[0], frame[1], now)
+            actions += session.tick(now, connection.receiving_since)
+            if session.phase is Phase.STREAMING and now >= next_subscribe:
+                new = session.unsubscribed(self._wanted_feeds())
+                # Never wait for budget here: this thread must keep reading and answering pings.
+                slot = self._budget.try_reserve(1) if new else None
+                if isinstance(slot, Reservation):
+                    slots.add(slot)
+                    actions += session.subscribe(new)
+                    next_subscribe = now + LATER_SUBSCRIBE_SECONDS
+            ended = self._carry_out(actions, connection, slots)
         if ended is None:
             return STOPPED
         self._sink.count_error(ended.reason)
         return _Outcome(ended.reason, ended.detail, session.up_seconds(clock.monotonic()), ended.rejected)
 
-    def _carry_out(self, actions: list[Action], connection: Connection, reservation: Reservation) -> Ended | None:
+    def _carry_out(self, actions: list[Action], connection: Connection, slots: _Slots) -> Ended | None:
         for action in actions:
             if isinstance(action, Deliver):
                 self._sink.deliver(action.event)
@@ -246,7 +265,8 @@ class FeedWorker:
             elif isinstance(action, SendPing):
                 connection.ping(action.payload)
             elif isinstance(action, SendRequest):
-                self._send(action, connection, reservation)
+                connection.send_text(action.text)
+                slots.spend()
             elif isinstance(action, StatusChanged):
                 # Past authenticating, sFOX has accepted the key: a rejection is no longer the news.
                 if action.status is FeedStatus.AUTHENTICATING:
@@ -265,16 +285,9 @@ class FeedWorker:
                 return action
         return None
 
-    def _send(self, action: SendRequest, connection: Connection, reservation: Reservation) -> None:
-        if reservation.remaining == 0:  # a later subscribe (market data): its own slot from the budget
-            extra = self._budget.reserve(1, self._stop)
-            if extra is None:
-                return
-            connection.send_text(action.text)
-            extra.spend()
-            return
-        connection.send_text(action.text)
-        reservation.spend()
+    def _wanted_feeds(self) -> list[str]:
+        with self._lock:
+            return list(self._wanted)
 
     def _progress(self, status: FeedStatus) -> None:
         """Show a step of the next attempt, unless the key was rejected: that stays the news until
@@ -312,6 +325,29 @@ class FeedWorker:
             log.warning("sequence jumped from %s to %s; resyncing", action.last, action.sequence,
                         extra={"account": self.name})
         self._sink.resync()
+
+
+class _Slots:
+    """A connection's reserved requests (upgrade, authenticate, subscribe), then single slots taken
+    later, without waiting, for more subscribes."""
+
+    def __init__(self, reservation: Reservation) -> None:
+        self._first = reservation
+        self._more: list[Reservation] = []
+
+    def add(self, slot: Reservation) -> None:
+        self._more.append(slot)
+
+    def spend(self) -> None:
+        if self._first.remaining:
+            self._first.spend()
+        else:
+            self._more.pop(0).spend()
+
+    def release(self) -> None:
+        for slot in self._more:
+            slot.release()
+        self._more.clear()
 
 
 def describe(error: BaseException) -> str:

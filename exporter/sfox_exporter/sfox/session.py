@@ -244,7 +244,7 @@ class Session:
     def subscribe(self, feeds: Iterable[str]) -> list[Action]:
         """More feeds (the market connection, when a currency appears): one request for all of them
         once streaming; before that they join the handshake's subscribe."""
-        new = [feed for feed in dict.fromkeys(feeds) if feed not in self.subscribed and feed not in self._pending_feeds]
+        new = self.unsubscribed(feeds)
         if not new or self.phase is Phase.ENDED:
             return []
         if self.phase is not Phase.STREAMING:
@@ -252,6 +252,11 @@ class Session:
             return []
         self.subscribed += tuple(new)
         return [SendRequest(json.dumps({"type": "subscribe", "feeds": new}), "subscribe")]
+
+    def unsubscribed(self, feeds: Iterable[str]) -> list[str]:
+        """The feeds of `feeds` neither subscribed nor waiting to be."""
+        taken = {*self.subscribed, *self._pending_feeds}
+        return [feed for feed in dict.fromkeys(feeds) if feed not in taken]
 
     # --- what the worker asks ----------------------------------------------------------------
 

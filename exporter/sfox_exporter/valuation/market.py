@@ -10,18 +10,20 @@ a poll (1 s) and its feeds join in one batched subscribe through `FeedWorker.wan
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import Config, KeyLoadError, Secret
+from sfox_exporter.config import AccountKind, Config, KeyLoadError, Secret
 from sfox_exporter.logs import Episode
 from sfox_exporter.metrics.state import Snapshot, State
 from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.connection import Connector
 from sfox_exporter.sfox.decode import BadFrame, Event, Ticker, parse_currency_pairs
+from sfox_exporter.sfox.enterprise import enterprise_settings
 from sfox_exporter.sfox.feed import FeedWorker
 from sfox_exporter.sfox.ratelimit import RequestBudget, parse_retry_after
 from sfox_exporter.sfox.session import SessionSettings, ticker_feed
@@ -115,7 +117,11 @@ class MarketData:
         self._on_key = on_key
         self._poll = poll_seconds
         self._refresh = pairs_refresh_seconds
-        self._key_source = config.accounts[0].key
+        # A user account's key: a Connect partner token is meant for the enterprise feeds. Only a
+        # config of enterprise accounts alone falls back to one, sent with its enterprise flag.
+        users = [account for account in config.accounts if account.kind == AccountKind.USER]
+        self._account = users[0] if users else config.accounts[0]
+        self._key_source = self._account.key
         self._url = config.sfox.rest_url + PAIRS_PATH
         self._backoff = Backoff(config.feed.backoff_initial_seconds, config.feed.backoff_max_seconds,
                                 random.Random(self._rng.random()))
@@ -231,6 +237,8 @@ class MarketData:
         feed = self._config.feed
         settings = SessionSettings(feeds, ping_interval=feed.ping_interval_seconds,
                                    ping_timeout=feed.ping_timeout_seconds)
+        if self._account.kind == AccountKind.ENTERPRISE:
+            settings = dataclasses.replace(enterprise_settings(self._account, settings), feeds=feeds)
         worker = FeedWorker(
             NAME, key_source=self._key_source, settings=settings, ws_url=self._config.sfox.ws_url, feed=feed,
             sink=MarketSink(self.book), budget=self._budget, connector=self._connector, clock=self._clock,

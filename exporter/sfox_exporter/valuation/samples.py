@@ -7,6 +7,7 @@ State's version, which both a balance change and a price change bump.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from sfox_exporter.metrics.state import Snapshot
@@ -40,17 +41,19 @@ def _valued(snapshot: Snapshot) -> Iterator[tuple[str, str, float, int]]:
     for view in snapshot.accounts:
         if not view.balances:  # withdrawn, or nothing received yet: no value rather than a false 0
             continue
-        value, unpriced = 0.0, 0
+        terms: list[float] = []
+        unpriced = 0
         for currency, entry in view.balances.items():
             balance = entry.balance
             if not balance:  # none sent, or zero: adds nothing, needs no price
                 continue
             price = fresh.get(currency)
             if price is not None:
-                value += balance * price.value
+                terms.append(balance * price.value)
             else:
                 unpriced += 1
-        yield view.name, market.quote, value, unpriced
+        # fsum: the sum of the terms correctly rounded, not the drift of adding them one by one.
+        yield view.name, market.quote, math.fsum(terms), unpriced
 
 
 def account_values(snapshot: Snapshot) -> Iterator[Sample]:

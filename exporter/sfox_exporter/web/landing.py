@@ -81,11 +81,27 @@ def _account(view: AccountView, market: MarketView | None) -> tuple[str, float |
     return table, total
 
 
+def _end_users(view: AccountView) -> str:
+    """An enterprise account: the totals owed to its end users, without value (not the platform's)."""
+    assert view.end_users is not None
+    rows = "".join(
+        f"<tr><td>{html.escape(totals.currency)}</td><td>{_amount(totals.balance)}</td>"
+        f"<td>{_amount(totals.available)}</td><td>{_amount(totals.held)}</td><td>{totals.holders}</td></tr>"
+        for totals in sorted(view.end_users.currencies, key=lambda totals: totals.currency))
+    return (f"<h2>{html.escape(view.name)} <small>sFOX Connect: {view.end_users.users} end users</small></h2>"
+            f'<table class="bal" data-account="{html.escape(view.name)}"><tr><th>Currency</th>'
+            "<th>Owed to end users</th><th>Available</th><th>Held</th><th>Users holding</th></tr>"
+            f"{rows}</table>")
+
+
 def balances_section(snapshot: Snapshot) -> str:
     """The part of the page the script refreshes."""
     market = snapshot.market
     tables, total = [], 0.0
     for view in snapshot.accounts:
+        if view.end_users is not None:  # sFOX Connect: what the end users hold is theirs, not the account's
+            tables.append(_end_users(view))
+            continue
         table, value = _account(view, market)
         tables.append(table)
         total += value or 0.0
