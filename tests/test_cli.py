@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,19 +28,27 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
 
 
 def serving_url(process: subprocess.Popen[str], timeout: float = 10) -> tuple[str, list[str]]:
-    """Read stderr until the exporter says where it serves."""
+    """Read stderr until the exporter says where it serves; fails after `timeout` even if the
+    process goes quiet (a bare readline() would wait for ever)."""
     assert process.stderr is not None
+    stream = process.stderr
     lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"serving (http://[^/\s]+)/metrics", line)
-        if match:
-            return match.group(1), lines
-    raise AssertionError("the exporter never said where it serves:\n" + "".join(lines))
+    found: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+            match = re.search(r"serving (https?://[^/\s]+)/metrics", line)
+            if match:
+                found.append(match.group(1))
+                break
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not done.wait(timeout) or not found:
+        raise AssertionError("the exporter never said where it serves:\n" + "".join(lines))
+    return found[0], list(lines)
 
 
 @pytest.fixture

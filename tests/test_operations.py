@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,17 +37,24 @@ def demo_with_config(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Pa
 
 
 def read_stderr_until(process: subprocess.Popen[str], needle: str, timeout: float = 10) -> list[str]:
+    """Lines of stderr up to the first holding `needle`; fails after `timeout` even if the process
+    goes quiet (a bare readline() would wait for ever)."""
     assert process.stderr is not None
+    stream = process.stderr
     lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"no line with {needle!r} in:\n" + "".join(lines))
+    found = threading.Event()
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+            if needle in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        raise AssertionError(f"no line with {needle!r} within {timeout}s in:\n" + "".join(lines))
+    return list(lines)
 
 
 def test_sighup_reloads_the_config_file_and_a_bad_one_is_refused(
