@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import wait_until
+from .test_cli import serving_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -96,11 +96,7 @@ def test_dockerfile_steps_in_a_clean_venv(tmp_path: Path) -> None:
                                 "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                                env={k: v for k, v in os.environ.items() if not k.startswith("SFOX_")})
     try:
-        stderr = process.stderr
-        assert stderr is not None
-        match = wait_until(lambda: re.search(r"serving (http://\S+?)/metrics", stderr.readline() or "x"), timeout=20)
-        assert match is not None
-        url = match.group(1)
+        url, _ = serving_url(process, timeout=20)
         healthcheck = re.search(r'CMD \["python", "-c", "(.+)"\]', DOCKERFILE)
         assert healthcheck
         result = subprocess.run([str(python), "-c", healthcheck.group(1)], capture_output=True, text=True,
