@@ -234,6 +234,7 @@ class FeedWorker:
         actions += session.subscribe(self._wanted_feeds())  # known now: they join the handshake's subscribe
         ended = self._carry_out(actions, connection, slots)
         next_subscribe = 0.0
+        settled = 0  # how many of the wanted feeds (a list that only grows) this connection has taken up
         while ended is None and not self._stop.is_set():
             deadline = session.next_deadline()
             if self._max_wait is not None:
@@ -242,13 +243,18 @@ class FeedWorker:
             now = clock.monotonic()
             actions = [] if frame is None else session.receive(frame[0], frame[1], now)
             actions += session.tick(now, connection.receiving_since)
-            if session.phase is Phase.STREAMING and now >= next_subscribe:
-                new = session.unsubscribed(self._wanted_feeds())
+            # len() without the lock: the list only grows, and a feed seen one frame late is no harm.
+            if session.phase is Phase.STREAMING and now >= next_subscribe and len(self._wanted) > settled:
+                wanted = self._wanted_feeds()
+                new = session.unsubscribed(wanted)
                 # Never wait for budget here: this thread must keep reading and answering pings.
                 slot = self._budget.try_reserve(1) if new else None
-                if isinstance(slot, Reservation):
+                if not new:
+                    settled = len(wanted)
+                elif isinstance(slot, Reservation):
                     slots.add(slot)
                     actions += session.subscribe(new)
+                    settled = len(wanted)
                     next_subscribe = now + LATER_SUBSCRIBE_SECONDS
             ended = self._carry_out(actions, connection, slots)
         if ended is None:

@@ -21,6 +21,9 @@ from enum import StrEnum
 
 from sfox_exporter.config import Secret
 from sfox_exporter.sfox.decode import (
+    BALANCES_FEED,
+    END_USERS_FEED,
+    TICKER_PREFIX,
     BadFrame,
     BalanceUpdate,
     ControlMessage,
@@ -41,8 +44,9 @@ from sfox_exporter.sfox.frames import (
 from sfox_exporter.sfox.sequence import SequenceChecker
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
-ACCOUNT_FEED = "private.user.balances"
-ENTERPRISE_FEED = "private.enterprise.users.balances"
+# The feed names the decoder knows its messages by.
+ACCOUNT_FEED = BALANCES_FEED
+ENTERPRISE_FEED = END_USERS_FEED
 PING_PAYLOAD = b"sfox-exporter"
 # The shortest time a reply to authenticate is awaited, whatever ping_timeout says.
 MIN_REPLY_TIMEOUT_SECONDS = 5.0
@@ -54,7 +58,7 @@ TOO_BIG = f"a message over the size limit ({DEFAULT_MAX_MESSAGE_BYTES >> 20} MiB
 
 
 def ticker_feed(pair: str) -> str:
-    return f"ticker.sfox.{pair}"
+    return TICKER_PREFIX + pair
 
 
 class Phase(StrEnum):
