@@ -27,28 +27,35 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
                             stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
 
 
-def serving_url(process: subprocess.Popen[str], timeout: float = 10) -> tuple[str, list[str]]:
-    """Read stderr until the exporter says where it serves; fails after `timeout` even if the
+def read_stderr_until(process: subprocess.Popen[str], pattern: str,
+                      timeout: float = 10) -> tuple[re.Match[str], list[str]]:
+    """Lines of stderr up to the first that matches `pattern`; fails after `timeout` even if the
     process goes quiet (a bare readline() would wait for ever)."""
     assert process.stderr is not None
     stream = process.stderr
     lines: list[str] = []
-    found: list[str] = []
+    found: list[re.Match[str]] = []
     done = threading.Event()
 
     def read() -> None:
         for line in stream:
             lines.append(line)
-            match = re.search(r"serving (https?://[^/\s]+)/metrics", line)
+            match = re.search(pattern, line)
             if match:
-                found.append(match.group(1))
+                found.append(match)
                 break
         done.set()
 
     threading.Thread(target=read, daemon=True).start()
     if not done.wait(timeout) or not found:
-        raise AssertionError("the exporter never said where it serves:\n" + "".join(lines))
+        raise AssertionError(f"no line matching {pattern!r} within {timeout}s in:\n" + "".join(lines))
     return found[0], list(lines)
+
+
+def serving_url(process: subprocess.Popen[str], timeout: float = 10) -> tuple[str, list[str]]:
+    """Read stderr until the exporter says where it serves."""
+    match, lines = read_stderr_until(process, r"serving (https?://[^/\s]+)/metrics", timeout)
+    return match.group(1), lines
 
 
 @pytest.fixture

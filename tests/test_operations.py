@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from sfox_exporter import build, startup
 from sfox_exporter.sfox.ratelimit import seconds_to_connect
 
 from .conftest import http_get, scrape, scrape_until, wait_until
-from .test_cli import serving_url, spawn
+from .test_cli import read_stderr_until, serving_url, spawn
 
 CONFIG = """
 accounts:
@@ -36,25 +36,8 @@ def demo_with_config(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Pa
     process.communicate(timeout=10)
 
 
-def read_stderr_until(process: subprocess.Popen[str], needle: str, timeout: float = 10) -> list[str]:
-    """Lines of stderr up to the first holding `needle`; fails after `timeout` even if the process
-    goes quiet (a bare readline() would wait for ever)."""
-    assert process.stderr is not None
-    stream = process.stderr
-    lines: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        for line in stream:
-            lines.append(line)
-            if needle in line:
-                found.set()
-                return
-
-    threading.Thread(target=read, daemon=True).start()
-    if not found.wait(timeout):
-        raise AssertionError(f"no line with {needle!r} within {timeout}s in:\n" + "".join(lines))
-    return list(lines)
+def stderr_until(process: subprocess.Popen[str], needle: str) -> list[str]:
+    return read_stderr_until(process, re.escape(needle))[1]
 
 
 def test_sighup_reloads_the_config_file_and_a_bad_one_is_refused(
@@ -68,7 +51,7 @@ def test_sighup_reloads_the_config_file_and_a_bad_one_is_refused(
 
     config.write_text(CONFIG + "  - {account: alpha, currency: usd, field: held, above: 5000}\n")
     process.send_signal(signal.SIGHUP)
-    lines = read_stderr_until(process, "config reloaded")
+    lines = stderr_until(process, "config reloaded")
     # Both connections, the account's and the market-data one, are left alone.
     assert "SIGHUP" in lines[-1] and "unchanged: 2" in lines[-1] and "restarted" not in lines[-1]
     samples = scrape(url)
@@ -77,7 +60,7 @@ def test_sighup_reloads_the_config_file_and_a_bad_one_is_refused(
 
     config.write_text("accounts: [\n")
     process.send_signal(signal.SIGHUP)
-    lines = read_stderr_until(process, "config reload (SIGHUP) failed")
+    lines = stderr_until(process, "config reload (SIGHUP) failed")
     assert "not valid YAML" in lines[-1]
     samples = scrape(url)
     assert samples.get("sfox_exporter_config_last_reload_successful") == 0
