@@ -17,6 +17,7 @@ from sfox_exporter.sfox.decode import (
     BadFrame,
     BalanceUpdate,
     ControlMessage,
+    DocumentedBalance,
     EndUserBalances,
     OtherMessage,
     Ticker,
@@ -180,3 +181,19 @@ def reference_rest(body: bytes | str) -> tuple[tuple[AccountBalance, ...], int] 
     parsed = [account(entry) for entry in document]
     valid = tuple(a for a in parsed if a is not None)
     return valid, len(parsed) - len(valid)
+
+
+def canonical(event: object) -> object:
+    """An event as plain data to compare: entries of either path as AccountBalance-like tuples, floats
+    by their exact bits (so that -0.0 and 0.0 differ), the fast path's `currencies` left out (the
+    reference has no such field; tests/test_documented.py checks it)."""
+    if isinstance(event, float):
+        return event.hex()
+    if isinstance(event, (AccountBalance, DocumentedBalance)):
+        return ("entry", event.currency, canonical(event.balance), canonical(event.available),
+                canonical(event.held), canonical(event.wallets))
+    if isinstance(event, BalanceUpdate):
+        return canonical(tuple(event._replace(currencies=None)))
+    if isinstance(event, tuple):
+        return (type(event).__name__, *(canonical(item) for item in event))
+    return event

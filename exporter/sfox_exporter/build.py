@@ -14,8 +14,9 @@ import platform
 import re
 import subprocess
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
+
+from sfox_exporter import __version__
 
 REVISION_ENV = "SFOX_EXPORTER_REVISION"
 UNKNOWN = "unknown"
@@ -25,10 +26,7 @@ _REVISION = re.compile(r"[0-9A-Za-z._+-]{1,64}")
 
 
 def version() -> str:
-    try:
-        return metadata.version("sfox-exporter")
-    except metadata.PackageNotFoundError:
-        return "0.0.0+unknown"
+    return __version__
 
 
 def python_version() -> str:

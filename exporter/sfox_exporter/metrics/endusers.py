@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,12 +31,15 @@ from dataclasses import dataclass
 from sfox_exporter.config import EndUsersConfig
 from sfox_exporter.sfox.connect import EndUserBalances
 
-_RECORD = struct.Struct("<Hddd")  # currency index, balance, available, held (NaN: absent)
+# Currency index, balance, available, held (NaN: absent). Big-endian, so that sorting the packed
+# records sorts them by currency index.
+_RECORD = struct.Struct(">Hddd")
 _NAN = math.nan
 _present = math.isfinite  # amounts are finite; NaN marks an absent field
 # Every finite float is n * 2**-1074 for an integer n.
 _SCALE_BITS = 1074
 _SHIFT = _SCALE_BITS + 1  # a denominator 2**k has bit_length k + 1
+_MAX_FACTOR_BITS = sys.float_info.max_exp - 1  # 2.0**1023 is the largest power of two a float holds
 SERIES_PER_HOLDING = 2  # sfox_end_user_balance and sfox_end_user_balance_available
 
 
@@ -45,9 +49,9 @@ def to_units(value: float) -> int:
     return numerator << (_SHIFT - denominator.bit_length())
 
 
-def from_units(units: int) -> float:
-    """The float nearest to units * 2**-1074 (correctly rounded by int true division)."""
-    return units / (1 << _SCALE_BITS)
+def from_units(units: int, scale: int = _SCALE_BITS) -> float:
+    """The float nearest to units * 2**-scale (correctly rounded by int true division)."""
+    return units / (1 << scale)
 
 
 Holding = tuple[str, float | None, float | None, float | None]  # currency, balance, available, held
@@ -74,12 +78,15 @@ class EndUserBook:
     def __init__(self, config: EndUsersConfig, max_series: int) -> None:
         self._config = config
         self._per_user = config.per_user_series
+        self._sharded = config.shard_count > 1
         self._max_series = max_series
         self._lock = threading.Lock()
         self._users: dict[str, bytes] = {}
         self._index: dict[str, int] = {}
         self._names: list[str] = []
         self._sums: list[list[int]] = []  # per currency index: [balance, available, held] in units
+        self._scales: list[int] = []  # per currency index: the sums count units of 2**-scale
+        self._factors: list[float] = []  # 2.0**scale, or inf when that is no float
         self._holders: list[int] = []
         # Per-user series: the users whose series are exported, and how many series they make.
         self._admitted: dict[str, int] = {}
@@ -93,47 +100,60 @@ class EndUserBook:
     def apply(self, event: EndUserBalances) -> int:
         """Apply one end user's message. Returns the per-user series refusals (cardinality) to count."""
         user_id = event.user_id
-        if self._config.shard_count > 1 and not self._config.keeps(user_id):
+        if self._sharded and not self._config.keeps(user_id):
             return 0
         with self._lock:
             previous = self._users.get(user_id)
-            fresh = self._pack(event, previous)
+            fresh, complete = self._pack(event, previous)
             if fresh == previous:
                 return 0
-            self._account(previous, fresh)
+            if previous is None:
+                self._add(fresh, 1)
+            else:
+                self._account(previous, fresh)
             self._users[user_id] = fresh
             if not self._per_user:
                 return 0
             self._dirty.add(user_id)
-            return self._admit(user_id, fresh)
+            wanted = SERIES_PER_HOLDING * (len(fresh) // _RECORD.size) if complete else _series(fresh)
+            return self._admit(user_id, wanted)
 
-    def _pack(self, event: EndUserBalances, previous: bytes | None) -> bytes:
+    def _pack(self, event: EndUserBalances, previous: bytes | None) -> tuple[bytes, bool]:
+        """The user's holdings packed, and whether every amount is present."""
         records: dict[int, bytes] = {}
+        complete = True
         if event.schema_errors and previous:
+            complete = False
             for offset in range(0, len(previous), _RECORD.size):
                 records[_RECORD.unpack_from(previous, offset)[0]] = previous[offset : offset + _RECORD.size]
-        pack = _RECORD.pack
+        pack, index_of = _RECORD.pack, self._index
         for entry in event.accounts:
-            index = self._index.get(entry.currency)
+            index = index_of.get(entry.currency)
             if index is None:
                 index = self._new_currency(entry.currency)
             balance, available, held = entry.balance, entry.available, entry.held
-            records[index] = pack(index, _NAN if balance is None else balance,
-                                  _NAN if available is None else available, _NAN if held is None else held)
-        return b"".join(records[index] for index in sorted(records))
+            if balance is None or available is None or held is None:
+                complete = False
+                records[index] = pack(index, _NAN if balance is None else balance,
+                                      _NAN if available is None else available, _NAN if held is None else held)
+            else:
+                records[index] = pack(index, balance, available, held)
+        return b"".join(sorted(records.values())), complete
 
     def _new_currency(self, currency: str) -> int:
         index = len(self._names)
         self._index[currency] = index
         self._names.append(currency)
         self._sums.append([0, 0, 0])
+        self._scales.append(0)
+        self._factors.append(1.0)
         self._holders.append(0)
         return index
 
-    def _account(self, previous: bytes | None, fresh: bytes) -> None:
+    def _account(self, previous: bytes, fresh: bytes) -> None:
         """Move the totals from the user's previous holdings to the fresh ones: only the currencies
         whose record changed are taken away and added again."""
-        before = _records(previous) if previous else {}
+        before = _records(previous)
         after = _records(fresh)
         for key, record in before.items():
             if after.get(key) != record:
@@ -142,24 +162,62 @@ class EndUserBook:
             if before.get(key) != record:
                 self._add(record, 1)
 
-    def _add(self, record: bytes, sign: int) -> None:
-        index, balance, available, held = _RECORD.unpack(record)
-        total = self._sums[index]
-        if balance and _present(balance):
-            numerator, denominator = balance.as_integer_ratio()
-            total[0] += sign * (numerator << (_SHIFT - denominator.bit_length()))
-            self._holders[index] += sign
-        if available and _present(available):
-            numerator, denominator = available.as_integer_ratio()
-            total[1] += sign * (numerator << (_SHIFT - denominator.bit_length()))
-        if held and _present(held):
-            numerator, denominator = held.as_integer_ratio()
-            total[2] += sign * (numerator << (_SHIFT - denominator.bit_length()))
+    def _add(self, records: bytes, sign: int) -> None:
+        """Add (sign 1) or take away (-1) packed holdings, exactly.
 
-    def _admit(self, user_id: str, packed: bytes) -> int:
+        Each currency keeps its sums as integers at the finest binary scale its amounts have needed
+        so far (units of 2**-scale): ints of a hundred-odd bits rather than the thousand a fixed
+        2**-1074 takes. An amount times 2.0**scale is exact (a power of two), and when the product
+        is an integer it is the amount in units: two float operations, no as_integer_ratio."""
+        sums, factors, holders = self._sums, self._factors, self._holders
+        for index, balance, available, held in _RECORD.iter_unpack(records):
+            total, factor = sums[index], factors[index]
+            # `x == x` is false for NaN only: absent; zeros add nothing.
+            if balance and balance == balance:  # noqa: PLR0124 - NaN, see above
+                scaled = balance * factor
+                if scaled.is_integer():
+                    total[0] += sign * int(scaled)
+                else:
+                    units = self._finer(index, balance)  # first: it may rescale total[0]
+                    total[0] += sign * units
+                    factor = factors[index]
+                holders[index] += sign
+            if available and available == available:  # noqa: PLR0124
+                scaled = available * factor
+                if scaled.is_integer():
+                    total[1] += sign * int(scaled)
+                else:
+                    units = self._finer(index, available)  # first: it may rescale total[1]
+                    total[1] += sign * units
+                    factor = factors[index]
+            if held and held == held:  # noqa: PLR0124
+                scaled = held * factor
+                if scaled.is_integer():
+                    total[2] += sign * int(scaled)
+                else:
+                    units = self._finer(index, held)  # first: it may rescale total[2]
+                    total[2] += sign * units
+
+    def _finer(self, index: int, value: float) -> int:
+        """`value` in units of the currency's scale, made finer first (its sums multiplied by a
+        power of two, exactly) when `value` has bits below it. For the rare amounts the fast
+        product cannot take: too fine, or too large for the product to stay finite."""
+        numerator, denominator = value.as_integer_ratio()
+        needed = denominator.bit_length() - 1
+        scale = self._scales[index]
+        if needed > scale:
+            total = self._sums[index]
+            total[0] <<= needed - scale
+            total[1] <<= needed - scale
+            total[2] <<= needed - scale
+            scale = self._scales[index] = needed
+            # Past 2**1023 the factor is no float: every amount of the currency takes this path.
+            self._factors[index] = 2.0**scale if scale <= _MAX_FACTOR_BITS else math.inf
+        return numerator << (scale - needed)
+
+    def _admit(self, user_id: str, wanted: int) -> int:
         """Keep the per-user series under max_series: a user whose series would pass it is not
         exported (its holdings still count in the totals). Returns 1 for a refusal."""
-        wanted = sum(_present(amounts[1]) + _present(amounts[2]) for amounts in _RECORD.iter_unpack(packed))
         current = self._admitted.pop(user_id, None)
         self._series -= current or 0
         if self._series + wanted > self._max_series:
@@ -173,8 +231,10 @@ class EndUserBook:
     def view(self) -> EndUsersView:
         with self._lock:
             totals = tuple(
-                CurrencyTotals(name, from_units(sums[0]), from_units(sums[1]), from_units(sums[2]), holders)
-                for name, sums, holders in zip(self._names, self._sums, self._holders, strict=True)
+                CurrencyTotals(name, from_units(sums[0], scale), from_units(sums[1], scale),
+                               from_units(sums[2], scale), holders)
+                for name, sums, scale, holders in zip(self._names, self._sums, self._scales, self._holders,
+                                                      strict=True)
             )
             return EndUsersView(len(self._users), totals)
 
@@ -206,6 +266,11 @@ class EndUserBook:
             (names[index], *(amount if _present(amount) else None for amount in amounts))
             for index, *amounts in _RECORD.iter_unpack(self._users[user_id])
         )
+
+
+def _series(packed: bytes) -> int:
+    """The per-user series of packed holdings: balance and available where present."""
+    return sum(_present(amounts[1]) + _present(amounts[2]) for amounts in _RECORD.iter_unpack(packed))
 
 
 def _records(packed: bytes) -> dict[bytes, bytes]:

@@ -15,7 +15,8 @@ from typing import Protocol
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.endusers import EndUserBook, EndUsersView
-from sfox_exporter.sfox.decode import AccountBalance, BadFrame, BalanceUpdate, Event, Web3Balance
+from sfox_exporter.sfox.decode import BadFrame, Balance, BalanceUpdate, Event, Web3Balance
+from sfox_exporter.sfox.documented import DOCUMENTED_SERIES
 from sfox_exporter.valuation.prices import MarketView
 from sfox_exporter.vocabulary import ERROR_REASONS, MESSAGE_KINDS, ErrorReason, FeedStatus
 
@@ -24,7 +25,10 @@ from sfox_exporter.vocabulary import ERROR_REASONS, MESSAGE_KINDS, ErrorReason, 
 class _Book:
     name: str
     thresholds: tuple[Threshold, ...]
-    balances: dict[str, AccountBalance] = field(default_factory=dict)
+    balances: dict[str, Balance] = field(default_factory=dict)
+    # Currencies whose entry makes other than the documented number of series: while a message of
+    # the documented shape touches none of them, it adds exactly that many per new currency.
+    irregular: set[str] = field(default_factory=set)
     wallets: dict[tuple[str, str, str], Web3Balance] = field(default_factory=dict)
     # Which feed message last wrote each currency, so that a snapshot requested before it
     # does not roll it back.
@@ -50,7 +54,7 @@ class AccountView:
     up: bool
     status: str
     withdrawn: bool
-    balances: Mapping[str, AccountBalance]
+    balances: Mapping[str, Balance]
     wallets: Mapping[tuple[str, str, str], Web3Balance]
     thresholds: tuple[Threshold, ...]
     series: int
@@ -146,8 +150,11 @@ class State:
 
     def _apply_update(self, book: _Book, update: BalanceUpdate) -> bool:
         book.generation += 1
+        currencies = update.currencies
+        if currencies is not None and self._apply_documented(book, update, currencies):
+            return bool(currencies)
         generation = book.generation
-        balances, written_at = book.balances, book.written_at
+        balances, written_at, irregular = book.balances, book.written_at, book.irregular
         applied = False
         for entry in update.accounts:
             currency = entry.currency
@@ -159,6 +166,10 @@ class State:
                     continue
                 balances[currency] = entry
                 book.series += growth
+                if entry.series_count == DOCUMENTED_SERIES:
+                    irregular.discard(currency)
+                else:
+                    irregular.add(currency)
             written_at[currency] = generation
             applied = True
         for wallet in update.wallets:
@@ -172,12 +183,26 @@ class State:
             applied = True
         return applied
 
+    def _apply_documented(self, book: _Book, update: BalanceUpdate, currencies: list[str]) -> bool:
+        """A message of the documented shape, applied with dict operations; False (nothing done)
+        when it touches an irregular currency or would pass max_series: then entry by entry."""
+        fresh = dict(zip(currencies, update.accounts, strict=True))
+        if book.irregular and not book.irregular.isdisjoint(fresh):
+            return False
+        growth = DOCUMENTED_SERIES * len(fresh.keys() - book.balances.keys())
+        if growth and book.series + growth > self._max_series:
+            return False
+        book.balances.update(fresh)
+        book.written_at.update(dict.fromkeys(fresh, book.generation))
+        book.series += growth
+        return True
+
     def generation(self, account: str) -> int:
         """A marker to pass to apply_snapshot: feed updates after it survive the snapshot."""
         with self._lock:
             return self._books[account].generation
 
-    def apply_snapshot(self, account: str, balances: Iterable[AccountBalance], since_generation: int) -> None:
+    def apply_snapshot(self, account: str, balances: Iterable[Balance], since_generation: int) -> None:
         """Replace the account balances wholesale with a REST snapshot requested at `since_generation`.
 
         Currencies the feed wrote after the request went out are newer than the snapshot and stay.
@@ -191,7 +216,7 @@ class State:
                 for currency, entry in book.balances.items()
                 if book.written_at.get(currency, 0) > since_generation
             }
-            replacement: dict[str, AccountBalance] = {}
+            replacement: dict[str, Balance] = {}
             series = len(book.wallets) + sum(entry.series_count for entry in fresher.values())
             for entry in balances:
                 if entry.currency in fresher or entry.currency in replacement:
@@ -203,6 +228,8 @@ class State:
                 series += entry.series_count
             replacement.update(fresher)
             book.balances = replacement
+            book.irregular = {currency for currency, entry in replacement.items()
+                              if entry.series_count != DOCUMENTED_SERIES}
             book.written_at = {currency: book.written_at[currency] for currency in fresher}
             book.series = series
             book.snapshot_time = now
@@ -292,6 +319,7 @@ class State:
         ):
             return
         book.balances = {}
+        book.irregular = set()
         book.wallets = {}
         book.written_at = {}
         book.series = 0

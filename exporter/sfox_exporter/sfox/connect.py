@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import msgspec
 from msgspec import Raw, Struct
 
+from sfox_exporter.sfox.documented import Balance
 from sfox_exporter.sfox.entries import AccountBalance, is_label, parse_account_entry, plain, raw_accounts
 from sfox_exporter.vocabulary import MessageKind
 
@@ -24,7 +25,7 @@ class EndUserBalances(NamedTuple):
     sequence: int | None
     timestamp: float | None
     user_id: str
-    accounts: tuple[AccountBalance, ...]
+    accounts: tuple[Balance, ...]
     schema_errors: int
     kind: MessageKind = MessageKind.END_USERS
 

@@ -14,14 +14,16 @@ value is a schema error of its entry, not an undecodable frame.
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import msgspec
 from msgspec import UNSET, Raw, Struct
 
+from sfox_exporter.sfox import documented
 from sfox_exporter.sfox.connect import EndUserBalances, parse_end_users
+from sfox_exporter.sfox.documented import Balance, DocumentedBalance
 from sfox_exporter.sfox.entries import (
     INVALID_ACCOUNT,
     MAX_LABEL_LENGTH,
@@ -31,7 +33,6 @@ from sfox_exporter.sfox.entries import (
     Web3Balance,
     decode_raw_list,
     entry_from_raw,
-    is_decimal,
     is_label,
     parse_account_entry,
     parse_amount,
@@ -39,18 +40,40 @@ from sfox_exporter.sfox.entries import (
     raw_accounts,
     typed_accounts,
 )
+from sfox_exporter.sfox.envelope import parse_timestamp, sequence_field, timestamp_field
 from sfox_exporter.sfox.market import Ticker, parse_currency_pairs, parse_ticker
 from sfox_exporter.vocabulary import MessageKind
 
 __all__ = [
-    "BALANCES_FEED", "END_USERS_FEED", "MAX_LABEL_LENGTH", "TICKER_PREFIX", "AccountBalance", "BadFrame",
-    "BalanceUpdate", "ControlMessage", "EndUserBalances", "Event", "InvalidAmount", "OtherMessage", "Ticker",
-    "Web3Balance", "parse_amount", "parse_currency_pairs", "parse_frame", "parse_rest_balances",
-    "parse_timestamp", "sanitize_text",
+    "BALANCES_FEED",
+    "END_USERS_FEED",
+    "MAX_LABEL_LENGTH",
+    "TICKER_PREFIX",
+    "AccountBalance",
+    "BadFrame",
+    "Balance",
+    "BalanceUpdate",
+    "ControlMessage",
+    "DocumentedBalance",
+    "EndUserBalances",
+    "Event",
+    "InvalidAmount",
+    "OtherMessage",
+    "Ticker",
+    "Web3Balance",
+    "parse_amount",
+    "parse_balances_frame",
+    "parse_currency_pairs",
+    "parse_end_users_frame",
+    "parse_frame",
+    "parse_rest_balances",
+    "parse_timestamp",
+    "parser_for",
+    "sanitize_text",
 ]
 
-BALANCES_FEED = "private.user.balances"
-END_USERS_FEED = "private.enterprise.users.balances"
+BALANCES_FEED = documented.BALANCES_FEED
+END_USERS_FEED = documented.END_USERS_FEED
 TICKER_PREFIX = "ticker.sfox."
 
 KIND_BALANCES = MessageKind.BALANCES
@@ -59,10 +82,6 @@ KIND_END_USERS = MessageKind.END_USERS
 KIND_CONTROL = MessageKind.CONTROL
 KIND_UNKNOWN = MessageKind.UNKNOWN
 
-# The documented window (protocol notes): read by magnitude, a timestamp is a date from
-# 1973-01-01T00:00:00Z up to 1e11 s (year 5138); outside it, the magnitude gave no real date.
-EARLIEST_TIMESTAMP = 94_694_400.0
-LATEST_TIMESTAMP = 1e11
 
 
 class BalanceUpdate(NamedTuple):
@@ -73,10 +92,13 @@ class BalanceUpdate(NamedTuple):
 
     sequence: int | None
     timestamp: float | None  # seconds since the epoch
-    accounts: tuple[AccountBalance, ...]
+    accounts: tuple[Balance, ...]
     wallets: tuple[Web3Balance, ...]
     schema_errors: int
     kind: MessageKind = KIND_BALANCES  # web3 when every entry says type web3, valid or not
+    # From the fast path: every entry is a DocumentedBalance, and these are their currencies in
+    # order, so the State can apply the lot with dict operations.
+    currencies: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +170,41 @@ def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     if recipient is None:
         return _parse_plain(data)  # a control message (a few per connection), or no shape at all
     try:
-        return _dispatch(_sequence(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
+        return _dispatch(sequence_field(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
     except _REFUSED:
         # msgspec leaves the payload raw, so bad UTF-8 or JSON inside it surfaces only here: the
         # plain path then judges the frame as a whole, as the reference decoder does.
         return _parse_plain(data)
+
+
+def parse_balances_frame(data: bytes | bytearray | memoryview | str) -> Event:
+    """parse_frame, by the fast path first: for a connection subscribed to the balances feed."""
+    fast = documented.balances(data)
+    if fast is None:
+        return parse_frame(data)
+    sequence, timestamp, entries, currencies = fast
+    seconds, errors = timestamp_field(timestamp)
+    return BalanceUpdate(sequence_field(sequence), seconds, tuple(entries), (), errors, KIND_BALANCES, currencies)
+
+
+def parse_end_users_frame(data: bytes | bytearray | memoryview | str) -> Event:
+    """parse_frame, by the fast path first: for a connection subscribed to the end users' feed."""
+    fast = documented.end_user(data)
+    if fast is None:
+        return parse_frame(data)
+    sequence, timestamp, user_id, entries = fast
+    seconds, errors = timestamp_field(timestamp)
+    return EndUserBalances(sequence_field(sequence), seconds, user_id, tuple(entries), errors)
+
+
+def parser_for(feeds: tuple[str, ...]) -> Callable[[bytes | bytearray | memoryview | str], Event]:
+    """The frame parser for a connection subscribed to `feeds`: the fast path of its one data feed,
+    tried before the general one; parse_frame alone for anything else (market data)."""
+    if feeds == (BALANCES_FEED,):
+        return parse_balances_frame
+    if feeds == (END_USERS_FEED,):
+        return parse_end_users_frame
+    return parse_frame
 
 
 def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:
@@ -164,7 +216,7 @@ def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:
         return BadFrame("decode")
     if not isinstance(message, dict):
         return BadFrame("schema")
-    sequence = _sequence(message.get("sequence"))
+    sequence = sequence_field(message.get("sequence"))
     recipient = message.get("recipient")
     if recipient is None:
         message_type = message.get("type")
@@ -179,7 +231,7 @@ def _dispatch(sequence: int | None, recipient: Any, timestamp: Any, payload: Any
     if recipient == BALANCES_FEED:
         return _balances(sequence, timestamp, payload)
     if recipient == END_USERS_FEED:
-        seconds, errors = _timestamp(timestamp)
+        seconds, errors = timestamp_field(timestamp)
         users = parse_end_users(sequence, seconds, payload, errors)
         # Without a usable user_id or list of balances a message says nothing about anybody: one
         # schema error as a whole, never an empty set of balances.
@@ -187,14 +239,14 @@ def _dispatch(sequence: int | None, recipient: Any, timestamp: Any, payload: Any
     if not (isinstance(recipient, str) and is_label(recipient)):
         return OtherMessage(sequence, None, schema_errors=1)
     if recipient.startswith(TICKER_PREFIX) and len(recipient) > len(TICKER_PREFIX):
-        seconds, errors = _timestamp(timestamp)
+        seconds, errors = timestamp_field(timestamp)
         ticker = parse_ticker(sequence, seconds, recipient[len(TICKER_PREFIX) :].lower(), payload, errors)
         return ticker or OtherMessage(sequence, recipient, schema_errors=1)
     return OtherMessage(sequence, recipient, schema_errors=0)
 
 
 def _balances(sequence: int | None, timestamp: Any, payload: Any) -> BalanceUpdate:
-    seconds, errors = _timestamp(timestamp)
+    seconds, errors = timestamp_field(timestamp)
     if isinstance(payload, Raw):
         entries = _raw_entries(payload)
     elif isinstance(payload, list):
@@ -263,59 +315,6 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
         return None
     valid = tuple(entry for entry in entries if entry is not None)
     return valid, len(entries) - len(valid)
-
-
-def parse_timestamp(raw: Any) -> float | None:
-    """Seconds since the epoch from a timestamp in ns, µs, ms or s, told apart by magnitude.
-
-    The thresholds sit between the magnitudes of present-day times in each unit (about 1.7e18 ns,
-    1.7e15 µs, 1.7e12 ms, 1.7e9 s), so any date from 1973 to 5138 reads correctly; a time outside
-    that window is None, since no unit makes it a real date.
-    """
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, str):
-        if len(raw) > 32 or not is_decimal(raw):
-            return None
-        raw = int(raw) if raw.isdigit() else float(raw)
-    seconds: float
-    if isinstance(raw, int):
-        if raw <= 0 or raw >= 10**21:
-            return None
-        if raw >= 10**17:
-            seconds = raw / 10**9
-        elif raw >= 10**14:
-            seconds = raw / 10**6
-        elif raw >= 10**11:
-            seconds = raw / 10**3
-        else:
-            seconds = float(raw)
-    elif isinstance(raw, float):
-        if not math.isfinite(raw) or raw <= 0 or raw >= 1e21:
-            return None
-        seconds = raw
-        for threshold, scale in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
-            if raw >= threshold:
-                seconds = raw / scale
-                break
-    else:
-        return None
-    return seconds if EARLIEST_TIMESTAMP <= seconds < LATEST_TIMESTAMP else None
-
-
-def _timestamp(raw: Any) -> tuple[float | None, int]:
-    """A data message's timestamp and its schema errors: one for a value that is there and no
-    usable time (absent or null: none, sFOX just said nothing)."""
-    if raw is UNSET or raw is None:
-        return None, 0
-    seconds = parse_timestamp(raw)
-    return seconds, int(seconds is None)
-
-
-def _sequence(raw: Any) -> int | None:
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 2**63:
-        return raw
-    return None
 
 
 def _control(message: dict[str, Any], message_type: str, sequence: int | None) -> ControlMessage:

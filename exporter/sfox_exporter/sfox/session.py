@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import cast
 
 from sfox_exporter.config import Secret
 from sfox_exporter.sfox.decode import (
@@ -30,7 +31,7 @@ from sfox_exporter.sfox.decode import (
     EndUserBalances,
     Event,
     Ticker,
-    parse_frame,
+    parser_for,
     sanitize_text,
 )
 from sfox_exporter.sfox.frames import (
@@ -164,6 +165,7 @@ class Session:
         self._next_ping = 0.0
         self._pong_deadline: float | None = None
         self._pending_feeds: list[str] = []
+        self._parse = parser_for(settings.feeds)
 
     # --- inputs --------------------------------------------------------------------------------
 
@@ -197,14 +199,16 @@ class Session:
             actions.append(Ignored(TOO_BIG))
         else:
             try:
-                event = parse_frame(payload)
+                event = self._parse(payload)
             except Exception:  # noqa: BLE001 - a decoder bug must cost one frame, never the connection
                 event = BadFrame("decode")
                 actions.append(Ignored("a frame the decoder failed on"))
         last = self._sequence.last
-        control = isinstance(event, ControlMessage)
+        kind = type(event)
+        control = kind is ControlMessage
+        data = kind in _DATA_EVENTS
         anomaly = self._sequence.check(event.sequence, control=control)
-        if self.phase is Phase.AUTHENTICATING and _is_data(event):
+        if data and self.phase is Phase.AUTHENTICATING:
             # Until sFOX accepts the key, nothing it says is the account's: a rejected key must
             # never have exported balances.
             actions.append(Ignored("data sent before authenticate was answered"))
@@ -212,14 +216,14 @@ class Session:
         actions.append(Deliver(event))
         if anomaly:  # after the message is delivered, so that the resync starts from what it said
             actions.append(Resync(last, event.sequence))
-        if isinstance(event, ControlMessage):
-            actions.extend(self._on_control(event, now))
+        if control:
+            actions.extend(self._on_control(cast(ControlMessage, event), now))
         elif isinstance(event, BadFrame):
             actions.append(Ignored("an undecodable frame" if event.reason == "decode"
                                    else "a message of the wrong shape"))
         elif event.schema_errors:
-            actions.append(Ignored("invalid entries" if _is_data(event) else "a message of no known shape"))
-        if _is_data(event) and self.phase is Phase.SUBSCRIBING:
+            actions.append(Ignored("invalid entries" if data else "a message of no known shape"))
+        if data and self.phase is Phase.SUBSCRIBING:
             actions.extend(self._streaming(now))  # data flows, so the subscription took
         return actions
 
@@ -317,5 +321,4 @@ class Session:
         return [Ended(reason, detail, rejected)]
 
 
-def _is_data(event: Event) -> bool:
-    return isinstance(event, BalanceUpdate | EndUserBalances | Ticker)
+_DATA_EVENTS = frozenset({BalanceUpdate, EndUserBalances, Ticker})

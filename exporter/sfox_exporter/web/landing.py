@@ -16,7 +16,7 @@ import math
 
 from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.state import AccountView, Snapshot
-from sfox_exporter.sfox.entries import AccountBalance
+from sfox_exporter.sfox.documented import Balance
 from sfox_exporter.valuation.prices import MarketView
 
 REFRESH_MILLISECONDS = 5000
@@ -41,7 +41,7 @@ def _amount(value: float | None, places: int = 8) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def breached(entry: AccountBalance, thresholds: tuple[Threshold, ...]) -> list[str]:
+def breached(entry: Balance, thresholds: tuple[Threshold, ...]) -> list[str]:
     """The thresholds this holding breaches, described for a tooltip."""
     found = []
     for threshold in thresholds:
