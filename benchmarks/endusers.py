@@ -36,7 +36,7 @@ from sfox_exporter.sfox.enterprise import EndUserSink
 from sfox_exporter.simulator import Ledger, Simulator
 from sfox_exporter.simulator.enterprise import END_USERS_FEED, flood_payloads
 
-from .common import KEY, environment, exporter_process, proc_status, scrape_value
+from .common import KEY, UNLIMITED, environment, exporter_process, proc_status, scrape_value
 
 CHANGES_PER_SCRAPE = 15_000  # 1,000 user updates/s, 15 s scrape interval
 
@@ -141,7 +141,7 @@ def exporter_ingest(simulator: Simulator, users: int, per_user: bool) -> float:
 
 
 def ingest(users: int) -> dict[str, float]:
-    with Simulator({KEY: Ledger("main")}, push_interval=None) as simulator:
+    with Simulator({KEY: Ledger("main")}, push_interval=None, limits=UNLIMITED) as simulator:
         bare = ceiling(simulator, users)
         aggregates = exporter_ingest(simulator, users, per_user=False)
         per_user = exporter_ingest(simulator, users, per_user=True)

@@ -20,7 +20,7 @@ import websocket
 
 from sfox_exporter.simulator import Ledger, Simulator
 
-from .common import KEY, balance_entry, exporter_process, one_account_config, percentile, wait_for
+from .common import KEY, UNLIMITED, balance_entry, exporter_process, one_account_config, percentile, wait_for
 from .contenders.scraper import Scraper
 
 TARGET_P99 = 0.005
@@ -95,7 +95,7 @@ def delivery_delays(simulator: Simulator, updates: int) -> list[float]:
 
 
 def run(updates: int = 300) -> FreshnessResult:
-    with Simulator({KEY: Ledger("main")}, push_interval=None) as simulator:
+    with Simulator({KEY: Ledger("main")}, push_interval=None, limits=UNLIMITED) as simulator:
         delivery = delivery_delays(simulator, updates)
         exporter = exporter_delays(simulator, updates)
     return FreshnessResult(exporter, delivery)

@@ -25,7 +25,16 @@ from dataclasses import dataclass
 
 from sfox_exporter.simulator import Ledger, Simulator
 
-from .common import KEY, environment, exporter_process, flood_payloads, median, one_account_config, scrape_value
+from .common import (
+    KEY,
+    UNLIMITED,
+    environment,
+    exporter_process,
+    flood_payloads,
+    median,
+    one_account_config,
+    scrape_value,
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ def run(messages: int = 50000, rounds: int = 3, naive_messages: int | None = Non
         shapes: tuple[Shape, ...] = SHAPES) -> IngestResult:
     exporter: dict[Shape, list[float]] = {shape: [] for shape in shapes}
     ceiling: dict[Shape, list[float]] = {shape: [] for shape in shapes}
-    with Simulator({KEY: Ledger("main")}, push_interval=None) as simulator:
+    with Simulator({KEY: Ledger("main")}, push_interval=None, limits=UNLIMITED) as simulator:
         payloads = {shape: shape.payloads() for shape in shapes}
         for _ in range(rounds):  # interleaved, so that a noisy neighbour hurts all of them alike
             for shape in shapes:

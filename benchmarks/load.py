@@ -28,6 +28,7 @@ from sfox_exporter.simulator import Ledger, Simulator
 
 from .common import (
     KEY,
+    UNLIMITED,
     cpu_seconds,
     environment,
     exporter_process,
@@ -131,7 +132,7 @@ def _measure(simulator: Simulator, name: str, scrapers: int, scrapes: int, rate:
 
 
 def run(scrapers: int = 24, scrapes: int = 60, rate: int = 1000) -> LoadResult:
-    with Simulator({KEY: Ledger("main")}, push_interval=None) as simulator:
+    with Simulator({KEY: Ledger("main")}, push_interval=None, limits=UNLIMITED) as simulator:
         passes = [
             _measure(simulator, "feed stopped", scrapers, scrapes, 0, None),
             _measure(simulator, "default switch interval", scrapers, scrapes, rate, None),

@@ -39,7 +39,7 @@ from sfox_exporter.config import (
 from sfox_exporter.sfox.decode import parse_frame
 from sfox_exporter.simulator import Ledger, Simulator
 
-from .common import KEY, WALLETS, balance_entry, environment, flood_payloads, percentile, wait_for
+from .common import KEY, UNLIMITED, WALLETS, balance_entry, environment, flood_payloads, percentile, wait_for
 
 SIZES = [(10, 100), (100, 100), (1000, 100), (10, 1000), (100, 1000), (1000, 1000)]
 FEED_RATE = 1000  # messages per second
@@ -108,7 +108,7 @@ def timed(function: Any, count: int) -> list[float]:
 
 def measure_size(currencies: int, wallets: int, scrapes: int) -> list[Measurement]:
     results = []
-    with Simulator({KEY: Ledger("main")}, push_interval=None) as simulator:
+    with Simulator({KEY: Ledger("main")}, push_interval=None, limits=UNLIMITED) as simulator:
         exporter = Exporter(exporter_config(simulator))
         exporter.start()
         reference = Reference()

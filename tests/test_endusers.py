@@ -6,12 +6,14 @@ import math
 import random
 import zlib
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sfox_exporter.config import EndUsersConfig
-from sfox_exporter.metrics.endusers import EndUserBook, from_units, to_units
+from sfox_exporter.metrics.endusers import EndUserBook
 from sfox_exporter.metrics.endusers_render import EndUserCollector, EndUserRenderer
+from sfox_exporter.metrics.exact import ExactSum
 from sfox_exporter.sfox.connect import EndUserBalances
 from sfox_exporter.sfox.decode import parse_frame
 from sfox_exporter.sfox.entries import AccountBalance
@@ -32,10 +34,19 @@ def totals(book: EndUserBook) -> dict[str, tuple[float, float, float, int]]:
     return {t.currency: (t.balance, t.available, t.held, t.holders) for t in book.view().currencies}
 
 
-def test_units_are_exact_both_ways() -> None:
-    for value in (0.1, -2.5e-300, 5e-324, 1.7976931348623157e308, 123456.789):
-        assert from_units(to_units(value)) == value
-    assert to_units(0.1) + to_units(0.2) != to_units(0.3)  # exact: 0.1 + 0.2 is not 0.3 in binary
+@pytest.mark.parametrize("batches", [
+    [[0.1, 0.2], [-0.3]],  # exact: 0.1 + 0.2 - 0.3 is not 0 in binary
+    [[1.7976931348623157e308], [-1.7976931348623157e308, 5e-324]],  # too large for the product, then subnormal
+    [[5e-324, 1e300], [-2.5e-300, 123456.789], [-1e300]],  # a scale past 2**1023: no factor at all
+    [[1e-8] * 1000, [3.0, -1e-8]],
+    [[-0.0, 0.0], [2.0**-60]],
+])
+def test_an_exact_sum_is_math_fsum_of_everything_added(batches: list[list[float]]) -> None:
+    total, added = ExactSum(), []
+    for batch in batches:
+        total.add_all(batch)
+        added += batch
+        assert total.value == math.fsum(added)
 
 
 def test_a_million_random_updates_match_a_recomputation_exactly() -> None:

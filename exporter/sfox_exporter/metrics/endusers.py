@@ -1,11 +1,9 @@
 """sFOX Connect end users of one enterprise account: holdings per user, exact sums per currency.
 
 A platform must know at every moment what it owes each currency's holders in total. The totals are
-kept incrementally (a message costs work in its own size, never a rescan of all users) and exactly:
-every finite float is an integer multiple of 2**-1074, so each amount is added and subtracted as
-that integer (Python ints do not overflow) and the sum is rounded to a float only when read, once,
-correctly (int / int is correctly rounded). A million updates later the total is bit for bit what
-math.fsum of the current holdings gives; a float running sum would have drifted.
+kept incrementally (a message costs work in its own size, never a rescan of all users) and exactly
+(metrics/exact.py): a million updates later each total is bit for bit what math.fsum of the current
+holdings gives; a float running sum would have drifted.
 
 Holdings are stored packed (struct, one record per currency) rather than as Python floats and
 tuples: at 100,000 users this is the difference between ~25 MB and ~100 MB.
@@ -23,12 +21,12 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sfox_exporter.config import EndUsersConfig
+from sfox_exporter.metrics.exact import ExactSum
 from sfox_exporter.sfox.connect import EndUserBalances
 
 # Currency index, balance, available, held (NaN: absent). Big-endian, so that sorting the packed
@@ -36,22 +34,9 @@ from sfox_exporter.sfox.connect import EndUserBalances
 _RECORD = struct.Struct(">Hddd")
 _NAN = math.nan
 _present = math.isfinite  # amounts are finite; NaN marks an absent field
-# Every finite float is n * 2**-1074 for an integer n.
-_SCALE_BITS = 1074
-_SHIFT = _SCALE_BITS + 1  # a denominator 2**k has bit_length k + 1
-_MAX_FACTOR_BITS = sys.float_info.max_exp - 1  # 2.0**1023 is the largest power of two a float holds
+# Amounts wait until this many bytes of records (~40,000 amounts, ~1 MB) have come, or a scrape.
+_FOLD_BYTES = 13_000 * 26
 SERIES_PER_HOLDING = 2  # sfox_end_user_balance and sfox_end_user_balance_available
-
-
-def to_units(value: float) -> int:
-    """`value` as an exact integer count of 2**-1074."""
-    numerator, denominator = value.as_integer_ratio()
-    return numerator << (_SHIFT - denominator.bit_length())
-
-
-def from_units(units: int, scale: int = _SCALE_BITS) -> float:
-    """The float nearest to units * 2**-scale (correctly rounded by int true division)."""
-    return units / (1 << scale)
 
 
 Holding = tuple[str, float | None, float | None, float | None]  # currency, balance, available, held
@@ -84,9 +69,11 @@ class EndUserBook:
         self._users: dict[str, bytes] = {}
         self._index: dict[str, int] = {}
         self._names: list[str] = []
-        self._sums: list[list[int]] = []  # per currency index: [balance, available, held] in units
-        self._scales: list[int] = []  # per currency index: the sums count units of 2**-scale
-        self._factors: list[float] = []  # 2.0**scale, or inf when that is no float
+        # Per currency index: the exact sums of balance, available and held, and the amounts
+        # waiting to be added to them (taken-away ones negated).
+        self._sums: list[tuple[ExactSum, ExactSum, ExactSum]] = []
+        self._pending: list[tuple[list[float], list[float], list[float]]] = []
+        self._waiting = 0  # bytes of records whose amounts wait
         self._holders: list[int] = []
         # Per-user series: the users whose series are exported, and how many series they make.
         self._admitted: dict[str, int] = {}
@@ -144,9 +131,8 @@ class EndUserBook:
         index = len(self._names)
         self._index[currency] = index
         self._names.append(currency)
-        self._sums.append([0, 0, 0])
-        self._scales.append(0)
-        self._factors.append(1.0)
+        self._sums.append((ExactSum(), ExactSum(), ExactSum()))
+        self._pending.append(([], [], []))
         self._holders.append(0)
         return index
 
@@ -163,57 +149,33 @@ class EndUserBook:
                 self._add(record, 1)
 
     def _add(self, records: bytes, sign: int) -> None:
-        """Add (sign 1) or take away (-1) packed holdings, exactly.
-
-        Each currency keeps its sums as integers at the finest binary scale its amounts have needed
-        so far (units of 2**-scale): ints of a hundred-odd bits rather than the thousand a fixed
-        2**-1074 takes. An amount times 2.0**scale is exact (a power of two), and when the product
-        is an integer it is the amount in units: two float operations, no as_integer_ratio."""
-        sums, factors, holders = self._sums, self._factors, self._holders
+        """Add (sign 1) or take away (-1) packed holdings. The amounts wait in per-currency lists and
+        are summed exactly a batch at a time (metrics/exact.py): a few µs a message less than
+        converting each one as it comes."""
+        pending, holders = self._pending, self._holders
         for index, balance, available, held in _RECORD.iter_unpack(records):
-            total, factor = sums[index], factors[index]
-            # `x == x` is false for NaN only: absent; zeros add nothing.
-            if balance and balance == balance:  # noqa: PLR0124 - NaN, see above
-                scaled = balance * factor
-                if scaled.is_integer():
-                    total[0] += sign * int(scaled)
-                else:
-                    units = self._finer(index, balance)  # first: it may rescale total[0]
-                    total[0] += sign * units
-                    factor = factors[index]
-                holders[index] += sign
-            if available and available == available:  # noqa: PLR0124
-                scaled = available * factor
-                if scaled.is_integer():
-                    total[1] += sign * int(scaled)
-                else:
-                    units = self._finer(index, available)  # first: it may rescale total[1]
-                    total[1] += sign * units
-                    factor = factors[index]
-            if held and held == held:  # noqa: PLR0124
-                scaled = held * factor
-                if scaled.is_integer():
-                    total[2] += sign * int(scaled)
-                else:
-                    units = self._finer(index, held)  # first: it may rescale total[2]
-                    total[2] += sign * units
+            balances, availables, helds = pending[index]
+            # `x == x` is false for NaN only: an absent amount.
+            if balance == balance:  # noqa: PLR0124
+                balances.append(sign * balance)
+                if balance:
+                    holders[index] += sign
+            if available == available:  # noqa: PLR0124
+                availables.append(sign * available)
+            if held == held:  # noqa: PLR0124
+                helds.append(sign * held)
+        self._waiting += len(records)
+        if self._waiting > _FOLD_BYTES:
+            self._fold()
 
-    def _finer(self, index: int, value: float) -> int:
-        """`value` in units of the currency's scale, made finer first (its sums multiplied by a
-        power of two, exactly) when `value` has bits below it. For the rare amounts the fast
-        product cannot take: too fine, or too large for the product to stay finite."""
-        numerator, denominator = value.as_integer_ratio()
-        needed = denominator.bit_length() - 1
-        scale = self._scales[index]
-        if needed > scale:
-            total = self._sums[index]
-            total[0] <<= needed - scale
-            total[1] <<= needed - scale
-            total[2] <<= needed - scale
-            scale = self._scales[index] = needed
-            # Past 2**1023 the factor is no float: every amount of the currency takes this path.
-            self._factors[index] = 2.0**scale if scale <= _MAX_FACTOR_BITS else math.inf
-        return numerator << (scale - needed)
+    def _fold(self) -> None:
+        """Sum every waiting amount into the totals."""
+        for sums, waiting in zip(self._sums, self._pending, strict=True):
+            for total, amounts in zip(sums, waiting, strict=True):
+                if amounts:
+                    total.add_all(amounts)
+                    amounts.clear()
+        self._waiting = 0
 
     def _admit(self, user_id: str, wanted: int) -> int:
         """Keep the per-user series under max_series: a user whose series would pass it is not
@@ -230,11 +192,11 @@ class EndUserBook:
 
     def view(self) -> EndUsersView:
         with self._lock:
+            self._fold()
             totals = tuple(
-                CurrencyTotals(name, from_units(sums[0], scale), from_units(sums[1], scale),
-                               from_units(sums[2], scale), holders)
-                for name, sums, scale, holders in zip(self._names, self._sums, self._scales, self._holders,
-                                                      strict=True)
+                CurrencyTotals(name, balance.value, available.value, held.value, holders)
+                for name, (balance, available, held), holders in zip(self._names, self._sums, self._holders,
+                                                                     strict=True)
             )
             return EndUsersView(len(self._users), totals)
 

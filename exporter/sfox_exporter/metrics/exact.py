@@ -1,0 +1,63 @@
+"""An exact running sum of floats, for totals that must never drift (sfox_end_users_balance).
+
+Every finite float is an integer multiple of a power of two, so the sum is kept as an integer count
+of 2**-scale units, with `scale` the finest any amount has needed so far; it is rounded to a float
+only when read, once, correctly (int / int is correctly rounded). A million additions and removals
+later it is bit for bit what math.fsum of the current amounts gives; a float running sum drifts.
+
+Why not math.fsum or fractions: fsum keeps no state between calls, and Fraction arithmetic costs
+microseconds an amount. Here amounts are added a batch at a time: times 2.0**scale (exact, a power
+of two) each becomes an integer float, which int() takes exactly, so a batch costs three C-level
+passes (multiply, is_integer, int and sum) and no Python per amount. A batch with an amount finer
+than the scale refines it first; amounts too large for the product to stay finite take
+as_integer_ratio, exactly too.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+# 2.0**1023 is the largest power of two a float holds; past it every amount takes the slow path.
+_MAX_FACTOR_BITS = sys.float_info.max_exp - 1
+_is_integer = float.is_integer
+
+
+class ExactSum:
+    __slots__ = ("_factor", "_scale", "_units")
+
+    def __init__(self) -> None:
+        self._units = 0  # the sum, in units of 2**-scale
+        self._scale = 0
+        self._factor = 1.0  # 2.0**scale, or inf once that is no float
+
+    def add_all(self, amounts: list[float]) -> None:
+        """Add finite amounts (negative ones take away), exactly."""
+        factor = self._factor
+        products = [amount * factor for amount in amounts]
+        if not all(map(_is_integer, products)):
+            self._refine(amounts)
+            factor = self._factor
+            products = [amount * factor for amount in amounts]
+            if not all(map(_is_integer, products)):  # too large for the product, or no factor
+                self._units += sum(map(self._units_of, amounts))
+                return
+        self._units += sum(map(int, products))
+
+    @property
+    def value(self) -> float:
+        """The float nearest to the exact sum."""
+        return self._units / (1 << self._scale)
+
+    def _refine(self, amounts: list[float]) -> None:
+        """A scale fine enough for every amount: the sum so far multiplied by a power of two, exactly."""
+        needed = max(amount.as_integer_ratio()[1].bit_length() - 1 for amount in amounts)
+        if needed > self._scale:
+            self._units <<= needed - self._scale
+            self._scale = needed
+            self._factor = 2.0**needed if needed <= _MAX_FACTOR_BITS else math.inf
+
+    def _units_of(self, amount: float) -> int:
+        """`amount` in units, for a scale at least as fine as it needs (_refine saw to that)."""
+        numerator, denominator = amount.as_integer_ratio()
+        return numerator << (self._scale - denominator.bit_length() + 1)
