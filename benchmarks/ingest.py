@@ -10,7 +10,8 @@ runs in its own process, as the exporter does in production, and is timed from t
 frame until it has handled all N: the exporter until sfox_feed_messages_total{kind="balances"} says
 N. The reference on each shape is the ceiling, a bare websocket-client receive loop with
 skip_utf8_validation=True on the same flood, measured in the same rounds; and, on the first shape,
-the naive exporter of sFOX's documentation style.
+the naive exporter of sFOX's documentation style. Beside them, the decoding loop (contenders/floor.py):
+the ceiling plus one msgspec decode a message and nothing else, which no decoding exporter can beat.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class IngestResult:
     ceiling: dict[Shape, float]
     naive: float
     messages: int
+    floor: dict[Shape, float]
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
         rows = []
@@ -72,9 +74,11 @@ class IngestResult:
             target, verdict = "", ""
             if shape == WORST:
                 target, verdict = f">= {TARGET_VS_CEILING:g}x", _ok(ratio >= TARGET_VS_CEILING)
+            floor = self.floor.get(shape)
+            against_floor = f"; decoding loop {floor:,.0f} msg/s, {floor / self.ceiling[shape]:.2f}x" if floor else ""
             rows.append((f"ingest {shape.name}: exporter vs bare websocket-client loop",
                          f"{self.exporter[shape]:,.0f} msg/s",
-                         f"ceiling {self.ceiling[shape]:,.0f} msg/s; {ratio:.2f}x", target, verdict))
+                         f"ceiling {self.ceiling[shape]:,.0f} msg/s; {ratio:.2f}x{against_floor}", target, verdict))
         first = SHAPES[0]
         if self.naive and first in self.exporter:
             ratio = self.exporter[first] / self.naive
@@ -128,17 +132,19 @@ def run(messages: int = 50000, rounds: int = 3, naive_messages: int | None = Non
         shapes: tuple[Shape, ...] = SHAPES) -> IngestResult:
     exporter: dict[Shape, list[float]] = {shape: [] for shape in shapes}
     ceiling: dict[Shape, list[float]] = {shape: [] for shape in shapes}
+    floor: dict[Shape, list[float]] = {shape: [] for shape in shapes}
     with Simulator({KEY: Ledger("main")}, push_interval=None, limits=UNLIMITED) as simulator:
         payloads = {shape: shape.payloads() for shape in shapes}
         for _ in range(rounds):  # interleaved, so that a noisy neighbour hurts all of them alike
             for shape in shapes:
                 ceiling[shape].append(contender(simulator, "ceiling", messages, payloads[shape]))
+                floor[shape].append(contender(simulator, "floor", messages, payloads[shape]))
                 exporter[shape].append(exporter_run(simulator, messages, payloads[shape]))
         naive = 0.0
         if naive_messages != 0 and SHAPES[0] in shapes:
             naive = contender(simulator, "naive", naive_messages or messages, payloads[SHAPES[0]])
     return IngestResult({s: median(v) for s, v in exporter.items()}, {s: median(v) for s, v in ceiling.items()},
-                        naive, messages)
+                        naive, messages, {s: median(v) for s, v in floor.items()})
 
 
 def main() -> None:

@@ -12,18 +12,20 @@ from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox import documented
 from sfox_exporter.sfox.decode import (
     AccountBalance,
+    BadFrame,
     BalanceUpdate,
     DocumentedBalance,
     EndUserBalances,
     parse_balances_frame,
     parse_end_users_frame,
     parse_frame,
+    parse_rest_balances,
     parser_for,
 )
 from sfox_exporter.sfox.session import ACCOUNT_FEED, ENTERPRISE_FEED, ticker_feed
 
 from .conftest import FakeClock
-from .reference import canonical, reference_frame
+from .reference import canonical, reference_frame, reference_rest
 
 AMOUNTS = ("balance", "available", "held", "trading_wallet", "collateral_wallet", "borrow_wallet", "lending_wallet")
 
@@ -71,6 +73,16 @@ GENERAL = {
     "a control message": b'{"type":"success","sequence":1,"action":"authenticate"}',
     "not JSON": b"{",
     "text": balances_frame(entry()).decode(),
+    "a non-ASCII currency": balances_frame(entry("\u00e9th")),
+}
+# msgspec checks UTF-8 only in what it decodes into a str: bytes that are no UTF-8 in a field it
+# skips, or in a payload it keeps raw, must still make the frame undecodable, as json.loads says.
+NOT_UTF8 = {
+    "an unknown envelope field": b'{"recipient":"private.user.balances","x":"\xff","payload":[]}',
+    "an unknown key": b'{"recipient":"private.user.balances","\x80":0,"payload":[]}',
+    "an end user's other field": b'{"recipient":"private.enterprise.users.balances","payload":{"user_id":"u",'
+                                 b'"name":"\xc0\x80","updates":[]}}',
+    "another feed's payload": b'{"recipient":"other.feed","payload":"\xe2\x82"}',
 }
 
 
@@ -88,6 +100,23 @@ def test_documented_frames_take_the_fast_path_and_agree(frame: bytes) -> None:
 def test_anything_else_takes_the_general_path_with_the_same_result(frame: bytes | str) -> None:
     assert documented.balances(frame) is None
     assert canonical(parse_balances_frame(frame)) == canonical(parse_frame(frame))
+
+
+@pytest.mark.parametrize("frame", NOT_UTF8.values(), ids=NOT_UTF8.keys())
+def test_bytes_that_are_no_utf8_anywhere_make_the_frame_undecodable(frame: bytes) -> None:
+    assert reference_frame(frame) == BadFrame("decode")
+    for parse in (parse_frame, parse_balances_frame, parse_end_users_frame):
+        assert parse(frame) == BadFrame("decode")
+
+
+def test_a_rest_body_that_is_no_utf8_is_no_array() -> None:
+    body = b'[{"currency":"btc","balance":1,"note":"\xff"}]'
+    assert reference_rest(body) is None and parse_rest_balances(body) is None
+
+
+def test_encoded_surrogates_pass_as_json_loads_lets_them() -> None:
+    frame = b'{"recipient":"other.feed","payload":"\xed\xa0\x80"}'
+    assert canonical(parse_frame(frame)) == canonical(reference_frame(frame))
 
 
 def test_end_users_of_the_documented_shape_take_the_fast_path() -> None:

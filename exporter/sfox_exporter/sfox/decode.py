@@ -13,6 +13,7 @@ value is a schema error of its entry, not an undecodable frame.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,6 +163,10 @@ _REFUSED = (msgspec.DecodeError, ValueError, RecursionError)
 
 def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     """Parse one WebSocket message."""
+    if not isinstance(data, str) and not _utf8(data):
+        # msgspec checks UTF-8 only where it makes a str, never in a field it skips or a payload
+        # it keeps raw: a frame that is not UTF-8 at all is judged by the plain path as a whole.
+        return _parse_plain(data)
     try:
         envelope = _decode_envelope(data)
     except _REFUSED:
@@ -205,6 +210,18 @@ def parser_for(feeds: tuple[str, ...]) -> Callable[[bytes | bytearray | memoryvi
     if feeds == (END_USERS_FEED,):
         return parse_end_users_frame
     return parse_frame
+
+
+def _utf8(data: bytes | bytearray | memoryview) -> bool:
+    """Whether `data` is UTF-8 (surrogates allowed, as json.loads allows them); ASCII at C speed."""
+    raw = bytes(data) if isinstance(data, memoryview) else data
+    if raw.isascii():
+        return True
+    try:
+        codecs.decode(raw, "utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:
@@ -298,6 +315,8 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
     body is not a JSON array at all."""
     entries: list[AccountBalance | None] | None
     try:
+        if not isinstance(body, str) and not _utf8(body):
+            raise msgspec.DecodeError  # as in parse_frame: the plain path judges the body as a whole
         raw = _decode_raw(body)
     except _REFUSED:
         try:
