@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox import documented
@@ -136,6 +138,11 @@ def test_end_users_of_the_documented_shape_take_the_fast_path() -> None:
 def test_end_users_in_doubt_take_the_general_path(frame: bytes) -> None:
     assert documented.end_user(frame) is None
     assert canonical(parse_end_users_frame(frame)) == canonical(reference_frame(frame))
+
+
+@given(st.lists(st.sampled_from([b'"', b"-", b"0", b"1", b"x"]), max_size=40).map(b"".join))
+def test_the_walk_over_dashes_finds_minus_zero_as_a_search_does(data: bytes) -> None:
+    assert documented._minus_zero(data) == (b'"-0"' in data)  # noqa: SLF001 - the helper on its own
 
 
 def test_each_connection_parses_with_its_own_feed_fast_path() -> None:

@@ -153,6 +153,10 @@ class RetirableSink:
         if not self._retired.is_set():
             self._sink.deliver(event)
 
+    def deliver_many(self, events: list[Event]) -> None:
+        if not self._retired.is_set():
+            self._sink.deliver_many(events)
+
     def went_up(self) -> None:
         if not self._retired.is_set():
             self._sink.went_up()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sfox_exporter.config import EndUsersConfig
@@ -86,24 +86,33 @@ class EndUserBook:
 
     def apply(self, event: EndUserBalances) -> int:
         """Apply one end user's message. Returns the per-user series refusals (cardinality) to count."""
+        return self.apply_many((event,))
+
+    def apply_many(self, events: Iterable[EndUserBalances]) -> int:
+        """apply() for messages received together, in order, under one lock."""
+        with self._lock:
+            return sum(self._apply(event) for event in events)
+
+    def _apply(self, event: EndUserBalances) -> int:
         user_id = event.user_id
         if self._sharded and not self._config.keeps(user_id):
             return 0
-        with self._lock:
-            previous = self._users.get(user_id)
-            fresh, complete = self._pack(event, previous)
-            if fresh == previous:
-                return 0
-            if previous is None:
-                self._add(fresh, 1)
-            else:
-                self._account(previous, fresh)
-            self._users[user_id] = fresh
-            if not self._per_user:
-                return 0
-            self._dirty.add(user_id)
-            wanted = SERIES_PER_HOLDING * (len(fresh) // _RECORD.size) if complete else _series(fresh)
-            return self._admit(user_id, wanted)
+        previous = self._users.get(user_id)
+        fresh, complete = self._pack(event, previous)
+        if fresh == previous:
+            return 0
+        if previous is None and complete:
+            self._add_new(fresh)
+        elif previous is None:
+            self._add(fresh, 1)
+        else:
+            self._account(previous, fresh)
+        self._users[user_id] = fresh
+        if not self._per_user:
+            return 0
+        self._dirty.add(user_id)
+        wanted = SERIES_PER_HOLDING * (len(fresh) // _RECORD.size) if complete else _series(fresh)
+        return self._admit(user_id, wanted)
 
     def _pack(self, event: EndUserBalances, previous: bytes | None) -> tuple[bytes, bool]:
         """The user's holdings packed, and whether every amount is present."""
@@ -164,6 +173,20 @@ class EndUserBook:
                 availables.append(sign * available)
             if held == held:  # noqa: PLR0124
                 helds.append(sign * held)
+        self._waiting += len(records)
+        if self._waiting > _FOLD_BYTES:
+            self._fold()
+
+    def _add_new(self, records: bytes) -> None:
+        """_add(records, 1) for holdings with every amount present: a new user's, the common case."""
+        pending, holders = self._pending, self._holders
+        for index, balance, available, held in _RECORD.iter_unpack(records):
+            balances, availables, helds = pending[index]
+            balances.append(balance)
+            availables.append(available)
+            helds.append(held)
+            if balance:
+                holders[index] += 1
         self._waiting += len(records)
         if self._waiting > _FOLD_BYTES:
             self._fold()

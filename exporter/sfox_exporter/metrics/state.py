@@ -135,17 +135,23 @@ class State:
 
     def ingest(self, account: str, event: Event) -> None:
         """Account for one received frame and apply what it carries."""
+        self.ingest_many(account, (event,))
+
+    def ingest_many(self, account: str, events: Iterable[Event]) -> None:
+        """ingest() for frames received together, in order, under one lock."""
         now = self._clock.time()
         with self._lock:
             book = self._books[account]
-            book.messages[event.kind] += 1
+            messages, errors = book.messages, book.errors
+            for event in events:
+                messages[event.kind] += 1
+                if event.schema_errors:
+                    errors["schema"] += event.schema_errors
+                if isinstance(event, BadFrame):
+                    errors[event.reason] += 1
+                elif isinstance(event, BalanceUpdate) and self._apply_update(book, event):
+                    book.updated_timestamp = event.timestamp if event.timestamp is not None else now
             book.last_message_time = now
-            if event.schema_errors:
-                book.errors["schema"] += event.schema_errors
-            if isinstance(event, BadFrame):
-                book.errors[event.reason] += 1
-            elif isinstance(event, BalanceUpdate) and self._apply_update(book, event):
-                book.updated_timestamp = event.timestamp if event.timestamp is not None else now
             self._version += 1
 
     def _apply_update(self, book: _Book, update: BalanceUpdate) -> bool:

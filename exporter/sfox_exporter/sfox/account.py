@@ -26,6 +26,9 @@ class AccountSink:
     def deliver(self, event: Event) -> None:
         self._state.ingest(self._account, event)
 
+    def deliver_many(self, events: list[Event]) -> None:
+        self._state.ingest_many(self._account, events)
+
     def went_up(self) -> None:
         self._request_snapshot("connected")
 

@@ -46,12 +46,14 @@ class EndUserSink:
         self._state.set_status(self._account, status)
 
     def deliver(self, event: Event) -> None:
+        self.deliver_many([event])
+
+    def deliver_many(self, events: list[Event]) -> None:
         # The book first, the State second: State.ingest bumps the version a scrape caches by.
-        if isinstance(event, EndUserBalances):
-            refused = self._book.apply(event)
-            if refused:
-                self._state.count_error(self._account, ErrorReason.CARDINALITY, refused)
-        self._state.ingest(self._account, event)
+        refused = self._book.apply_many([event for event in events if type(event) is EndUserBalances])
+        if refused:
+            self._state.count_error(self._account, ErrorReason.CARDINALITY, refused)
+        self._state.ingest_many(self._account, events)
 
     def went_up(self) -> None:
         """Nothing to fetch: sFOX has no REST endpoint for all end users' balances."""

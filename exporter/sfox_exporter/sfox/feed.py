@@ -53,6 +53,9 @@ REQUESTS_PER_CONNECTION = 3
 # Feeds asked for while a connection streams (the market connection, as currencies appear) are
 # batched: at most one more subscribe this often, so they cannot eat the shared per-IP budget.
 LATER_SUBSCRIBE_SECONDS = 5.0
+# Frames already buffered are taken up to this many at a time; more would hold back the first one's
+# delivery (a few µs each) for no further saving.
+BATCH_FRAMES = 32
 
 
 class FeedSink(Protocol):
@@ -63,6 +66,10 @@ class FeedSink(Protocol):
     def set_status(self, status: FeedStatus) -> None: ...
 
     def deliver(self, event: Event) -> None: ...
+
+    def deliver_many(self, events: list[Event]) -> None:
+        """Events in order, as deliver() one after another would take them: the frames a flood left
+        buffered, handed over at once so that the locks and clocks are paid once."""
 
     def went_up(self) -> None: ...
 
@@ -241,7 +248,7 @@ class FeedWorker:
                 deadline = min(deadline, clock.monotonic() + self._max_wait)
             frame = connection.receive(deadline)
             now = clock.monotonic()
-            actions = [] if frame is None else session.receive(frame[0], frame[1], now)
+            actions = [] if frame is None else self._receive_buffered(session, connection, frame, now)
             actions += session.tick(now, connection.receiving_since)
             # len() without the lock: the list only grows, and a feed seen one frame late is no harm.
             if session.phase is Phase.STREAMING and now >= next_subscribe and len(self._wanted) > settled:
@@ -262,11 +269,31 @@ class FeedWorker:
         self._sink.count_error(ended.reason)
         return _Outcome(ended.reason, ended.detail, session.up_seconds(clock.monotonic()), ended.rejected)
 
+    @staticmethod
+    def _receive_buffered(session: Session, connection: Connection, frame: tuple[int, bytes],
+                          now: float) -> list[Action]:
+        """The session's actions for `frame` and for the frames already buffered behind it (up to
+        BATCH_FRAMES), without waiting for more: under a flood, one pass over the loop per batch."""
+        actions = session.receive(frame[0], frame[1], now)
+        for _ in range(BATCH_FRAMES - 1):
+            if session.phase is Phase.ENDED:
+                break
+            buffered = connection.receive(0.0)  # a deadline long past: buffered frames only
+            if buffered is None:
+                break
+            actions += session.receive(buffered[0], buffered[1], now)
+        return actions
+
     def _carry_out(self, actions: list[Action], connection: Connection, slots: _Slots) -> Ended | None:
+        events: list[Event] = []  # consecutive deliveries, handed over together, in order
         for action in actions:
             if isinstance(action, Deliver):
-                self._sink.deliver(action.event)
-            elif isinstance(action, SendPong):
+                events.append(action.event)
+                continue
+            if events:
+                self._sink.deliver_many(events)
+                events = []
+            if isinstance(action, SendPong):
                 connection.pong(action.payload)
             elif isinstance(action, SendPing):
                 connection.ping(action.payload)
@@ -289,6 +316,8 @@ class FeedWorker:
                                 extra={"account": self.name})
             else:
                 return action
+        if events:
+            self._sink.deliver_many(events)
         return None
 
     def _wanted_feeds(self) -> list[str]:

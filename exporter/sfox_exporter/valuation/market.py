@@ -63,6 +63,10 @@ class MarketSink:
         if event.schema_errors:
             self._book.count_error(ErrorReason.SCHEMA, event.schema_errors)
 
+    def deliver_many(self, events: list[Event]) -> None:
+        for event in events:
+            self.deliver(event)
+
     def went_up(self) -> None:
         """Nothing to resync: the next ticker brings each price afresh."""
 
