@@ -8,19 +8,14 @@ prints "done". UTF-8 validation is off (skip_utf8_validation), its fastest setti
 
 from __future__ import annotations
 
-import json
 import sys
 
-import websocket
+from .sfox import subscribed
 
 
 def main() -> None:
     url, key, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    ws = websocket.create_connection(url, skip_utf8_validation=True)
-    ws.send(json.dumps({"type": "authenticate", "apiKey": key}))
-    ws.recv()
-    ws.send(json.dumps({"type": "subscribe", "feeds": ["private.user.balances"]}))
-    ws.recv()
+    ws = subscribed(url, key, skip_utf8_validation=True)
     print("ready", flush=True)
     received = 0
     while received < count:

@@ -10,11 +10,11 @@ faster than this on one core; the ingest benchmark shows how close it comes.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import msgspec
-import websocket
+
+from .sfox import subscribed
 
 
 class Entry(msgspec.Struct, gc=False):
@@ -38,11 +38,7 @@ class Message(msgspec.Struct, gc=False):
 def main() -> None:
     url, key, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     decode = msgspec.json.Decoder(Message, strict=False).decode
-    ws = websocket.create_connection(url, skip_utf8_validation=True)
-    ws.send(json.dumps({"type": "authenticate", "apiKey": key}))
-    ws.recv()
-    ws.send(json.dumps({"type": "subscribe", "feeds": ["private.user.balances"]}))
-    ws.recv()
+    ws = subscribed(url, key, skip_utf8_validation=True)
     print("ready", flush=True)
     received = 0
     while received < count:

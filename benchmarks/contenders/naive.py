@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import sys
 
-import websocket
 from prometheus_client import Gauge, start_http_server
+
+from .sfox import subscribed
 
 BALANCE = Gauge("sfox_balance", "balance", ["account", "currency"])
 AVAILABLE = Gauge("sfox_balance_available", "available", ["account", "currency"])
@@ -24,11 +25,7 @@ WALLET = Gauge("sfox_wallet_balance", "wallet", ["account", "currency", "wallet"
 def main() -> None:
     url, key, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     server, _ = start_http_server(0, addr="127.0.0.1")
-    ws = websocket.create_connection(url)
-    ws.send(json.dumps({"type": "authenticate", "apiKey": key}))
-    ws.recv()
-    ws.send(json.dumps({"type": "subscribe", "feeds": ["private.user.balances"]}))
-    ws.recv()
+    ws = subscribed(url, key)
     print(f"ready {server.server_address[1]}", flush=True)
     applied = 0
     while applied < count:
