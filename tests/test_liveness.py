@@ -55,3 +55,30 @@ def test_a_dribbled_message_takes_the_feed_down_within_the_ping_timeout(
         reasons = [record.getMessage() for record in caplog.records if "feed connection failed" in record.getMessage()]
         assert reasons and ("no pong within 1s" in reasons[0] or "took longer than 1s to arrive" in reasons[0])
         assert server.accepted == 1  # and it backs off rather than reconnecting at once
+
+
+def test_good_frames_ahead_of_a_bad_one_in_the_same_segment_are_all_applied(
+        start_exporter: Callable[..., Exporter]) -> None:
+    """The feed takes frames already buffered in batches: a frame that breaks the protocol (here a
+    reserved opcode) behind good ones must not cost the good ones, only the connection after them."""
+
+    def balances(sequence: int, currency: str) -> bytes:
+        return frame(OP_TEXT, json.dumps({"sequence": sequence, "recipient": "private.user.balances",
+                                          "payload": [{"currency": currency, "balance": "2"}]}).encode())
+
+    def then_garbage(conn: socket.socket, server: RawServer) -> None:
+        request = server.read_request(conn)
+        conn.sendall(upgrade_reply(request) + frame(OP_TEXT, json.dumps(AUTH_OK).encode())
+                     + frame(OP_TEXT, json.dumps(SUB_OK).encode())
+                     + balances(3, "btc") + balances(4, "eth") + frame(0x3, b"reserved"))
+        server.stop.wait(10)
+
+    with RawServer(then_garbage) as server:
+        config = make_config(rest_snapshot=False, backoff_initial_seconds=30.0, backoff_max_seconds=30.0)
+        config = dataclasses.replace(config, sfox=dataclasses.replace(config.sfox, ws_url=server.url()))
+        exporter = start_exporter(config)
+        wait_until(lambda: exporter.state.snapshot().accounts[0].errors["connection"] >= 1, timeout=10,
+                   message="the reserved opcode ended the connection")
+        view = exporter.state.snapshot().accounts[0]
+        assert {currency: entry.balance for currency, entry in view.balances.items()} == {"btc": 2.0, "eth": 2.0}
+        assert view.messages["balances"] == 2 and view.messages["control"] == 2

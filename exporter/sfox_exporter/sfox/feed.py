@@ -278,7 +278,13 @@ class FeedWorker:
         for _ in range(BATCH_FRAMES - 1):
             if session.phase is Phase.ENDED:
                 break
-            buffered = connection.receive(0.0)  # a deadline long past: buffered frames only
+            try:
+                buffered = connection.receive(0.0)  # a deadline long past: buffered frames only
+            except Exception:  # noqa: BLE001 - raised again by the next receive, after this batch is carried out
+                # A bad frame behind good ones: the good ones' actions must not be lost with it.
+                # The reader does not move past a frame it refuses, so the loop's next receive()
+                # meets the same error, as it would have without batching.
+                break
             if buffered is None:
                 break
             actions += session.receive(buffered[0], buffered[1], now)
