@@ -19,6 +19,7 @@ from sfox_exporter.sfox.decode import (
     DocumentedBalance,
     EndUserBalances,
     parse_balances_frame,
+    parse_currency_pairs,
     parse_end_users_frame,
     parse_frame,
     parse_rest_balances,
@@ -114,6 +115,14 @@ def test_bytes_that_are_no_utf8_anywhere_make_the_frame_undecodable(frame: bytes
 def test_a_rest_body_that_is_no_utf8_is_no_array() -> None:
     body = b'[{"currency":"btc","balance":1,"note":"\xff"}]'
     assert reference_rest(body) is None and parse_rest_balances(body) is None
+
+
+def test_a_pairs_body_that_is_no_utf8_is_no_object() -> None:
+    body = b'{"btcusd":{"base":"btc","quote":"usd","name":"\xff"}}'
+    with pytest.raises(ValueError):
+        json.loads(body)
+    assert parse_currency_pairs(body) is None
+    assert parse_currency_pairs(body.replace(b"\xff", b"\xc3\xa9")) == {"btcusd": ("btc", "usd")}
 
 
 def test_encoded_surrogates_pass_as_json_loads_lets_them() -> None:

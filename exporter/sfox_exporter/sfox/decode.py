@@ -13,7 +13,6 @@ value is a schema error of its entry, not an undecodable frame.
 
 from __future__ import annotations
 
-import codecs
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from sfox_exporter.sfox.entries import (
     parse_entry,
     raw_accounts,
     typed_accounts,
+    whole_input_decoder,
 )
 from sfox_exporter.sfox.envelope import parse_timestamp, sequence_field, timestamp_field
 from sfox_exporter.sfox.market import Ticker, parse_currency_pairs, parse_ticker
@@ -82,7 +82,6 @@ KIND_WEB3 = MessageKind.WEB3
 KIND_END_USERS = MessageKind.END_USERS
 KIND_CONTROL = MessageKind.CONTROL
 KIND_UNKNOWN = MessageKind.UNKNOWN
-
 
 
 class BalanceUpdate(NamedTuple):
@@ -155,18 +154,14 @@ class _Envelope(Struct):
     payload: Raw = Raw(b"null")
 
 
-_decode_envelope = msgspec.json.Decoder(_Envelope).decode
-_decode_raw = msgspec.json.Decoder(Raw).decode
+_decode_envelope = whole_input_decoder(_Envelope)
+_decode_raw = whole_input_decoder(Raw)
 # Everything msgspec refuses: bad JSON, bad UTF-8, numbers out of range, absurd nesting, non-objects.
 _REFUSED = (msgspec.DecodeError, ValueError, RecursionError)
 
 
 def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     """Parse one WebSocket message."""
-    if not isinstance(data, str) and not _utf8(data):
-        # msgspec checks UTF-8 only where it makes a str, never in a field it skips or a payload
-        # it keeps raw: a frame that is not UTF-8 at all is judged by the plain path as a whole.
-        return _parse_plain(data)
     try:
         envelope = _decode_envelope(data)
     except _REFUSED:
@@ -177,7 +172,7 @@ def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     try:
         return _dispatch(sequence_field(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
     except _REFUSED:
-        # msgspec leaves the payload raw, so bad UTF-8 or JSON inside it surfaces only here: the
+        # msgspec leaves the payload raw, so what it refuses inside it surfaces only here: the
         # plain path then judges the frame as a whole, as the reference decoder does.
         return _parse_plain(data)
 
@@ -210,18 +205,6 @@ def parser_for(feeds: tuple[str, ...]) -> Callable[[bytes | bytearray | memoryvi
     if feeds == (END_USERS_FEED,):
         return parse_end_users_frame
     return parse_frame
-
-
-def _utf8(data: bytes | bytearray | memoryview) -> bool:
-    """Whether `data` is UTF-8 (surrogates allowed, as json.loads allows them); ASCII at C speed."""
-    raw = bytes(data) if isinstance(data, memoryview) else data
-    if raw.isascii():
-        return True
-    try:
-        codecs.decode(raw, "utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:
@@ -315,8 +298,6 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
     body is not a JSON array at all."""
     entries: list[AccountBalance | None] | None
     try:
-        if not isinstance(body, str) and not _utf8(body):
-            raise msgspec.DecodeError  # as in parse_frame: the plain path judges the body as a whole
         raw = _decode_raw(body)
     except _REFUSED:
         try:

@@ -15,10 +15,12 @@ finite float; null is not a number; fields this exporter does not export are ign
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -205,6 +207,27 @@ def _web3_from_struct(entry: _Web3Entry) -> Web3Balance | None:
         return None
     amount = float(entry.balance)
     return Web3Balance(network, entry.address, currency.lower(), amount) if _isfinite(amount) else None
+
+
+def whole_input_decoder(kind: Any) -> Callable[[bytes | bytearray | memoryview | str], Any]:
+    """msgspec's decode of `kind`, for a whole frame or REST body: bytes that are not UTF-8 raise
+    msgspec.DecodeError, as they make json.loads refuse the input. msgspec checks UTF-8 only where
+    it makes a str, never in a field it skips or a piece it keeps Raw, so without this an invalid
+    byte there would let the input through. ASCII, all sFOX sends, is checked at C speed; surrogates
+    pass, as json.loads lets them."""
+    decode = msgspec.json.Decoder(kind).decode
+
+    def checked(data: bytes | bytearray | memoryview | str) -> Any:
+        if not isinstance(data, str):
+            raw = bytes(data) if isinstance(data, memoryview) else data
+            if not raw.isascii():
+                try:
+                    codecs.decode(raw, "utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    raise msgspec.DecodeError("not UTF-8") from None
+        return decode(data)
+
+    return checked
 
 
 def plain(raw: Raw) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw, Struct
 
-from sfox_exporter.sfox.entries import Amount, InvalidAmount, is_label, parse_amount, plain
+from sfox_exporter.sfox.entries import Amount, InvalidAmount, is_label, parse_amount, plain, whole_input_decoder
 from sfox_exporter.vocabulary import MessageKind
 
 
@@ -67,7 +67,7 @@ class _Pair(Struct):
     quote: Any = None
 
 
-_decode_pairs = msgspec.json.Decoder(dict[str, Raw]).decode
+_decode_pairs = whole_input_decoder(dict[str, Raw])
 _decode_pair = msgspec.json.Decoder(_Pair).decode
 
 
