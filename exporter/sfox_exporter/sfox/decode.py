@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import msgspec
 from msgspec import UNSET, Raw, Struct
 
 from sfox_exporter.sfox import documented
@@ -27,6 +26,7 @@ from sfox_exporter.sfox.documented import Balance, DocumentedBalance
 from sfox_exporter.sfox.entries import (
     INVALID_ACCOUNT,
     MAX_LABEL_LENGTH,
+    REFUSED,
     AccountBalance,
     Entry,
     InvalidAmount,
@@ -156,22 +156,20 @@ class _Envelope(Struct):
 
 _decode_envelope = whole_input_decoder(_Envelope)
 _decode_raw = whole_input_decoder(Raw)
-# Everything msgspec refuses: bad JSON, bad UTF-8, numbers out of range, absurd nesting, non-objects.
-_REFUSED = (msgspec.DecodeError, ValueError, RecursionError)
 
 
 def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     """Parse one WebSocket message."""
     try:
         envelope = _decode_envelope(data)
-    except _REFUSED:
+    except REFUSED:
         return _parse_plain(data)
     recipient = envelope.recipient
     if recipient is None:
         return _parse_plain(data)  # a control message (a few per connection), or no shape at all
     try:
         return _dispatch(sequence_field(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
-    except _REFUSED:
+    except REFUSED:
         # msgspec leaves the payload raw, so what it refuses inside it surfaces only here: the
         # plain path then judges the frame as a whole, as the reference decoder does.
         return _parse_plain(data)
@@ -299,7 +297,7 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
     entries: list[AccountBalance | None] | None
     try:
         raw = _decode_raw(body)
-    except _REFUSED:
+    except REFUSED:
         try:
             document = json.loads(body)
         except (ValueError, RecursionError):

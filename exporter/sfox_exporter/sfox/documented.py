@@ -23,7 +23,14 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct
 
-from sfox_exporter.sfox.entries import KNOWN_WALLETS, MAX_AMOUNT_LENGTH, MAX_LABEL_LENGTH, AccountBalance, Finite
+from sfox_exporter.sfox.entries import (
+    KNOWN_WALLETS,
+    MAX_AMOUNT_LENGTH,
+    MAX_LABEL_LENGTH,
+    REFUSED,
+    AccountBalance,
+    Finite,
+)
 
 BALANCES_FEED = "private.user.balances"
 END_USERS_FEED = "private.enterprise.users.balances"
@@ -81,7 +88,6 @@ class _EndUsersFrame(Struct, gc=False):
 
 _decode_balances = msgspec.json.Decoder(_BalancesFrame, strict=False).decode
 _decode_end_users = msgspec.json.Decoder(_EndUsersFrame, strict=False).decode
-_REFUSED = (msgspec.DecodeError, ValueError, RecursionError)  # ValidationError is a DecodeError
 _currency = attrgetter("currency")
 _set_field = msgspec.structs.force_setattr
 # Every byte that can be part of a number, as one byte: a run longer than any amount the rules allow
@@ -147,7 +153,7 @@ def balances(frame: bytes | bytearray | memoryview | str) -> tuple[Any, Any, lis
         return None
     try:
         message = _decode_balances(frame)
-    except _REFUSED:
+    except REFUSED:
         return None
     entries = message.payload
     currencies = _currencies(entries)
@@ -163,7 +169,7 @@ def end_user(frame: bytes | bytearray | memoryview | str) -> tuple[Any, Any, str
         return None
     try:
         message = _decode_end_users(frame)
-    except _REFUSED:
+    except REFUSED:
         return None
     user = message.payload
     entries = user.updates

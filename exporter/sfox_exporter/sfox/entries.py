@@ -209,6 +209,11 @@ def _web3_from_struct(entry: _Web3Entry) -> Web3Balance | None:
     return Web3Balance(network, entry.address, currency.lower(), amount) if _isfinite(amount) else None
 
 
+# Everything msgspec refuses in a whole input: bad JSON, bad UTF-8, numbers out of range, absurd
+# nesting, the wrong shape (ValidationError is a DecodeError). The plain path then judges it.
+REFUSED = (msgspec.DecodeError, ValueError, RecursionError)
+
+
 def whole_input_decoder(kind: Any) -> Callable[[bytes | bytearray | memoryview | str], Any]:
     """msgspec's decode of `kind`, for a whole frame or REST body: bytes that are not UTF-8 raise
     msgspec.DecodeError, as they make json.loads refuse the input. msgspec checks UTF-8 only where

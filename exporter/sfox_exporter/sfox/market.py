@@ -16,7 +16,15 @@ from typing import Any
 import msgspec
 from msgspec import Raw, Struct
 
-from sfox_exporter.sfox.entries import Amount, InvalidAmount, is_label, parse_amount, plain, whole_input_decoder
+from sfox_exporter.sfox.entries import (
+    REFUSED,
+    Amount,
+    InvalidAmount,
+    is_label,
+    parse_amount,
+    plain,
+    whole_input_decoder,
+)
 from sfox_exporter.vocabulary import MessageKind
 
 
@@ -78,7 +86,7 @@ def parse_currency_pairs(body: bytes | bytearray | str) -> dict[str, tuple[str, 
     object at all."""
     try:
         document: dict[str, Any] = _decode_pairs(body)
-    except (msgspec.DecodeError, ValueError, RecursionError):
+    except REFUSED:
         try:
             loaded = json.loads(body)
         except (ValueError, RecursionError):
