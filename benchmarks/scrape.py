@@ -23,7 +23,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
 
 from sfox_exporter.app import Exporter
 from sfox_exporter.config import (
@@ -59,10 +67,14 @@ class Measurement:
 
 
 class Reference:
-    """The same series as plain Gauges, as a straightforward exporter would keep them."""
+    """The same series as plain Gauges, as a straightforward exporter would keep them, beside the
+    process, platform and GC collectors that prometheus_client's default registry holds and the
+    exporter serves too: both sides render the same families the same way."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        for default in (ProcessCollector, PlatformCollector, GCCollector):
+            default(registry=self.registry)
         self.balance = Gauge("sfox_balance", "b", ["account", "currency"], registry=self.registry)
         self.available = Gauge("sfox_balance_available", "a", ["account", "currency"], registry=self.registry)
         self.held = Gauge("sfox_balance_held", "h", ["account", "currency"], registry=self.registry)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import json
 import math
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -15,7 +18,7 @@ from sfox_exporter.metrics.collector import SfoxCollector
 from sfox_exporter.metrics.exposition import Exposition
 from sfox_exporter.metrics.state import State
 from sfox_exporter.metrics.table import METRICS
-from sfox_exporter.sfox.decode import AccountBalance, BalanceUpdate, Web3Balance
+from sfox_exporter.sfox.decode import AccountBalance, BalanceUpdate, Web3Balance, parse_balances_frame
 from sfox_exporter.vocabulary import ERROR_REASONS, FeedStatus
 
 from .conftest import FakeClock, Samples
@@ -193,3 +196,54 @@ def test_staleness_shows_without_any_new_message() -> None:
 def test_no_value_is_ever_non_finite() -> None:
     samples = collect(populated_state())
     assert all(math.isfinite(value) for _, _, value in samples.samples)
+
+
+# Amounts whose lines differ in the last character only, or not at all though the floats differ.
+_AMOUNTS = st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.25, 5e-324, 1e-300, 1.7976931348623157e308, 0.1 + 0.2])
+_CURRENCIES = st.sampled_from(["btc", "usd", "eth"])
+_ENTRY = st.builds(lambda currency, a, b, c: AccountBalance(currency, a, b, c, (("trading", a), ("borrow", c))),
+                   _CURRENCIES, _AMOUNTS, _AMOUNTS | st.none(), _AMOUNTS)
+_WEB3 = st.builds(lambda address, amount: Web3Balance("Ethereum", address, "usdc", amount),
+                  st.sampled_from(["0xa", "0xb"]), _AMOUNTS)
+
+
+def _documented_frame(sequence: int, entries: list[tuple[str, float]]) -> BalanceUpdate:
+    """A frame of sFOX's documented shape, through the fast path (DocumentedBalance entries)."""
+    payload = [{"currency": currency, **{field: repr(amount) for field in (
+        "balance", "available", "held", "trading_wallet", "collateral_wallet", "borrow_wallet", "lending_wallet")}}
+        for currency, amount in entries]
+    event = parse_balances_frame(json.dumps({"sequence": sequence, "recipient": "private.user.balances",
+                                             "payload": payload}).encode())
+    assert isinstance(event, BalanceUpdate)
+    return event
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("update"), st.sampled_from(["main", "treasury"]), st.lists(_ENTRY, max_size=3),
+              st.lists(_WEB3, max_size=2)),
+    st.tuples(st.just("documented"), st.lists(st.tuples(_CURRENCIES, _AMOUNTS), max_size=3)),
+    st.tuples(st.just("status"), st.sampled_from(list(FeedStatus))),
+    st.tuples(st.just("time"), st.sampled_from([1.0, 61.0])),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_STEP, max_size=12))
+def test_cached_rendering_is_always_a_fresh_rendering(steps: list[tuple[object, ...]]) -> None:
+    """The renderer's per-line and per-account caches never serve an old line: after any sequence
+    of changes its text is byte for byte that of a renderer that never rendered before."""
+    clock = FakeClock()
+    state = State(["main", "treasury"], clock=clock, stale_after_seconds=60)
+    exposition = Exposition(state, "1.2.3")
+    for sequence, step in enumerate(steps, start=1):
+        match step:
+            case ("update", str(account), list(entries), list(wallets)):
+                state.ingest(account, BalanceUpdate(sequence, 1.7e9, tuple(entries), tuple(wallets), 0))
+            case ("documented", list(entries)):
+                state.ingest("main", _documented_frame(sequence, entries))
+            case ("status", FeedStatus() as status):
+                state.set_status("main", status)
+            case ("time", float(seconds)):
+                clock.advance(seconds)
+        for accept in (None, "application/openmetrics-text; version=1.0.0"):
+            assert exposition.render(accept).body == Exposition(state, "1.2.3").render(accept).body

@@ -16,6 +16,7 @@ from sfox_exporter.valuation import samples as valuation
 Sample = tuple[tuple[str, ...], float]
 Extractor = Callable[[AccountView], Iterable[Sample]]
 SnapshotExtractor = Callable[[Snapshot], Iterable[Sample]]
+Source = Callable[[AccountView], tuple[object, ...]]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class MetricDef:
     samples: Extractor
     # For series not of one account (prices, the market feed): pulled from the whole snapshot.
     whole: SnapshotExtractor | None = None
+    # The objects an account's samples are a function of, besides its name; all immutable. While
+    # each is the very same object as at the last render, the renderer reuses the account's lines.
+    source: Source | None = None
 
     @property
     def family_name(self) -> str:
@@ -56,6 +60,15 @@ def _field(name: str) -> Extractor:
                 yield (account, currency), value
 
     return samples
+
+
+def _balances(view: AccountView) -> tuple[object, ...]:
+    """The currencies and their entries (immutable: a change replaces the entry)."""
+    return (*view.balances.keys(), *view.balances.values())
+
+
+def _web3_wallets(view: AccountView) -> tuple[object, ...]:
+    return tuple(view.wallets.values())  # Web3Balance tuples carry every label and the value
 
 
 def _wallets(view: AccountView) -> Iterator[Sample]:
@@ -123,19 +136,19 @@ ACCOUNT_CURRENCY = ("account", "currency")
 METRICS: tuple[MetricDef, ...] = (
     MetricDef("sfox_balance", "gauge",
               "Total balance of the currency, in its own unit, including pending orders and transfers.",
-              ACCOUNT_CURRENCY, _field("balance")),
+              ACCOUNT_CURRENCY, _field("balance"), source=_balances),
     MetricDef("sfox_balance_available", "gauge",
               "Balance available to trade or withdraw, in the currency's own unit.",
-              ACCOUNT_CURRENCY, _field("available")),
+              ACCOUNT_CURRENCY, _field("available"), source=_balances),
     MetricDef("sfox_balance_held", "gauge",
               "Balance held by open orders and pending transfers, in the currency's own unit.",
-              ACCOUNT_CURRENCY, _field("held")),
+              ACCOUNT_CURRENCY, _field("held"), source=_balances),
     MetricDef("sfox_wallet_balance", "gauge",
               "Balance per wallet type (trading, collateral, borrow, lending, ...), in the currency's own unit.",
-              ("account", "currency", "wallet"), _wallets),
+              ("account", "currency", "wallet"), _wallets, source=_balances),
     MetricDef("sfox_web3_wallet_balance", "gauge",
               "Balance of a Web3 wallet, in the currency's own unit.",
-              ("account", "currency", "network", "address"), _web3),
+              ("account", "currency", "network", "address"), _web3, source=_web3_wallets),
     MetricDef("sfox_balance_low_threshold", "gauge",
               "Low-balance threshold from the exporter's config, for alert rules.",
               ("account", "currency", "field"), _thresholds),
