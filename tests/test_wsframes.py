@@ -7,6 +7,10 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+import websockets.frames
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.streams import StreamReader
 
 from sfox_exporter.sfox.frames import (
     OP_BINARY,
@@ -19,6 +23,7 @@ from sfox_exporter.sfox.frames import (
     ConnectionClosed,
     FrameReader,
     ProtocolError,
+    client_frame,
 )
 
 
@@ -147,3 +152,40 @@ def test_eof_is_connection_closed(pair: tuple[socket.socket, socket.socket]) -> 
     theirs.close()
     with pytest.raises(ConnectionClosed):
         FrameReader(ours).read()
+
+
+def _parsed_by_websockets(data: bytes) -> websockets.frames.Frame:
+    """The frame as the websockets library's server side reads it: a second, independent reading."""
+    stream = StreamReader()
+    stream.feed_data(data)
+    stream.feed_eof()
+    parser = websockets.frames.Frame.parse(stream.read_exact, mask=True)
+    with pytest.raises(StopIteration) as done:
+        next(parser)
+    parsed: websockets.frames.Frame = done.value.value
+    assert stream.at_eof()  # nothing left over: the length fields were right
+    return parsed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([OP_TEXT, OP_BINARY]), st.one_of(
+    st.binary(max_size=300), st.integers(65530, 65540).map(lambda n: b"x" * n), st.just(b"y" * 70000)))
+def test_what_we_send_is_masked_and_reads_back(opcode: int, payload: bytes) -> None:
+    data = client_frame(opcode, payload)
+    parsed = _parsed_by_websockets(data)
+    assert (parsed.opcode.value, parsed.data, parsed.fin) == (opcode, payload, True)
+    assert data[1] & 0x80  # the mask bit: a server must refuse an unmasked client frame
+
+
+@pytest.mark.parametrize("opcode", [OP_PING, OP_PONG, OP_CLOSE])
+def test_control_frames_we_send(opcode: int) -> None:
+    payload = struct.pack(">H", 1000) if opcode == OP_CLOSE else b"ping-1"
+    parsed = _parsed_by_websockets(client_frame(opcode, payload))
+    assert (parsed.opcode.value, parsed.data) == (opcode, payload)
+
+
+def test_each_frame_has_its_own_mask() -> None:
+    keys = {client_frame(OP_TEXT, b"same")[2:6] for _ in range(32)}
+    assert len(keys) > 1
+    assert client_frame(OP_TEXT, b"abcd", mask=b"\x01\x02\x03\x04") == b"\x81\x84\x01\x02\x03\x04" + bytes(
+        a ^ b for a, b in zip(b"abcd", b"\x01\x02\x03\x04", strict=True))

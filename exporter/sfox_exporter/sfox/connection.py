@@ -1,8 +1,8 @@
 """One WebSocket connection to sFOX, as the feed thread uses it.
 
 sfox.handshake opens it (proxy from the environment, TLS with certificate checks, the HTTP
-upgrade, all under one deadline, redirects refused); websocket-client's ABNF frames what we send
-(masking); frames.FrameReader receives. The feed thread depends only on the Connection protocol,
+upgrade, all under one deadline, redirects refused); frames.client_frame frames what we send;
+frames.FrameReader receives. The feed thread depends only on the Connection protocol,
 so tests can hand it any stand-in.
 
 receive() keeps to its deadline even while a frame trickles in, so pings and the pong deadline
@@ -21,9 +21,15 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import websocket
-
-from sfox_exporter.sfox.frames import DEFAULT_MAX_MESSAGE_BYTES, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameReader
+from sfox_exporter.sfox.frames import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameReader,
+    client_frame,
+)
 from sfox_exporter.sfox.handshake import HandshakeError, HandshakeRefused, open_websocket
 
 __all__ = ["Connection", "Connector", "HandshakeError", "HandshakeRefused", "WebSocketConnection",
@@ -52,6 +58,7 @@ class Connection(Protocol):
 
 
 Connector = Callable[[str, float], Connection]
+CLOSE_NORMAL = 1000  # RFC 6455 7.4.1
 
 
 class WebSocketConnection:
@@ -71,7 +78,7 @@ class WebSocketConnection:
         return self._since
 
     def _send(self, opcode: int, payload: bytes) -> None:
-        frame = websocket.ABNF.create_frame(payload, opcode).format()
+        frame = client_frame(opcode, payload)
         with self._send_lock:
             self._sock.sendall(frame)
 
@@ -111,7 +118,7 @@ class WebSocketConnection:
         # Best effort: the socket may already be gone.
         with contextlib.suppress(OSError, ValueError):
             self._sock.settimeout(1.0)
-            self._send(OP_CLOSE, struct.pack(">H", websocket.STATUS_NORMAL))
+            self._send(OP_CLOSE, struct.pack(">H", CLOSE_NORMAL))
         self._sock.close()
 
     def abort(self) -> None:

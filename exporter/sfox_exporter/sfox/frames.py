@@ -1,7 +1,6 @@
-"""Read WebSocket frames from a connected socket (RFC 6455, server to client).
+"""WebSocket frames (RFC 6455): reading what the server sends, and framing the few we send.
 
-websocket-client does the connecting, TLS, proxying, the opening handshake and all sending; this
-reader replaces its receive path for three reasons:
+sfox.handshake opens the connection; this reader replaces a library's receive path for three reasons:
 - one recv() brings many frames into a buffer, where websocket-client makes two or three system
   calls per frame and validates UTF-8 in pure Python;
 - a message bigger than the limit is skipped as it streams past instead of being buffered whole,
@@ -15,11 +14,17 @@ grow memory without bound). Assembly is one join, O(n).
 
 The handshake (sfox.handshake) hands over whatever bytes arrived after the 101 reply head as
 `initial`, so a first frame that shares a TCP segment with the reply is never lost.
+
+client_frame frames what we send: authenticate, subscribe, pings, pongs, close. It is ours for a
+measured win: websocket-client, which did it before, costs 2.1 MB of resident memory for these few
+lines (a tenth of the exporter's footprint, README "Performance"), and wsproto 2.7 MB.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -38,6 +43,25 @@ DEFAULT_MAX_MESSAGE_BYTES = 2 * 2**20
 MAX_FRAGMENTS = 16384  # a 2 MiB message in 128-byte pieces; the list of pieces stays under 1 MiB
 RECV_CHUNK = 64 * 1024  # a syscall per ~14 spaced 20-currency messages; below malloc's mmap threshold
 BUFFER_BYTES = 2 * RECV_CHUNK
+
+
+def client_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
+    """One final, unfragmented frame from client to server: masked, as RFC 6455 5.3 requires, with
+    a fresh random key (os.urandom) unless the test gives one."""
+    key = os.urandom(4) if mask is None else mask
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    if not length:
+        return header + key
+    # XOR as one big integer: C speed, where a loop over the bytes would run in Python.
+    keystream = (key * (length // 4 + 1))[:length]
+    masked = int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")
+    return header + key + masked.to_bytes(length, "big")
 
 
 class ProtocolError(Exception):
