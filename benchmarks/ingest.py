@@ -10,8 +10,10 @@ runs in its own process, as the exporter does in production, and is timed from t
 frame until it has handled all N: the exporter until sfox_feed_messages_total{kind="balances"} says
 N. The reference on each shape is the ceiling, a bare websocket-client receive loop with
 skip_utf8_validation=True on the same flood, measured in the same rounds; and, on the first shape,
-the naive exporter of sFOX's documentation style. Beside them, the decoding loop (contenders/floor.py):
-the ceiling plus one msgspec decode a message and nothing else, which no decoding exporter can beat.
+the naive exporter of sFOX's documentation style. Beside them, two decoding loops: the ceiling plus
+one msgspec decode a message and nothing else (contenders/floor.py), and the same decode on the
+exporter's own WebSocket reader (contenders/reader_floor.py), which the exporter could reach only if
+everything it does besides reading and decoding were free.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class IngestResult:
     naive: float
     messages: int
     floor: dict[Shape, float]
+    reader_floor: dict[Shape, float]
 
     def rows(self) -> list[tuple[str, str, str, str, str]]:
         rows = []
@@ -76,6 +79,9 @@ class IngestResult:
                 target, verdict = f">= {TARGET_VS_CEILING:g}x", _ok(ratio >= TARGET_VS_CEILING)
             floor = self.floor.get(shape)
             against_floor = f"; decoding loop {floor:,.0f} msg/s, {floor / self.ceiling[shape]:.2f}x" if floor else ""
+            ours = self.reader_floor.get(shape)
+            if ours:
+                against_floor += f"; on our reader {ours:,.0f} msg/s, {ours / self.ceiling[shape]:.2f}x"
             rows.append((f"ingest {shape.name}: exporter vs bare websocket-client loop",
                          f"{self.exporter[shape]:,.0f} msg/s",
                          f"ceiling {self.ceiling[shape]:,.0f} msg/s; {ratio:.2f}x{against_floor}", target, verdict))
@@ -133,18 +139,21 @@ def run(messages: int = 50000, rounds: int = 3, naive_messages: int | None = Non
     exporter: dict[Shape, list[float]] = {shape: [] for shape in shapes}
     ceiling: dict[Shape, list[float]] = {shape: [] for shape in shapes}
     floor: dict[Shape, list[float]] = {shape: [] for shape in shapes}
+    reader_floor: dict[Shape, list[float]] = {shape: [] for shape in shapes}
     with Simulator({KEY: Ledger("main")}, push_interval=None, limits=UNLIMITED) as simulator:
         payloads = {shape: shape.payloads() for shape in shapes}
         for _ in range(rounds):  # interleaved, so that a noisy neighbour hurts all of them alike
             for shape in shapes:
                 ceiling[shape].append(contender(simulator, "ceiling", messages, payloads[shape]))
                 floor[shape].append(contender(simulator, "floor", messages, payloads[shape]))
+                reader_floor[shape].append(contender(simulator, "reader_floor", messages, payloads[shape]))
                 exporter[shape].append(exporter_run(simulator, messages, payloads[shape]))
         naive = 0.0
         if naive_messages != 0 and SHAPES[0] in shapes:
             naive = contender(simulator, "naive", naive_messages or messages, payloads[SHAPES[0]])
     return IngestResult({s: median(v) for s, v in exporter.items()}, {s: median(v) for s, v in ceiling.items()},
-                        naive, messages, {s: median(v) for s, v in floor.items()})
+                        naive, messages, {s: median(v) for s, v in floor.items()},
+                        {s: median(v) for s, v in reader_floor.items()})
 
 
 def main() -> None:
