@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
-import ipaddress
 import os
 import shutil
 import socket
@@ -15,16 +13,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,74 +28,17 @@ from sfox_exporter.vocabulary import FeedStatus
 from sfox_exporter.web.toolkit import WebConfigError, WebSecurity, load_web_config
 
 from .conftest import make_config, wait_until
+from .pki import Pki, certificate, make_pki, private_key, write_pem
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 
 
-@dataclass
-class Pki:
-    directory: Path
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    stranger_cert: Path  # a client certificate from a CA the server does not trust
-    stranger_key: Path
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
-                 issuer_key: ec.EllipticCurvePrivateKey | None, *, ca: bool = False,
-                 sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _write(directory: Path, name: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey | None
-           ) -> tuple[Path, Path | None]:
-    cert_path = directory / f"{name}.crt"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    if key is None:
-        return cert_path, None
-    key_path = directory / f"{name}.key"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    ca_key = _key()
-    ca = _certificate("test CA", ca_key, None, None, ca=True)
-    server_key = _key()
-    server = _certificate("localhost", server_key, ca, ca_key, sans=[
-        x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    client_key = _key()
-    client = _certificate("prometheus", client_key, ca, ca_key, sans=[x509.DNSName("prometheus.monitoring")])
-    other_ca_key = _key()
-    other_ca = _certificate("other CA", other_ca_key, None, None, ca=True)
-    stranger_key = _key()
-    stranger = _certificate("stranger", stranger_key, other_ca, other_ca_key)
-    ca_path, _ = _write(directory, "ca", ca, None)
-    server_cert, server_key_path = _write(directory, "server", server, server_key)
-    client_cert, client_key_path = _write(directory, "client", client, client_key)
-    stranger_cert, stranger_key_path = _write(directory, "stranger", stranger, stranger_key)
-    assert server_key_path and client_key_path and stranger_key_path
-    return Pki(directory, ca_path, server_cert, server_key_path, client_cert, client_key_path, stranger_cert,
-               stranger_key_path)
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
 
 
 @pytest.fixture
@@ -262,9 +199,9 @@ def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Pat
     shutil.copy(pki.server_key, key)
     exporter = serve(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
     first = ssl.get_server_certificate(("127.0.0.1", exporter.http.port))
-    renewed_key = _key()
-    renewed = _certificate("renewed", renewed_key, None, None, sans=[x509.DNSName("localhost")])
-    new_cert, new_key = _write(tmp_path, "renewed", renewed, renewed_key)
+    renewed_key = private_key()
+    renewed = certificate("renewed", renewed_key, None, None, sans=[x509.DNSName("localhost")])
+    new_cert, new_key = write_pem(tmp_path, "renewed", renewed, renewed_key)
     assert new_key is not None
     os.replace(new_key, key)
     os.replace(new_cert, cert)

@@ -31,6 +31,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from sfox_exporter.sfox.tls import client_context
+
 MAX_HEAD_BYTES = 16 * 1024
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _REDIRECTS = range(300, 400)
@@ -70,7 +72,7 @@ def open_websocket(url: str, deadline: float, user_agent: str,
     sock = _dial(host, port, secure, deadline)
     try:
         if secure:
-            sock = _start_tls(sock, host, deadline, tls or ssl.create_default_context())
+            sock = _start_tls(sock, host, deadline, tls or client_context())
         key = base64.b64encode(os.urandom(16)).decode()
         hostport = f"[{host}]" if ":" in host else host
         if parts.port:

@@ -13,7 +13,6 @@ import io
 import logging
 import random
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
@@ -35,6 +34,7 @@ from sfox_exporter.sfox.ratelimit import (
     SlidingWindow,
     parse_retry_after,
 )
+from sfox_exporter.sfox.tls import client_context
 from sfox_exporter.vocabulary import ErrorReason
 
 log = logging.getLogger("sfox_exporter.sfox.snapshot")
@@ -109,7 +109,7 @@ def _connection(url: urllib.parse.SplitResult, deadline: float) -> http.client.H
     else:
         target = (host, port or (443 if secure else 80))
     if secure:
-        connection = http.client.HTTPSConnection(*target, timeout=timeout, context=ssl.create_default_context())
+        connection = http.client.HTTPSConnection(*target, timeout=timeout, context=client_context())
     else:
         connection = http.client.HTTPConnection(*target, timeout=timeout)
     if proxy:
