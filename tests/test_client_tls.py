@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from sfox_exporter.sfox.connection import WebSocketConnection
 from sfox_exporter.sfox.frames import OP_TEXT
-from sfox_exporter.sfox.tls import client_context
+from sfox_exporter.sfox.tls import SharedContext, client_context
 
 from .fakes import RawServer, frame, upgrade_reply
 from .pki import Pki, make_pki
@@ -41,6 +42,30 @@ def test_one_context_for_every_connection() -> None:
     context = client_context()
     assert client_context() is context  # the CA bundle is loaded once, not per connection
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_threads_at_first_use_share_one_context() -> None:
+    made: list[ssl.SSLContext] = []
+    start = threading.Barrier(8)
+
+    def slow_factory() -> ssl.SSLContext:
+        time.sleep(0.05)  # creating one takes ~45 ms: the window in which the others arrive
+        made.append(ssl.create_default_context())
+        return made[-1]
+
+    shared = SharedContext(slow_factory)
+    got: list[ssl.SSLContext] = []
+
+    def worker() -> None:
+        start.wait()
+        got.append(shared.get())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(made) == 1 and len(got) == 8 and all(context is made[0] for context in got)
 
 
 def test_a_certificate_from_an_unknown_ca_is_refused(pki: Pki) -> None:

@@ -36,6 +36,7 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1
 # Prefixes and blocks of series that no longer exist are dropped when a cache outgrows the live ones.
 CACHE_SLACK = 2
+_SOURCED = sum(1 for metric in METRICS if metric.source is not None)  # families cached as blocks
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class Exposition:
         lines.append(_series_prefix(BUILD_INFO.name, BUILD_INFO.labels, build_labels(self._version)) + "1.0")
         if len(self._prefixes) > CACHE_SLACK * series + 64:
             self._prefixes.clear()
-        if len(blocks) > CACHE_SLACK * len(METRICS) * len(snapshot.accounts) + 64:
+        if len(blocks) > CACHE_SLACK * _SOURCED * len(snapshot.accounts):
             blocks.clear()  # accounts removed by a reload
         lines.append("")
         return "\n".join(lines)
