@@ -10,7 +10,7 @@ import pytest
 from sfox_exporter.app import Exporter
 from sfox_exporter.config import ValuationConfig
 from sfox_exporter.simulator import Simulator
-from tests.conftest import KEY_MAIN, Samples, make_config, scrape, scrape_until, wait_until
+from tests.conftest import KEY_MAIN, KEY_OTHER, Samples, make_config, scrape, scrape_until, wait_until
 
 Start = Callable[..., Exporter]
 DEMO_FEEDS = {"ticker.sfox.btcusd", "ticker.sfox.ethbtc", "ticker.sfox.solusd", "ticker.sfox.usdtusd",
@@ -121,6 +121,25 @@ def test_rejected_key_then_accepted(simulator: Simulator, start_exporter: Start)
                  and s.get("sfox_market_feed_up") == 0.0)
     simulator.reject_auth(KEY_MAIN, False)
     scrape_until(exporter.url, market_up)
+
+
+def test_a_rejected_key_gives_way_to_another_accounts(simulator: Simulator, start_exporter: Start) -> None:
+    """Market data is anyone's to read: with the first account's key revoked, valuation goes on with
+    the next account's, on the pairs request and on the WebSocket alike."""
+    simulator.reject_auth(KEY_MAIN)
+    exporter = start_exporter(make_config(simulator, accounts={"main": KEY_MAIN, "other": KEY_OTHER},
+                                          valuation=ValuationConfig()))
+    up = scrape_until(exporter.url, market_up)
+    assert up.number("sfox_market_feed_errors_total", reason="auth") >= 1  # the first key was tried
+    assert up.get("sfox_feed_up", account="main") == 0.0  # that account itself stays down, as it should
+    # Now the key in use is revoked and the connection drops: the WebSocket's authenticate is refused,
+    # and the ring comes round to the first key, put right in the meantime.
+    simulator.reject_auth(KEY_MAIN, False)
+    simulator.reject_auth(KEY_OTHER)
+    simulator.drop_connections(KEY_OTHER)
+    auth = up.number("sfox_market_feed_errors_total", reason="auth")
+    scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_errors_total", reason="auth") > auth
+                 and market_up(s))
 
 
 def test_drop_and_half_open_reconnect_and_resubscribe(simulator: Simulator, start_exporter: Start) -> None:

@@ -4,7 +4,7 @@ schema.py declares the file once; validate.py is how that declaration is checked
 environment and the command line; keys.py reads API keys, carefully, as often as feeds need them.
 """
 
-from sfox_exporter.config.keys import MAX_KEY_FILE_BYTES, KeyLoadError, KeySource, Secret
+from sfox_exporter.config.keys import MAX_KEY_FILE_BYTES, KeyLoader, KeyLoadError, KeySource, Secret
 from sfox_exporter.config.loader import Overrides, demo_thresholds, environment, load_config, parse_listen_address
 from sfox_exporter.config.schema import (
     AccountConfig,
@@ -32,6 +32,7 @@ __all__ = [
     "EndUsersConfig",
     "FeedConfig",
     "KeyLoadError",
+    "KeyLoader",
     "KeySource",
     "LogConfig",
     "Overrides",

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sfox_exporter.errors import SfoxExporterError
 
@@ -121,6 +121,13 @@ def read_key_file(path: Path, origin: str, limit: int = MAX_KEY_FILE_BYTES) -> s
 def process_groups() -> frozenset[int]:
     """The groups this process runs with: its own, and supplementary ones such as Kubernetes' fsGroup."""
     return frozenset({os.getegid(), *os.getgroups()})
+
+
+class KeyLoader(Protocol):
+    """What a connection needs of where its key comes from: KeySource, or valuation's KeyRing."""
+
+    def load(self) -> Secret:
+        """The key as it is now; KeyLoadError when it cannot be had."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import FeedConfig, KeyLoadError, KeySource, Secret
+from sfox_exporter.config import FeedConfig, KeyLoader, KeyLoadError, Secret
 from sfox_exporter.logs import Episode, Throttle
 from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
@@ -99,7 +99,7 @@ class FeedWorker:
         self,
         name: str,
         *,
-        key_source: KeySource,
+        key_source: KeyLoader,
         settings: SessionSettings,
         ws_url: str,
         feed: FeedConfig,

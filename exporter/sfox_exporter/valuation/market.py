@@ -6,6 +6,10 @@ for every currency held in any account or Web3 wallet and for the bridges, and h
 feeds those routes need to one FeedWorker: the same lifecycle as an account feed (pings, backoff,
 reconnect, resubscribe, the shared per-IP budget). A currency that appears later is routed within
 a poll (1 s) and its feeds join in one batched subscribe through `FeedWorker.want_feeds`.
+
+Market data is the same whoever reads it, so any user account's key will do: when sFOX rejects the
+one in use (or it cannot be loaded), the next account's key is tried (`KeyRing`), and valuation
+keeps working while one key is revoked.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import AccountKind, Config, KeyLoadError, Secret
+from sfox_exporter.config import AccountConfig, AccountKind, Config, KeyLoadError, Secret
 from sfox_exporter.logs import Episode
 from sfox_exporter.metrics.state import Snapshot, State
 from sfox_exporter.sfox.backoff import Backoff
@@ -44,13 +48,16 @@ FEED_MAX_WAIT_SECONDS = 1.0  # how soon the feed worker picks up feeds asked for
 class MarketSink:
     """A FeedSink into the price book: a ticker is one price update, the rest is counted."""
 
-    def __init__(self, book: PriceBook) -> None:
+    def __init__(self, book: PriceBook, on_rejected: Callable[[], None] = lambda: None) -> None:
         self._book = book
+        self._on_rejected = on_rejected
 
     def status(self) -> FeedStatus:
         return self._book.status()
 
     def set_status(self, status: FeedStatus) -> None:
+        if status == FeedStatus.AUTH_REJECTED:  # the worker's verdict on a connection sFOX refused
+            self._on_rejected()
         self._book.set_status(status)
 
     def deliver(self, event: Event) -> None:
@@ -78,6 +85,35 @@ class MarketSink:
 
     def count_reconnect(self) -> None:
         self._book.count_reconnect()
+
+
+class KeyRing:
+    """The keys market data may use, in config order, with the one in use; a KeySource to the feed
+    worker. A rejection moves on to the next, round the ring: a key put right later is found again."""
+
+    def __init__(self, accounts: list[AccountConfig]) -> None:
+        self._accounts = accounts
+        self._index = 0
+        self._lock = threading.Lock()
+
+    @property
+    def account(self) -> AccountConfig:
+        with self._lock:
+            return self._accounts[self._index]
+
+    def load(self) -> Secret:
+        return self.account.key.load()
+
+    def rejected(self) -> None:
+        """The key in use was refused or could not be loaded: the next account's, if there is one."""
+        with self._lock:
+            if len(self._accounts) < 2:
+                return
+            old = self._accounts[self._index]
+            self._index = (self._index + 1) % len(self._accounts)
+            new = self._accounts[self._index]
+        log.warning("market data: account %s's key failed; trying account %s's", old.name, new.name,
+                    extra={"account": NAME})
 
 
 def held_currencies(snapshot: Snapshot) -> set[str]:
@@ -121,11 +157,10 @@ class MarketData:
         self._on_key = on_key
         self._poll = poll_seconds
         self._refresh = pairs_refresh_seconds
-        # A user account's key: a Connect partner token is meant for the enterprise feeds. Only a
+        # User accounts' keys: a Connect partner token is meant for the enterprise feeds. Only a
         # config of enterprise accounts alone falls back to one, sent with its enterprise flag.
         users = [account for account in config.accounts if account.kind == AccountKind.USER]
-        self._account = users[0] if users else config.accounts[0]
-        self._key_source = self._account.key
+        self.keys = KeyRing(users or [config.accounts[0]])
         self._url = config.sfox.rest_url + PAIRS_PATH
         self._backoff = Backoff(config.feed.backoff_initial_seconds, config.feed.backoff_max_seconds,
                                 random.Random(self._rng.random()))
@@ -178,9 +213,10 @@ class MarketData:
 
     def _fetch_pairs(self) -> None:
         try:
-            key = self._key_source.load()
+            key = self.keys.load()
         except KeyLoadError as error:
             self._failed(ErrorReason.AUTH, f"cannot load the API key: {error}", None)
+            self.keys.rejected()
             return
         self.pair_fetches += 1
         result = self._fetch(self._url, key, self._config.feed.rest_timeout_seconds, self._user_agent)
@@ -191,6 +227,8 @@ class MarketData:
             rejected = result.status in (401, 403)
             self._failed(ErrorReason.AUTH if rejected else ErrorReason.REST,
                          f"{detail}: sFOX rejected the API key" if rejected else detail, wait)
+            if rejected:
+                self.keys.rejected()
             return
         pairs = parse_currency_pairs(result.body)
         if pairs is None:
@@ -241,12 +279,13 @@ class MarketData:
         feed = self._config.feed
         settings = SessionSettings(feeds, ping_interval=feed.ping_interval_seconds,
                                    ping_timeout=feed.ping_timeout_seconds)
-        if self._account.kind == AccountKind.ENTERPRISE:
-            settings = dataclasses.replace(enterprise_settings(self._account, settings), feeds=feeds)
+        account = self.keys.account
+        if account.kind == AccountKind.ENTERPRISE:  # then the ring holds this one account alone
+            settings = dataclasses.replace(enterprise_settings(account, settings), feeds=feeds)
         worker = FeedWorker(
-            NAME, key_source=self._key_source, settings=settings, ws_url=self._config.sfox.ws_url, feed=feed,
-            sink=MarketSink(self.book), budget=self._budget, connector=self._connector, clock=self._clock,
-            stop=self._stop, rng=random.Random(self._rng.random()), on_key=self._on_key,
+            NAME, key_source=self.keys, settings=settings, ws_url=self._config.sfox.ws_url, feed=feed,
+            sink=MarketSink(self.book, self.keys.rejected), budget=self._budget, connector=self._connector,
+            clock=self._clock, stop=self._stop, rng=random.Random(self._rng.random()), on_key=self._on_key,
             max_wait=FEED_MAX_WAIT_SECONDS,
         )
         worker.start()
