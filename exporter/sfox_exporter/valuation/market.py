@@ -88,8 +88,8 @@ class MarketSink:
 
 
 class KeyRing:
-    """The keys market data may use, in config order, with the one in use; a KeySource to the feed
-    worker. A rejection moves on to the next, round the ring: a key put right later is found again."""
+    """The keys market data may use, in config order, with the one in use; the feed worker's
+    KeyLoader. A rejection moves on to the next, round the ring: a key put right later is found again."""
 
     def __init__(self, accounts: list[AccountConfig]) -> None:
         self._accounts = accounts

@@ -19,7 +19,6 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 
 AUTH_CACHE_SIZE = 256
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; the library refuses longer ones
@@ -34,13 +33,7 @@ class BasicAuth:
         self._lock = threading.Lock()
         self._bcrypt_lock = threading.Lock()  # one check at a time bounds the CPU guesses can take
         self._cache: OrderedDict[tuple[str, bytes, bytes], bool] = OrderedDict()
-        self._checkpw: Callable[[bytes, bytes], bool] = _no_users
-        self.decoy = b""
-        if users:
-            import bcrypt  # noqa: PLC0415 - only with users configured (module docstring)
-
-            self._checkpw = bcrypt.checkpw
-            self.decoy = _decoy_hash(max(_cost(hashed) for hashed in users.values()))
+        self.decoy = _decoy_hash(max((_cost(hashed) for hashed in users.values()), default=0))
 
     @property
     def cached(self) -> int:
@@ -53,6 +46,8 @@ class BasicAuth:
     def authorized(self, authorization: str | None) -> bool:
         if not self.users:
             return True
+        import bcrypt  # noqa: PLC0415 - only with users configured (module docstring)
+
         credentials = basic_credentials(authorization)
         if credentials is None:
             return False
@@ -62,7 +57,7 @@ class BasicAuth:
         hashed = self.users.get(user)
         if hashed is None:
             with self._bcrypt_lock:
-                self._checkpw(password, self.decoy)
+                bcrypt.checkpw(password, self.decoy)
             return False
         # The parts of the key are fixed-length or separate fields: no two credentials share one.
         key = (user, hashed, hashlib.sha256(password).digest())
@@ -72,7 +67,7 @@ class BasicAuth:
                 return True
         with self._bcrypt_lock:
             try:
-                valid = self._checkpw(password, hashed)
+                valid = bcrypt.checkpw(password, hashed)
             except ValueError:
                 valid = False
         if valid:
@@ -81,10 +76,6 @@ class BasicAuth:
                 while len(self._cache) > AUTH_CACHE_SIZE:
                     self._cache.popitem(last=False)
         return valid
-
-
-def _no_users(password: bytes, hashed: bytes) -> bool:
-    raise AssertionError("no users, no check")  # authorized() returns before any check
 
 
 def _cost(hashed: bytes) -> int:
