@@ -94,6 +94,24 @@ def test_sigterm_exits_0_within_5_seconds(demo: subprocess.Popen[str]) -> None:
     assert time.monotonic() - started < 5
 
 
+def test_a_demo_reload_that_adds_an_account_serves_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("accounts: [{name: alpha, api_key_env: UNUSED}]\n")
+    process = spawn("--demo", "--config.file", str(config), "--web.listen-address", "127.0.0.1:0")
+    try:
+        url, _ = serving_url(process)
+        wait_until(lambda: scrape(url).get("sfox_feed_up", account="alpha") == 1)
+        config.write_text("accounts: [{name: alpha, api_key_env: UNUSED}, {name: beta, api_key_env: UNUSED}]\n")
+        process.send_signal(signal.SIGHUP)
+        samples = scrape_until(url, lambda s: s.get("sfox_feed_up", account="beta") == 1
+                               and bool(s.all("sfox_balance", account="beta")), timeout=15)
+        assert samples.get("sfox_feed_errors_total", account="beta", reason="auth") == 0
+        assert samples.get("sfox_exporter_config_last_reload_successful") == 1
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
+
+
 def test_port_in_use_exits_1_with_a_clear_line() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

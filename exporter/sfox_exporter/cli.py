@@ -102,12 +102,18 @@ def _start_demo(config: Config) -> tuple[Any, Config]:
             "--demo needs the simulator, which needs the 'websockets' package: "
             "pip install 'sfox-exporter[demo]'"
         ) from None
-    simulator = Simulator.demo([account.name for account in config.accounts if account.kind == AccountKind.USER],
-                               enterprise=[a.name for a in config.accounts if a.kind == AccountKind.ENTERPRISE]).start()
+    users, enterprise = _demo_names(config)
+    simulator = Simulator.demo(users, enterprise).start()
     log.warning("DEMO MODE: serving simulated balances from a local sFOX simulator (%s), not real ones",
                 simulator.ws_url)
     endpoints = dataclasses.replace(config.sfox, ws_url=simulator.ws_url, rest_url=simulator.rest_url)
     return simulator, dataclasses.replace(config, sfox=endpoints)
+
+
+def _demo_names(config: Config) -> tuple[list[str], list[str]]:
+    """The names of the user and of the enterprise accounts, for the simulator of --demo."""
+    return ([a.name for a in config.accounts if a.kind == AccountKind.USER],
+            [a.name for a in config.accounts if a.kind == AccountKind.ENTERPRISE])
 
 
 def _reload_source(overrides: Overrides, environ: Mapping[str, str], simulator: Any) -> tuple[Config, Any]:
@@ -115,6 +121,7 @@ def _reload_source(overrides: Overrides, environ: Mapping[str, str], simulator: 
     config = load_config(overrides, environ)
     security = _load_security(config)
     if simulator is not None:  # --demo: the same simulator serves the reloaded accounts
+        simulator.open_demo_accounts(*_demo_names(config))
         endpoints = dataclasses.replace(config.sfox, ws_url=simulator.ws_url, rest_url=simulator.rest_url)
         config = dataclasses.replace(config, sfox=endpoints)
     return config, security

@@ -96,6 +96,15 @@ class Simulator(SimulatorHooks):
         return cls({demo_key(name): Ledger.demo(name) for name in names},
                    enterprise={demo_key(name): EnterpriseLedger(name) for name in enterprise}, **options)
 
+    def open_demo_accounts(self, names: Iterable[str], enterprise: Iterable[str] = ()) -> None:
+        """Accounts, keyed `demo_key(name)`, for the names not known yet: a reloaded --demo config
+        may add some. Known accounts keep their balances."""
+        with self._lock:
+            for name in names:
+                self._ledgers.setdefault(demo_key(name), Ledger.demo(name))
+            for name in enterprise:
+                self.enterprise.setdefault(demo_key(name), EnterpriseLedger(name))
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Simulator:
