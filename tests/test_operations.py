@@ -120,11 +120,20 @@ def test_revision_comes_from_the_environment_then_git_else_unknown(tmp_path: Pat
     assert build.revision_from({build.REVISION_ENV: "abc1234"}, tmp_path) == "abc1234"
     assert build.revision_from({build.REVISION_ENV: 'bad"value\n'}, tmp_path) == "unknown"
     assert build.revision_from({}, tmp_path) == "unknown"  # not a checkout
-    checkout = Path(__file__).resolve().parent
-    found = build.revision_from({}, checkout)
-    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+    package = Path(build.__file__).resolve().parent
+    found = build.revision_from({}, package)
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True, check=False).stdout.strip()
     assert found == (head or "unknown")
+
+
+def test_an_installed_package_inside_another_repository_has_no_revision(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "someone else's project"], check=True)
+    installed = tmp_path / ".venv" / "lib" / "python3.11" / "site-packages" / "sfox_exporter"
+    installed.mkdir(parents=True)
+    assert build.revision_from({}, installed) == "unknown"
 
 
 def test_version_flag_shows_revision_and_python_version() -> None:

@@ -3,7 +3,8 @@ and --version.
 
 An image built from a tarball has no .git, so the revision is baked in at build time through the
 SFOX_EXPORTER_REVISION environment variable (the Dockerfile's REVISION build argument sets it).
-Running from a checkout, `git rev-parse` tells it; otherwise it is "unknown", never a guess.
+Running from a checkout of this repository, `git rev-parse` tells it; otherwise (an installed package)
+it is "unknown", never a guess.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def revision_from(environ: Mapping[str, str], source_dir: Path) -> str:
     baked = environ.get(REVISION_ENV, "").strip()
     if baked:
         return baked if _REVISION.fullmatch(baked) else UNKNOWN
+    if not (source_dir.parent.parent / ".git").exists():
+        # Installed, not our checkout (exporter/sfox_exporter): a repository further up, round a
+        # virtualenv say, is some other project's, and its HEAD no revision of ours.
+        return UNKNOWN
     import subprocess  # noqa: PLC0415 - only from a git checkout; ~0.3 MB of RSS otherwise spent
 
     try:
