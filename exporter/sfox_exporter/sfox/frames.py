@@ -22,6 +22,7 @@ lines (README, "Performance"), and wsproto 2.7 MB.
 
 from __future__ import annotations
 
+import mmap
 import os
 import socket
 import struct
@@ -41,7 +42,7 @@ OP_TOO_BIG = -1
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 2**20
 # A message in more fragments than this is dropped like an oversized one; sFOX does not fragment.
 MAX_FRAGMENTS = 16384  # a 2 MiB message in 128-byte pieces; the list of pieces stays under 1 MiB
-RECV_CHUNK = 64 * 1024  # a syscall per ~14 spaced 20-currency messages; below malloc's mmap threshold
+RECV_CHUNK = 64 * 1024  # a syscall per ~14 spaced 20-currency messages
 BUFFER_BYTES = 2 * RECV_CHUNK
 
 
@@ -70,6 +71,14 @@ class ConnectionClosed(Exception):
     """The server closed the TCP connection."""
 
 
+def _zeroed(size: int) -> mmap.mmap:
+    """A buffer whose pages take memory only once written: an anonymous mapping, where a bytearray
+    would write every page when it zeroes them. Reading starts again at the front whenever the
+    buffer is drained, so a connection holds what its bursts need: a few KiB for the ticker feeds,
+    not 128 KiB each."""
+    return mmap.mmap(-1, size)
+
+
 class FrameReader:
     """Frames are received straight into one reusable buffer (recv_into, no copy per chunk); each
     message leaves it as an immutable bytes object, its only copy."""
@@ -79,7 +88,7 @@ class FrameReader:
         self._sock = sock
         self._max = max_message_bytes
         self._max_fragments = max_fragments
-        self._buffer = bytearray(max(BUFFER_BYTES, len(initial) + RECV_CHUNK))
+        self._buffer = _zeroed(max(BUFFER_BYTES, len(initial) + RECV_CHUNK))
         self._view = memoryview(self._buffer)
         self._buffer[: len(initial)] = initial
         self._start = 0  # first byte not yet read
@@ -139,7 +148,7 @@ class FrameReader:
 
     def _resize(self, size: int) -> None:
         unread = self._end - self._start
-        grown = bytearray(size)
+        grown = _zeroed(size)
         grown[:unread] = self._view[self._start : self._end]
         self._view.release()
         self._buffer, self._view = grown, memoryview(grown)
