@@ -13,11 +13,12 @@ from email.message import Message
 import pytest
 
 from sfox_exporter.metrics.exposition import Rendered
+from sfox_exporter.web.connections import Phase
 from sfox_exporter.web.handler import framing_error
 from sfox_exporter.web.routes import gzip_wanted
 from sfox_exporter.web.server import HttpServer, Limits
 
-from .conftest import http_get
+from .conftest import http_get, wait_until
 
 
 class RecordingApp:
@@ -233,3 +234,123 @@ def test_framing_error_is_none_for_plain_requests() -> None:
     headers["Content-Length"] = "5"
     headers["Content-Length"] = "5"  # the same value twice is not ambiguous
     assert framing_error(headers) is None
+
+
+@pytest.mark.parametrize("header", [b"Content-Length : 38", b"Transfer-Encoding\t: chunked", b"X-Folded: a\r\n b"])
+def test_a_malformed_header_line_is_refused_not_dropped(server: HttpServer, header: bytes) -> None:
+    # The standard library would drop the line and every one after it, and answer the body as a
+    # second request: what a lenient proxy in front of us took for one request would be two.
+    smuggled = b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n"
+    data, closed = exchange(server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n" + smuggled)
+    assert statuses(data) == [b"400"] and closed
+
+
+def test_the_head_cap_is_exact() -> None:
+    server = start(limits=Limits(max_request_head_bytes=2000))
+    try:
+        def head(size: int) -> bytes:
+            opening = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: "
+            return opening + b"p" * (size - len(opening) - 4) + b"\r\n\r\n"
+
+        assert len(head(2000)) == 2000
+        at_cap, _ = exchange(server, head(2000) + b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert at_cap.count(b"HTTP/1.1 200 OK\r\n") == 2
+        over, closed = exchange(server, head(2001))
+        assert statuses(over) == [b"431"] and closed
+    finally:
+        server.stop()
+
+
+def test_empty_lines_before_a_request_are_ignored(server: HttpServer) -> None:
+    data, _ = exchange(server, b"\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert statuses(data) == [b"200"] and data.endswith(b"up 1\n")
+
+
+class CountingAuth(OneUser):
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def authorized(self, authorization: str | None) -> bool:
+        self.checks += 1
+        return super().authorized(authorization)
+
+
+def test_healthz_checks_no_credentials() -> None:
+    security = CountingAuth()
+    server = start(security=security)
+    try:
+        wrong = {"Authorization": "Basic wrong"}
+        assert http_get(f"http://127.0.0.1:{server.port}/healthz", headers=wrong)[0] == 200
+        assert security.checks == 0  # no bcrypt for a probe, and none for guesses sent to it
+        assert http_get(f"http://127.0.0.1:{server.port}/metrics", headers=wrong)[0] == 401
+        assert security.checks == 1
+    finally:
+        server.stop()
+
+
+class BigAnswer(RecordingApp):
+    """An answer far bigger than the socket buffers: a client that does not read keeps it busy."""
+
+    def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered:
+        return Rendered((b"#" * (16 << 20) + b"\n",), "text/plain; version=0.0.4; charset=utf-8")
+
+
+def unread_request(port: int, source: str, receive_buffer: int = 4096) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.bind((source, 0))
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
+def test_clients_that_do_not_read_cannot_lock_out_a_scrape() -> None:
+    server = HttpServer("127.0.0.1", 0, BigAnswer(), "test",
+                        limits=Limits(max_connections=4, max_connections_per_address=2))
+    server.start()
+    attackers: list[socket.socket] = []
+    try:
+        # Two addresses, each at the doubled cap of its own (4), fill the doubled total (8) with
+        # connections whose answers they never read.
+        attackers = [unread_request(server.port, source) for source in ("127.0.0.2", "127.0.0.3") for _ in range(4)]
+        wait_until(lambda: server.connections.phases()[Phase.BUSY] == 8, message="the attack to fill every slot")
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data, closed = read_all(sock, timeout=10)
+        assert statuses(data) == [b"200"] and closed and len(data) > 16 << 20
+        assert time.monotonic() - started < 5
+        assert server.connections.evicted >= 1
+    finally:
+        for sock in attackers:
+            sock.close()
+        server.stop()
+
+
+def test_an_answer_read_slowly_ends_at_the_write_deadline() -> None:
+    server = HttpServer("127.0.0.1", 0, BigAnswer(), "test", limits=Limits(write_seconds=2.0))
+    server.start()
+    stop = threading.Event()
+    sock = unread_request(server.port, "127.0.0.1", receive_buffer=1 << 20)
+
+    def read_slowly() -> None:
+        # 16 KiB every 0.02 s: every send makes progress well within write_seconds, so none times
+        # out, and the whole answer would take 20 s.
+        with contextlib.suppress(OSError):
+            while not stop.wait(0.02) and sock.recv(16384):
+                pass
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: server.connections.phases()[Phase.BUSY] == 1, message="the answer to start")
+        started = time.monotonic()
+        wait_until(lambda: len(server.connections) == 0, timeout=6, message="the connection to be cut")
+        assert time.monotonic() - started < 5  # write_seconds, one more, and the reaper's poll
+        assert server.connections.evicted == 1
+    finally:
+        stop.set()
+        sock.close()
+        reader.join(5)
+        server.stop()

@@ -5,10 +5,17 @@ handshaking, waiting for a request or receiving a request head is "unfinished": 
 but has given us nothing to answer, so when the server is full, or one address holds its share,
 the oldest unfinished connection of the address holding the most is closed to make room; one only
 just accepted gets a moment (GRACE_SECONDS) to send its request first, or a burst of scrapes would
-evict each other: in that moment the caps may be exceeded, up to twice. Busy
-connections (a request being answered) are never evicted; they end within the write deadline.
+evict each other: in that moment the caps may be exceeded, up to twice (HARD_FACTOR).
+
+Busy connections (a request being answered) are closed only when even the doubled caps are reached:
+then the address holding the most gives up its oldest busy one, if it holds more than the newcomer's
+address does. A client that reads its answers slowly, or queues wrong passwords behind bcrypt, can
+keep a connection busy; from a few addresses it could otherwise hold every slot and lock out the
+scrapes and probes of everyone else.
+
 Each phase also has a deadline, enforced from the accept loop, since a socket timeout only bounds
-one read and a client can trickle bytes forever.
+one read or write and a client can trickle bytes forever: busy included, so that an answer read a
+few bytes at a time ends at the write deadline.
 """
 
 from __future__ import annotations
@@ -80,6 +87,11 @@ class Connections:
                     entry = Connection(sock, address)
                     self._entries[key] = entry
                     return entry
+                if per_address < hard_address:
+                    victim = self._busy_victim(address, now)
+                    if victim is not None:
+                        self._evict(victim, "full of busy connections, most of them from one address")
+                        continue
                 remaining = deadline - now
                 if remaining <= 0:
                     return None
@@ -118,6 +130,17 @@ class Connections:
             address = counts.most_common(1)[0][0]
         candidates = [(entry.since, index, key) for index, (key, entry) in enumerate(unfinished)
                       if entry.address == address]
+        return min(candidates)[2] if candidates else None
+
+    def _busy_victim(self, newcomer: str, now: float) -> object | None:
+        """The oldest busy connection of the address holding the most, if that is more than the
+        newcomer's address holds and by more than one: never one of the newcomer's own."""
+        counts = Counter(entry.address for entry in self._entries.values())
+        holder, held = counts.most_common(1)[0]
+        if held <= counts[newcomer] + 1:
+            return None
+        candidates = [(entry.since, index, key) for index, (key, entry) in enumerate(self._entries.items())
+                      if entry.address == holder and now - entry.since >= GRACE_SECONDS]
         return min(candidates)[2] if candidates else None
 
     def _evict(self, key: object, why: str) -> None:

@@ -40,7 +40,7 @@ class Limits:
     request_head_seconds: float = 5.0  # from the first byte of a request to the end of its headers
     max_request_line: int = 8 * 1024
     max_request_head_bytes: int = 32 * 1024
-    write_seconds: float = 30.0
+    write_seconds: float = 30.0  # for a whole answer, however slowly the client reads it
     tls_handshake_seconds: float = 5.0  # from the accept to the end of the TLS handshake
 
 
@@ -76,7 +76,8 @@ class HttpServer(ThreadingMixIn, HTTPServer):
             # Reads also stop at their deadline on their own; these catch a trickled TLS handshake.
             {Phase.HANDSHAKE: self.limits.tls_handshake_seconds,
              Phase.HEAD: self.limits.request_head_seconds + 1.0,
-             Phase.IDLE: self.limits.idle_seconds + 1.0})
+             Phase.IDLE: self.limits.idle_seconds + 1.0,
+             Phase.BUSY: self.limits.write_seconds + 1.0})
         self.address_family = _address_family(host)
         super().__init__((host, port), Handler)
         self._thread: threading.Thread | None = None
@@ -114,8 +115,8 @@ class HttpServer(ThreadingMixIn, HTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         address = str(client_address[0])
         if self.connections.admit(request, request, address, ADMIT_WAIT_SECONDS) is None:
-            log.warning("refusing a connection from %s: %d connections already busy", address,
-                        self.limits.max_connections)
+            log.warning("refusing a connection from %s: %d connections already open and busy", address,
+                        len(self.connections))
             self.shutdown_request(request)
             return
         try:
