@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -136,6 +137,15 @@ def test_fast_text_matches_generate_latest() -> None:
     assert fast.content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert sample_set(fast.body.decode()) == sample_set(generate_latest(registry).decode())
     assert Samples(fast.body.decode()).types == Samples(generate_latest(registry).decode()).types
+
+
+@pytest.mark.parametrize("accept", ['application/openmetrics-text; version="1.0.0"',
+                                    "application/openmetrics-text; version=abc"])
+def test_an_accept_header_prometheus_client_cannot_parse_still_gets_metrics(accept: str) -> None:
+    rendered = Exposition(populated_state(), "1.2.3").render(accept, None)
+    quoted = '"' in accept
+    assert rendered.content_type.startswith("application/openmetrics-text" if quoted else "text/plain")
+    assert b"sfox_balance{" in rendered.body
 
 
 def test_fast_openmetrics_matches_prometheus_client() -> None:

@@ -81,7 +81,7 @@ class Exposition:
         self._blocks: dict[tuple[str, str], tuple[tuple[object, ...], list[str]]] = {}
 
     def render(self, accept: str | None = None, accept_encoding: str | None = None) -> Rendered:
-        encoder, content_type = choose_encoder(accept or "")
+        encoder, content_type = _negotiated(accept or "")
         as_openmetrics = content_type.startswith("application/openmetrics-text")
         if not as_openmetrics and content_type.startswith("text/plain; version=0.0.4"):
             content_type = TEXT_CONTENT_TYPE
@@ -178,3 +178,15 @@ def _series_prefix(name: str, label_names: tuple[str, ...], label_values: tuple[
 
 def escape_label_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _negotiated(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
+    """prometheus_client's choice of format for an Accept header. Its parser raises on a version that
+    is not a number, quoted ones included (version="1.0.0", valid HTTP): such a header is read
+    again without quotes, and failing that answered in the text format."""
+    for header in (accept, accept.replace('"', "")):
+        try:
+            return choose_encoder(header)
+        except (TypeError, ValueError):
+            continue
+    return choose_encoder("")

@@ -35,6 +35,7 @@ TLS_HANDSHAKE_RECORD = 0x16
 PLAIN_ON_TLS = "Client sent an HTTP request to an HTTPS server.\n"  # exporter-toolkit's (Go's) words
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
+MAX_EMPTY_LINES = 8  # each still counts against the head's size and deadline
 
 
 class HeadTooLarge(Exception):
@@ -56,15 +57,29 @@ class _DeadlineReader(io.RawIOBase):
         remaining = handler.read_deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("request head deadline passed")
-        if handler.head_bytes > handler.server.limits.max_request_head_bytes:
+        allowance = handler.server.limits.max_request_head_bytes - handler.head_bytes
+        if allowance <= 0:
             raise HeadTooLarge
         self._sock.settimeout(remaining)
-        count = self._sock.recv_into(buffer)
+        # Never more than the head may still take: a head one byte over the cap is refused exactly.
+        count = self._sock.recv_into(buffer, min(len(buffer), allowance))
         if count and handler.head_bytes == 0:
             handler.read_deadline = time.monotonic() + handler.server.limits.request_head_seconds
             handler.server.connections.set_phase(handler.entry, Phase.HEAD)
         handler.head_bytes += count
         return count
+
+
+def header_error(headers: Message) -> str | None:
+    """A header line the parser could not read. The standard library takes it, and every line after
+    it, for the start of a body and drops them silently; "Content-Length : 5" (RFC 9112 5.1: no space
+    before the colon) would then frame the request otherwise than a lenient proxy in front of us did.
+    A folded line (obs-fold) is refused too, as RFC 9112 5.2 allows, rather than kept inside a value."""
+    if headers.defects or headers.get_payload():
+        return "malformed header field"
+    if any("\n" in value for value in headers.values()):
+        return "obsolete line folding"
+    return None
 
 
 def framing_error(headers: Message) -> str | None:
@@ -132,6 +147,10 @@ class Handler(BaseHTTPRequestHandler):
         self.server.connections.set_phase(self.entry, Phase.IDLE)
         try:
             self.raw_requestline = self.rfile.readline(limits.max_request_line + 1)
+            for _ in range(MAX_EMPTY_LINES):  # RFC 9112 2.2: empty lines before a request are ignored
+                if self.raw_requestline not in (b"\r\n", b"\n"):
+                    break
+                self.raw_requestline = self.rfile.readline(limits.max_request_line + 1)
             if len(self.raw_requestline) > limits.max_request_line:
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
                 return
@@ -163,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(self.requestline.split()) != 3:  # the standard library takes "GET /path" for HTTP/0.9
             self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({self.requestline!r})")
             return False
-        problem = framing_error(self.headers)
+        problem = header_error(self.headers) or framing_error(self.headers)
         if problem is not None:
             self.send_error(HTTPStatus.BAD_REQUEST, problem)
             return False

@@ -90,6 +90,9 @@ def respond(app: WebApp, security: Security, lifecycle: Lifecycle, method: str, 
         return text(405, "method not allowed: use GET or HEAD\n", Allow=", ".join(READ_METHODS))
     if not security.allow_request():
         return text(429, "too many requests\n")
+    if path == "/healthz":  # no credentials wanted, so none checked: bcrypt costs ~0.1 s a guess
+        ok, body = app.health()
+        return text(200 if ok else 503, body)
     authorized = security.authorized(headers.get("Authorization"))
     if path not in HEALTH_PATHS and not authorized:
         return text(401, "unauthorized\n", WWW_Authenticate='Basic realm="sfox-exporter", charset="UTF-8"')
@@ -102,9 +105,6 @@ def respond(app: WebApp, security: Security, lifecycle: Lifecycle, method: str, 
         if rendered.content_encoding:
             extra["Content-Encoding"] = rendered.content_encoding
         return Response(200, rendered.content_type, rendered.parts, extra)
-    if path == "/healthz":
-        ok, body = app.health()
-        return text(200 if ok else 503, body)
     if path == "/readyz":
         ok, body = app.readiness()
         if not authorized:
