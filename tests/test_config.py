@@ -6,7 +6,9 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,8 @@ from sfox_exporter.config import (
     parse_listen_address,
     schema_keys,
 )
+from sfox_exporter.config.files import MAX_CONFIG_FILE_BYTES
+from sfox_exporter.web.toolkit import load_web_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "CANARY-KEY-5f2b9c1e8d7a6b5c4d3e2f1a"
@@ -186,6 +190,41 @@ def test_bad_config_names_the_offending_key(tmp_path: Path, text: str, env: dict
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--config.file: .*does not exist"):
         load_config(Overrides(config_file=str(tmp_path / "absent.yaml")), {})
+
+
+def config_error_within(load_it: Callable[[], object], seconds: float = 10.0) -> str:
+    """The error of a load run on a thread, so that a read that blocks fails the test, not hangs it."""
+    outcome: list[BaseException | object] = []
+    thread = threading.Thread(target=lambda: outcome.append(_caught(load_it)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still reading after {seconds} s"
+    assert isinstance(outcome[0], ConfigError), outcome[0]
+    return str(outcome[0])
+
+
+def _caught(action: Callable[[], object]) -> BaseException | object:
+    try:
+        return action()
+    except BaseException as error:
+        return error
+
+
+@pytest.mark.parametrize("which", ["config", "web config"])
+def test_config_files_are_read_only_as_small_regular_files(tmp_path: Path, which: str) -> None:
+    def load_it(path: Path) -> Callable[[], object]:
+        if which == "config":
+            return lambda: load_config(Overrides(config_file=str(path)), {})
+        return lambda: load_web_config(path)
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # nobody writes: an ordinary open() would wait for ever
+    assert config_error_within(load_it(fifo)).endswith(f"{fifo} is a FIFO, not a regular file")
+    assert config_error_within(load_it(Path("/dev/zero"))).endswith(  # a read that never ends
+        "/dev/zero is a character device, not a regular file")
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * MAX_CONFIG_FILE_BYTES + "\n")
+    assert config_error_within(load_it(huge)).endswith(f"{huge} is larger than {MAX_CONFIG_FILE_BYTES} bytes")
 
 
 def test_demo_needs_no_key_and_keeps_account_names(tmp_path: Path) -> None:

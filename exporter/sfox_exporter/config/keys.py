@@ -1,11 +1,9 @@
 """API keys: a value that never shows itself, and where an account's key is read from.
 
-A key file is read with care no library gives: it may be swapped for anything by whoever controls
-the mount, and it is read again on every connection attempt, in a feed thread. So only a regular file
-is read (a FIFO would block the thread forever, /dev/zero would fill memory, a directory or device is
-a mistake), through a descriptor opened non-blocking and checked with fstat before one byte is read,
-and at most MAX_KEY_FILE_BYTES + 1 bytes are read. Problems raise KeyLoadError, not ConfigError: in a
-feed thread they are a failed attempt to be logged and retried, not a config to be refused.
+A key file is read again on every connection attempt, in a feed thread, and only as a small regular
+file (config/files.py: a FIFO would block the thread for ever, /dev/zero would fill memory). Problems
+raise KeyLoadError, not ConfigError: in a feed thread they are a failed attempt to be logged and
+retried, not a config to be refused.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sfox_exporter.config.files import UnreadableFile, read_text_file
 from sfox_exporter.errors import SfoxExporterError
 
 MAX_KEY_FILE_BYTES = 4096  # sFOX keys are 64 characters; anything near this is not a key file
@@ -73,49 +72,12 @@ def unless_key_like(name: str) -> str:
     return "(name not shown: it looks like an API key)" if looks_like_key else name
 
 
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
 def read_key_file(path: Path, origin: str, limit: int = MAX_KEY_FILE_BYTES) -> str:
     """The text of a key file; KeyLoadError naming `origin` for anything but a small regular file."""
     try:
-        # stat first, so that a device is never opened (opening some has effects of its own)...
-        named = os.stat(path).st_mode
-        if not stat.S_ISREG(named):
-            raise KeyLoadError(f"{origin} is {_file_kind(named)}, not a regular file")
-        # ...and fstat the descriptor actually read, since the path may be swapped in between.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise KeyLoadError(f"{origin} does not exist") from None
-    except PermissionError:
-        uid = os.geteuid()
-        raise KeyLoadError(f"cannot read {origin}: permission denied for uid {uid}; make it readable by that uid "
-                           f"(chown {uid} or mount with fsGroup)") from None
-    except OSError as error:
-        raise KeyLoadError(f"{origin} cannot be read: {error.strerror or 'unreadable'}") from None
-    try:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise KeyLoadError(f"{origin} is {_file_kind(mode)}, not a regular file")
-        chunks: list[bytes] = []
-        wanted = limit + 1  # one byte past the cap tells a file at the cap from a larger one
-        while wanted > 0 and (chunk := os.read(descriptor, wanted)):
-            chunks.append(chunk)
-            wanted -= len(chunk)
-    except OSError as error:
-        raise KeyLoadError(f"{origin} cannot be read: {error.strerror or 'unreadable'}") from None
-    finally:
-        os.close(descriptor)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        raise KeyLoadError(f"{origin} is larger than {limit} bytes, which no API key is")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise KeyLoadError(f"{origin} cannot be read: not UTF-8 text") from None
+        return read_text_file(path, origin, limit, ", which no API key is")
+    except UnreadableFile as error:
+        raise KeyLoadError(str(error)) from None
 
 
 def process_groups() -> frozenset[int]:

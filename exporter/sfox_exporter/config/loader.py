@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from sfox_exporter.config.files import MAX_CONFIG_FILE_BYTES, UnreadableFile, read_text_file
 from sfox_exporter.config.keys import KeyLoadError, KeySource, Secret, demo_key, read_key_file
 from sfox_exporter.config.schema import (
     DEFAULT_TELEMETRY_PATH,
@@ -172,12 +173,9 @@ def parse_listen_address(value: str, origin: str) -> tuple[str, int]:
 def _read_document(path_text: str) -> dict[str, Any]:
     path = Path(path_text)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--config.file: {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
-        raise ConfigError(f"--config.file: {path} cannot be read: {reason}") from None
+        text = read_text_file(path, f"--config.file: {path}", MAX_CONFIG_FILE_BYTES)
+    except UnreadableFile as error:
+        raise ConfigError(str(error)) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
