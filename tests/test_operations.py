@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from sfox_exporter import build, startup
 from sfox_exporter.sfox.ratelimit import seconds_to_connect
+from sfox_exporter.signals import Signals
 
 from .conftest import http_get, scrape, scrape_until, wait_until
 from .test_cli import read_stderr_until, serving_url, spawn
@@ -142,3 +145,21 @@ def test_version_flag_shows_revision_and_python_version() -> None:
     assert process.returncode == 0
     assert "revision f00dfeed" in out
     assert f"python {build.python_version()}" in out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_before_the_exporter_exists_exits_0_at_once(signum: int) -> None:
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        signals = Signals()  # as cli.main does first, before the config is read
+        with pytest.raises(SystemExit) as exited:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler runs at the next bytecode; this only bounds a failure
+        assert exited.value.code == 0
+        signals = Signals()
+        signals.started()
+        os.kill(os.getpid(), signum)
+        wait_until(lambda: signals.stopping, message="the stop to be noted")  # and no exit: serve() stops it
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,4 +1,5 @@
-"""The command line: flags in, exit status out.
+"""The command line: flags in, exit status out. Entered through cli.main, which installs the signal
+handlers first.
 
 Exit status 0 after SIGTERM or SIGINT, 2 for a configuration problem (one line on stderr, no
 traceback), 1 when the exporter cannot start (for example, its port is taken).
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None) -> Overrides:
     return Overrides(**vars(args))
 
 
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+def run(signals: Signals, argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     overrides = parse_args(argv)
     environ = environ if environ is not None else environment()
     try:
@@ -63,8 +64,6 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     setup_logging(config.log.level, config.log.format, redactor)
     for warning in config.warnings:
         log.warning(warning)
-
-    signals = Signals()
 
     simulator = None
     if config.demo:
@@ -81,6 +80,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         if simulator is not None:
             simulator.stop()
         return 1
+    signals.started()
     exporter.start()
     # Everything built so far lives as long as the process. Frozen, it is no longer rescanned by
     # every full garbage collection, whose pauses would otherwise show in scrape latency.
@@ -135,6 +135,3 @@ def _load_security(config: Config) -> Any:
 
     return load_web_config(config.web.config_file)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,6 +3,10 @@
 The handlers only take note and wake the main thread, which does the work: a reload reads files and
 joins threads, which a signal handler (run between two bytecodes of whatever the main thread was
 doing) must not.
+
+They are installed first thing, before the config is read: until there is an exporter to shut down,
+SIGTERM and SIGINT end the process at once with status 0 (nothing is running yet, and reading a
+config may wait on a slow mount), and a SIGHUP is held for the first reload after the start.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Signals:
         self._stop = False
         self._reloads = 0
         self._lock = threading.Lock()
+        self._starting = True
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
@@ -39,6 +44,12 @@ class Signals:
         log.info("received %s, shutting down", signal.Signals(signum).name)
         self._stop = True
         self._wake.set()
+        if self._starting:
+            raise SystemExit(0)
+
+    def started(self) -> None:
+        """From now on there is an exporter to stop: a stop waits for serve() to do it in order."""
+        self._starting = False
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self._reloads += 1
