@@ -93,7 +93,11 @@ def test_a_stale_price_is_withdrawn_at_the_next_render() -> None:
     prices.update("btcusd", 50000.0)
     clock.advance(30)
     prices.update("ethbtc", 0.05)
-    assert render(exposition).get("sfox_price", currency="eth", quote="usd") == pytest.approx(2500.0)
+    fresh = render(exposition)
+    assert fresh.get("sfox_price", currency="eth", quote="usd") == pytest.approx(2500.0)
+    # The last ticker message behind the bridged price is ethbtc's, 30 s after btcusd's.
+    assert fresh.get("sfox_price_updated_timestamp_seconds", currency="eth", quote="usd") == clock.time()
+    assert fresh.get("sfox_price_updated_timestamp_seconds", currency="btc", quote="usd") == clock.time() - 30
     clock.advance(31)  # btcusd is 61 s old: btc and eth (bridged through it) go; the quote stays
     samples = render(exposition)
     assert samples.get("sfox_price", currency="btc", quote="usd") is None

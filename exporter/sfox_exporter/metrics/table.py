@@ -203,7 +203,7 @@ METRICS: tuple[MetricDef, ...] = (
            "Price of one unit of the currency in the quote currency, from sFOX's ticker feed (1 for the quote).",
            ("currency", "quote"), valuation.prices),
     _whole("sfox_price_updated_timestamp_seconds", "gauge",
-           "Local time of the oldest ticker message behind the price.",
+           "Local time of the last ticker message behind the price.",
            ("currency", "quote"), valuation.price_timestamps),
     _whole("sfox_account_value", "gauge",
            "Sum of balance times fresh price over the account's currencies, in the quote currency.",

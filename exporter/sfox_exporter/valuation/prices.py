@@ -24,7 +24,9 @@ from sfox_exporter.vocabulary import ERROR_REASONS, ErrorReason, FeedStatus
 @dataclass(frozen=True, slots=True)
 class Price:
     value: float
-    updated: float | None  # local time of the oldest ticker message behind it; None for the quote itself
+    # Local time of the last ticker message behind it (CONTRACT.md), when its value last moved; None for
+    # the quote itself. Staleness is not read from it: each pair expires on its own, taking its prices.
+    updated: float | None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class PriceBook:
                     if entry is None:
                         break
                     value = value / entry.last if leg.inverse else value * entry.last
-                    updated = entry.wall if updated is None else min(updated, entry.wall)
+                    updated = entry.wall if updated is None else max(updated, entry.wall)
                 else:
                     if math.isfinite(value) and value > 0:
                         prices[currency] = Price(value, updated)
