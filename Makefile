@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench runtime-venv clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,18 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
-## Run every benchmark and print the table.
-bench: $(BIN)/.installed
-	$(BIN)/python -m benchmarks
+## The exporter installed as the container image installs it: a wheel with its runtime dependencies only.
+RUNTIME_VENV := .venv-runtime
+$(RUNTIME_VENV)/bin/.installed: pyproject.toml constraints.txt $(shell find exporter -name '*.py')
+	rm -rf $(RUNTIME_VENV)
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --constraint constraints.txt .
+	touch $@
+runtime-venv: $(RUNTIME_VENV)/bin/.installed
+
+## Run every benchmark and print the table; the footprint is that of the exporter as installed.
+bench: $(BIN)/.installed $(RUNTIME_VENV)/bin/.installed
+	$(BIN)/python -m benchmarks --python $(RUNTIME_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(RUNTIME_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -3,6 +3,7 @@
     python -m benchmarks                # the full run, about 15 minutes
     python -m benchmarks --quick        # a smoke run, about 4 minutes; figures are rougher
     python -m benchmarks --minutes 1    # the full run with a 1-minute footprint feed
+    make bench                          # the full run, the footprint on the exporter as installed
 
 The machines this runs on are shared and noisy, so every figure is measured against a reference in
 the same run: ingest against a bare websocket-client loop and a naive exporter, scrapes against
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 
 from . import footprint, freshness, ingest, load, scrape
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and a 1-minute footprint run")
     parser.add_argument("--minutes", type=float, default=None,
                         help="minutes of feed before the footprint is read (default 5, or 1 with --quick)")
+    parser.add_argument("--python", default=sys.executable, help="for the footprint, " + footprint.PYTHON_HELP)
     args = parser.parse_args()
     started = time.monotonic()
     print(f"# sfox-exporter benchmarks: Python {platform.python_version()}, {platform.machine()}, "
@@ -41,7 +44,7 @@ def main() -> None:
     rows = freshness.run(updates=100 if args.quick else 500).rows()
     _print(rows)
     minutes = args.minutes if args.minutes is not None else 1 if args.quick else 5
-    rows = footprint.run(minutes=minutes, idle_seconds=20 if args.quick else 60).rows()
+    rows = footprint.run(minutes=minutes, idle_seconds=20 if args.quick else 60, python=args.python).rows()
     _print(rows)
     print(f"# done in {(time.monotonic() - started) / 60:.1f} minutes")
 

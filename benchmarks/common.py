@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import compileall
+import functools
 import json
 import os
 import re
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+import sfox_exporter
 from sfox_exporter.simulator import Limits
 
 KEY = "bench-key-0123456789abcdef"
@@ -77,11 +80,13 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def exporter_process(ws_url: str, rest_url: str, config: str,
-                     switch_interval: float | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def exporter_process(ws_url: str, rest_url: str, config: str, switch_interval: float | None = None,
+                     python: str = sys.executable) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The exporter in its own process, as it runs in production. Yields it and its base URL.
 
-    `switch_interval` runs it under sys.setswitchinterval(value), to see how GIL hand-over affects it."""
+    `switch_interval` runs it under sys.setswitchinterval(value), to see how GIL hand-over affects it.
+    `python` is the interpreter that runs it: by default the benchmarks' own, whose environment also
+    holds the test tools."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(config)
     arguments = ["--config.file", handle.name, "--web.listen-address", "127.0.0.1:0"]
@@ -89,8 +94,9 @@ def exporter_process(ws_url: str, rest_url: str, config: str,
     if switch_interval is not None:
         launcher = ["-c", f"import runpy, sys; sys.setswitchinterval({switch_interval!r}); "
                           "sys.argv[0] = 'sfox-exporter'; runpy.run_module('sfox_exporter', run_name='__main__')"]
+    byte_compiled()
     process = subprocess.Popen(
-        [sys.executable, *launcher, *arguments],
+        [python, *launcher, *arguments],
         stderr=subprocess.PIPE, text=True,
         env=environment(SFOX_WS_URL=ws_url, SFOX_REST_URL=rest_url, BENCH_KEY=KEY))
     try:
@@ -108,6 +114,17 @@ def exporter_process(ws_url: str, rest_url: str, config: str,
         process.terminate()
         process.wait(10)
         os.unlink(handle.name)
+
+
+@functools.cache
+def byte_compiled() -> None:
+    """Byte-compile the exporter and the contenders, as pip does when it installs a package.
+
+    A source checkout with PYTHONDONTWRITEBYTECODE set (as on CI machines and in containers) would
+    otherwise compile every module from source at each start: slower, and it leaves about 1 MB of
+    the compiler's memory in the process, which the footprint would count as the exporter's."""
+    for package in (Path(sfox_exporter.__file__).parent, Path(__file__).parent):
+        compileall.compile_dir(package, quiet=1)
 
 
 def one_account_config(**feed: object) -> str:
