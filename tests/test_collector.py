@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.collector import SfoxCollector
 from sfox_exporter.metrics.exposition import Exposition
 from sfox_exporter.metrics.state import State
-from sfox_exporter.metrics.table import METRICS
+from sfox_exporter.metrics.table import METRICS, MetricDef, Sample
 from sfox_exporter.sfox.decode import AccountBalance, BalanceUpdate, Web3Balance, parse_balances_frame
 from sfox_exporter.vocabulary import ERROR_REASONS, FeedStatus
 
@@ -146,6 +148,25 @@ def test_an_accept_header_prometheus_client_cannot_parse_still_gets_metrics(acce
     quoted = '"' in accept
     assert rendered.content_type.startswith("application/openmetrics-text" if quoted else "text/plain")
     assert b"sfox_balance{" in rendered.body
+
+
+def test_a_family_that_cannot_render_leaves_the_others_on_metrics(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(view: object) -> Iterator[Sample]:
+        yield ("main",), 1.0
+        raise OverflowError("a bug of tomorrow")
+
+    table = (*METRICS[:3], MetricDef("sfox_broken", "gauge", "Fails.", ("account",), broken), *METRICS[3:])
+    state = populated_state()
+    exposition = Exposition(state, "1.2.3", metrics=table)
+    with caplog.at_level(logging.ERROR, logger="sfox_exporter.metrics"):
+        text = exposition.render().body.decode()
+        state.touch()
+        again = exposition.render().body.decode()
+    assert "sfox_broken" not in text and again == text
+    assert Samples(text).get("sfox_balance", account="main", currency="btc") is not None
+    assert Samples(text).get("sfox_feed_up", account="main") == 1  # families after it too
+    assert [r.getMessage() for r in caplog.records] == ["cannot render sfox_broken; it is left out of /metrics "
+                                                         "until it can be"]  # once, not every scrape
 
 
 def test_fast_openmetrics_matches_prometheus_client() -> None:

@@ -83,6 +83,17 @@ def test_a_million_random_updates_match_a_recomputation_exactly() -> None:
     assert drifted, "the naive running sum should have drifted somewhere"
 
 
+def test_totals_past_floats_range_are_infinite_not_an_error() -> None:
+    # Each balance is a valid float; their sum is not one. Rendering it once raised OverflowError on
+    # every scrape, and /metrics served nothing at all.
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    book.apply(message("a", holding("btc", 1e308, 1e308, 0.0)))
+    book.apply(message("b", holding("btc", 1e308, -1e308, 0.0)))
+    assert totals(book)["btc"] == (math.inf, 0.0, 0.0, 2)
+    book.apply(message("c", holding("btc", -1e308, 0.0, 0.0)))
+    assert totals(book)["btc"] == (1e308, 0.0, 0.0, 3)
+
+
 def test_each_message_is_the_users_full_set_of_currencies() -> None:
     book = EndUserBook(EndUsersConfig(), max_series=100)
     book.apply(message("a", holding("btc", 1.5, 1.0, 0.5), holding("usd", 100.0, 100.0, 0.0)))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from sfox_exporter.metrics.exposition import Exposition
 from sfox_exporter.metrics.state import State
@@ -85,6 +87,27 @@ def test_prices_values_and_unpriced_render_in_the_balance_cache() -> None:
     assert samples.get("sfox_price_updated_timestamp_seconds", currency="eth", quote="usd") == clock.time()
     assert samples.get("sfox_account_value", account="main", quote="usd") == pytest.approx(100 + 2 * 50000 + 10 * 2500)
     assert samples.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 1.0  # doge
+
+
+@pytest.mark.parametrize(("btc", "eth", "value"), [
+    ("1e308", "-1e308", 0.0),  # each term past float's range, their sum exactly 0
+    ("1e308", "1e308", math.inf),  # the sum itself past it: +Inf, spelled as both formats want it
+    # Both terms past the range, the sum back inside it: exactly what integers make of it.
+    ("1e308", "-9.9e307", float(Fraction(1e308) * 10 - Fraction(9.9e307) * 10)),
+])
+def test_account_values_past_floats_range_still_render(btc: str, eth: str, value: float) -> None:
+    clock = FakeClock()
+    state, prices, exposition = book(clock)
+    state.ingest("main", parse_frame(b'{"sequence":1,"recipient":"private.user.balances","timestamp":1,"payload":'
+                                     b'[{"currency":"btc","balance":"%s"},{"currency":"eth","balance":"%s"}]}'
+                                     % (btc.encode(), eth.encode())))
+    prices.update("btcusd", 10.0)
+    prices.update("ethbtc", 1.0)
+    text = exposition.render().body.decode()
+    assert Samples(text).get("sfox_account_value", account="main", quote="usd") == value
+    openmetrics = exposition.render("application/openmetrics-text; version=1.0.0").body.decode()
+    values = [s.value for f in parse_openmetrics(openmetrics) for s in f.samples if s.name == "sfox_account_value"]
+    assert values == [value]
 
 
 def test_a_stale_price_is_withdrawn_at_the_next_render() -> None:

@@ -46,8 +46,8 @@ class ExactSum:
 
     @property
     def value(self) -> float:
-        """The float nearest to the exact sum."""
-        return self._units / (1 << self._scale)
+        """The float nearest to the exact sum; an infinity past float's range (two balances of 1e308)."""
+        return nearest_float(self._units, 1 << self._scale)
 
     def _refine(self, amounts: list[float]) -> None:
         """A scale fine enough for every amount: the sum so far multiplied by a power of two, exactly."""
@@ -61,3 +61,38 @@ class ExactSum:
         """`amount` in units, for a scale at least as fine as it needs (_refine saw to that)."""
         numerator, denominator = amount.as_integer_ratio()
         return numerator << (self._scale - denominator.bit_length() + 1)
+
+
+def nearest_float(numerator: int, denominator: int) -> float:
+    """numerator / denominator correctly rounded (int / int is), or an infinity of its sign when it
+    lies past float's range, where Python raises."""
+    try:
+        return numerator / denominator
+    except OverflowError:
+        return math.inf if (numerator < 0) == (denominator < 0) else -math.inf
+
+
+def sum_of_products(pairs: list[tuple[float, float]]) -> float:
+    """The sum of the products a * b of finite floats, correctly rounded: math.fsum of them, unless one
+    leaves float's range or a partial sum does (fsum then raises, or would meet inf - inf). Then in
+    integers: every float is an integer over a power of two, and a product past the range is taken
+    exactly, so that 1e308 * 10 and -1e308 * 10 still cancel."""
+    terms = [a * b for a, b in pairs]
+    if all(map(math.isfinite, terms)):
+        try:
+            return math.fsum(terms)
+        except OverflowError:
+            pass
+    numerators: list[int] = []
+    shifts: list[int] = []  # each denominator is 2**shift
+    for (a, b), term in zip(pairs, terms, strict=True):
+        if math.isfinite(term):
+            numerator, denominator = term.as_integer_ratio()
+        else:
+            (na, da), (nb, db) = a.as_integer_ratio(), b.as_integer_ratio()
+            numerator, denominator = na * nb, da * db
+        numerators.append(numerator)
+        shifts.append(denominator.bit_length() - 1)
+    scale = max(shifts, default=0)
+    total = sum(numerator << (scale - shift) for numerator, shift in zip(numerators, shifts, strict=True))
+    return nearest_float(total, 1 << scale)

@@ -17,6 +17,7 @@ it carries the one `# EOF` line that must end the body.
 
 from __future__ import annotations
 
+import logging
 import threading
 import zlib
 from collections.abc import Callable, Collection, Iterable
@@ -30,6 +31,8 @@ from prometheus_client.registry import CollectorRegistry
 from sfox_exporter.build import build_labels
 from sfox_exporter.metrics.state import Snapshot, State
 from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef, Sample
+
+log = logging.getLogger("sfox_exporter.metrics")
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Level 1 compresses metrics text about 8:1 at a fraction of the CPU of the default level 9.
@@ -64,12 +67,15 @@ class _Cached:
 
 class Exposition:
     def __init__(self, state: State, version: str, registry: CollectorRegistry | None = None,
-                 extra: Callable[[Collection[str]], list[bytes]] | None = None) -> None:
+                 extra: Callable[[Collection[str]], list[bytes]] | None = None,
+                 metrics: tuple[MetricDef, ...] = METRICS) -> None:
         """`registry` holds the other collectors (process, platform, GC): rendered afresh on each
         scrape and never cached. It must not hold the sfox_* families, which are rendered here.
         `extra` renders more cached families from the state (the per-user end-user series,
-        endusers_render.py), given the withdrawn accounts; its parts follow the table's."""
+        endusers_render.py), given the withdrawn accounts; its parts follow the table's. `metrics`
+        is the table rendered: table.METRICS, unless a test gives another."""
         self._state = state
+        self._metrics = metrics
         self._extra = extra
         self._version = version
         self._registry = registry if registry is not None else CollectorRegistry()
@@ -79,6 +85,7 @@ class Exposition:
         # Per metric with a `source`, and account: the source objects last rendered and their lines. A
         # balance change re-renders the balance families of its account; its Web3 wallets, say, not.
         self._blocks: dict[tuple[str, str], tuple[tuple[object, ...], list[str]]] = {}
+        self._failing: set[str] = set()  # metrics whose rendering raised, logged once until it works
 
     def render(self, accept: str | None = None, accept_encoding: str | None = None) -> Rendered:
         encoder, content_type = _negotiated(accept or "")
@@ -118,26 +125,18 @@ class Exposition:
         lines: list[str] = []
         series = 0
         blocks = self._blocks
-        for metric in METRICS:
-            lines.append(_header(metric, as_openmetrics))
-            if metric.whole is not None:
-                series += self._write(metric, metric.whole(snapshot), lines)
-                continue
-            for view in snapshot.accounts:
-                if metric.source is None:
-                    series += self._write(metric, metric.samples(view), lines)
-                    continue
-                objects = metric.source(view)
-                key = (metric.name, view.name)
-                block = blocks.get(key)
-                if block is None or len(block[0]) != len(objects) or not all(map(is_, block[0], objects)):
-                    # Identity, never ==: equal is not the same (-0.0 == 0.0), the same object is.
-                    start = len(lines)
-                    self._write(metric, metric.samples(view), lines)
-                    block = blocks[key] = (objects, lines[start:])
-                else:
-                    lines.extend(block[1])
-                series += len(block[1])
+        for metric in self._metrics:
+            start = len(lines)
+            try:
+                lines.append(_header(metric, as_openmetrics))
+                series += self._family(metric, snapshot, lines)
+            except Exception:  # a bug in one family must not take every other one off /metrics (logged)
+                del lines[start:]
+                if metric.name not in self._failing:
+                    log.exception("cannot render %s; it is left out of /metrics until it can be", metric.name)
+                self._failing.add(metric.name)
+            else:
+                self._failing.discard(metric.name)
         lines.append(_header(BUILD_INFO, as_openmetrics))
         lines.append(_series_prefix(BUILD_INFO.name, BUILD_INFO.labels, build_labels(self._version)) + "1.0")
         if len(self._prefixes) > CACHE_SLACK * series + 64:
@@ -146,6 +145,30 @@ class Exposition:
             blocks.clear()  # accounts removed by a reload
         lines.append("")
         return "\n".join(lines)
+
+    def _family(self, metric: MetricDef, snapshot: Snapshot, lines: list[str]) -> int:
+        """Append the samples of one metric; returns how many. Cached blocks are stored only once
+        written whole, so a failure leaves none half-made."""
+        if metric.whole is not None:
+            return self._write(metric, metric.whole(snapshot), lines)
+        series = 0
+        blocks = self._blocks
+        for view in snapshot.accounts:
+            if metric.source is None:
+                series += self._write(metric, metric.samples(view), lines)
+                continue
+            objects = metric.source(view)
+            key = (metric.name, view.name)
+            block = blocks.get(key)
+            if block is None or len(block[0]) != len(objects) or not all(map(is_, block[0], objects)):
+                # Identity, never ==: equal is not the same (-0.0 == 0.0), the same object is.
+                start = len(lines)
+                self._write(metric, metric.samples(view), lines)
+                block = blocks[key] = (objects, lines[start:])
+            else:
+                lines.extend(block[1])
+            series += len(block[1])
+        return series
 
     def _write(self, metric: MetricDef, samples: Iterable[Sample], lines: list[str]) -> int:
         """Append the samples' lines; returns how many."""
@@ -157,9 +180,15 @@ class Exposition:
             prefix = prefixes.get(key)
             if prefix is None:
                 prefix = prefixes[key] = _series_prefix(name, metric.labels, labels)
-            lines.append(prefix + repr(float(value)))
+            text = repr(float(value))
+            lines.append(prefix + (text if text[-1].isdigit() else _NON_FINITE[text]))
             written += 1
         return written
+
+
+# Both formats spell them so; repr's "inf" is no OpenMetrics number. An account worth more than a
+# float holds (balances near 1e308 times a price) is +Inf.
+_NON_FINITE = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 
 
 def _header(metric: MetricDef, as_openmetrics: bool) -> str:

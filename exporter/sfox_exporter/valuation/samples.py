@@ -7,9 +7,9 @@ State's version, which both a balance change and a price change bump.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
+from sfox_exporter.metrics.exact import sum_of_products
 from sfox_exporter.metrics.state import Snapshot
 
 Sample = tuple[tuple[str, ...], float]
@@ -41,7 +41,7 @@ def _valued(snapshot: Snapshot) -> Iterator[tuple[str, str, float, int]]:
     for view in snapshot.accounts:
         if not view.balances:  # withdrawn, or nothing received yet: no value rather than a false 0
             continue
-        terms: list[float] = []
+        terms: list[tuple[float, float]] = []
         unpriced = 0
         for currency, entry in view.balances.items():
             balance = entry.balance
@@ -49,11 +49,11 @@ def _valued(snapshot: Snapshot) -> Iterator[tuple[str, str, float, int]]:
                 continue
             price = fresh.get(currency)
             if price is not None:
-                terms.append(balance * price.value)
+                terms.append((balance, price.value))
             else:
                 unpriced += 1
-        # fsum: the sum of the terms correctly rounded, not the drift of adding them one by one.
-        yield view.name, market.quote, math.fsum(terms), unpriced
+        # Correctly rounded, not the drift of adding one by one; and never an error, whatever the sizes.
+        yield view.name, market.quote, sum_of_products(terms), unpriced
 
 
 def account_values(snapshot: Snapshot) -> Iterator[Sample]:
