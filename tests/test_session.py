@@ -103,6 +103,7 @@ def test_data_before_authenticate_is_answered_is_never_delivered() -> None:
     session.start(0.0)
     actions = session.receive(OP_TEXT, balances(1), 0.1)
     assert not of(actions, Deliver) and of(actions, Ignored)
+    assert not of(actions, Ignored)[0].counted  # nothing delivered, so no counter moves: the log says so
     actions = session.receive(OP_TEXT, frame(AUTH_ERROR), 0.2)
     assert actions[-1] == Ended(ErrorReason.AUTH, "authenticate answered error", rejected=True)
 
@@ -202,6 +203,7 @@ def test_an_oversized_message_is_delivered_as_a_decode_error() -> None:
     session = streaming(Session(settings(), Secret(KEY)))
     actions = session.receive(OP_TOO_BIG, b"", 1.0)
     assert of(actions, Ignored) and of(actions, Deliver)[0].event.reason == "decode"
+    assert of(actions, Ignored)[0].counted
 
 
 def test_a_sequence_gap_asks_for_a_resync_after_delivering_the_message() -> None:

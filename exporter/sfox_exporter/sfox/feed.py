@@ -318,7 +318,8 @@ class FeedWorker:
                 self._resync(action)
             elif isinstance(action, Ignored):
                 if self._throttle.allow(action.what):
-                    log.warning("ignored %s from sFOX (counted in sfox_feed_errors_total)", action.what,
+                    log.warning("ignored %s from sFOX%s", action.what,
+                                " (counted in sfox_feed_errors_total)" if action.counted else "",
                                 extra={"account": self.name})
             else:
                 return action

@@ -134,9 +134,11 @@ class Resync:
 
 @dataclass(frozen=True)
 class Ignored:
-    """Input worth a (throttled) log line; the counting happens where the event is delivered."""
+    """Input worth a (throttled) log line; the counting, when there is any, happens where the event
+    is delivered."""
 
     what: str
+    counted: bool = True  # in sfox_feed_errors_total
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ class Session:
         if data and self.phase is Phase.AUTHENTICATING:
             # Until sFOX accepts the key, nothing it says is the account's: a rejected key must
             # never have exported balances.
-            actions.append(Ignored("data sent before authenticate was answered"))
+            actions.append(Ignored("data sent before authenticate was answered", counted=False))
             return actions
         actions.append(Deliver(event))
         if anomaly:  # after the message is delivered, so that the resync starts from what it said
@@ -304,7 +306,7 @@ class Session:
         if failed and message.action == "subscribe":  # a refusal after the grace period still counts
             return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
         if failed:
-            return [Ignored(f"a control message ({detail}, action {message.action})")]
+            return [Ignored(f"a control message ({detail}, action {message.action})", counted=False)]
         return []
 
     def _streaming(self, now: float) -> list[Action]:
