@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from sfox_exporter.app import Exporter
-from sfox_exporter.sfox.frames import OP_TEXT
+from sfox_exporter.sfox.frames import OP_PING, OP_PONG, OP_TEXT
 from sfox_exporter.vocabulary import FeedStatus
 
 from .conftest import make_config, wait_until
@@ -55,6 +55,34 @@ def test_a_dribbled_message_takes_the_feed_down_within_the_ping_timeout(
         reasons = [record.getMessage() for record in caplog.records if "feed connection failed" in record.getMessage()]
         assert reasons and ("no pong within 1s" in reasons[0] or "took longer than 1s to arrive" in reasons[0])
         assert server.accepted == 1  # and it backs off rather than reconnecting at once
+
+
+@pytest.mark.parametrize("control", [OP_PING, OP_PONG])
+def test_control_frames_do_not_hold_an_unfinished_message_open(
+        start_exporter: Callable[..., Exporter], caplog: pytest.LogCaptureFixture, control: int) -> None:
+    caplog.set_level(logging.WARNING)
+    up_at: list[float] = []
+
+    def stall(conn: socket.socket, server: RawServer) -> None:
+        request = server.read_request(conn)
+        conn.sendall(upgrade_reply(request) + frame(OP_TEXT, json.dumps(AUTH_OK).encode())
+                     + frame(OP_TEXT, json.dumps(SUB_OK).encode())
+                     + frame(OP_TEXT, DRIBBLED[:20], fin=False))  # the first fragment; no other comes
+        up_at.append(time.monotonic())
+        while not server.stop.wait(0.2):  # but a ping or pong every 0.2 s, each a whole frame
+            conn.sendall(frame(control, b"x"))
+
+    with RawServer(stall) as server:
+        # Pings far apart, so that only the stalled message can end the connection in time.
+        config = make_config(rest_snapshot=False, ping_interval_seconds=30.0, ping_timeout_seconds=1.0,
+                             backoff_initial_seconds=30.0, backoff_max_seconds=30.0)
+        config = dataclasses.replace(config, sfox=dataclasses.replace(config.sfox, ws_url=server.url()))
+        exporter = start_exporter(config)
+        wait_until(lambda: exporter.state.snapshot().accounts[0].errors["connection"] >= 1, timeout=15,
+                   message="the stalled message ended the connection")
+        assert time.monotonic() - up_at[0] < 3.0  # at the ping timeout, not at the next ping (30 s)
+        reasons = [record.getMessage() for record in caplog.records if "feed connection failed" in record.getMessage()]
+        assert reasons and "took longer than 1s to arrive" in reasons[0]
 
 
 def test_good_frames_ahead_of_a_bad_one_in_the_same_segment_are_all_applied(

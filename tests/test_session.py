@@ -161,6 +161,7 @@ def test_a_subscribe_refusal_ends_the_connection_even_after_the_grace() -> None:
 def test_pings_go_out_on_time_and_a_missing_pong_ends_the_connection() -> None:
     session = streaming(Session(settings(), Secret(KEY)))
     assert session.next_deadline() == 20.0
+    assert session.next_deadline(receiving_since=3.0) == 13.0  # a message begun at 3 s is due by 13 s
     assert session.tick(20.0) == [SendPing(b"sfox-exporter")]
     assert session.next_deadline() == 30.0  # the pong deadline comes before the next ping
     assert session.tick(29.9) == []

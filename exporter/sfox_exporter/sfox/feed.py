@@ -243,7 +243,7 @@ class FeedWorker:
         next_subscribe = 0.0
         settled = 0  # how many of the wanted feeds (a list that only grows) this connection has taken up
         while ended is None and not self._stop.is_set():
-            deadline = session.next_deadline()
+            deadline = session.next_deadline(connection.receiving_since)
             if self._max_wait is not None:
                 deadline = min(deadline, clock.monotonic() + self._max_wait)
             frame = connection.receive(deadline)

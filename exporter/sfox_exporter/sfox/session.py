@@ -270,8 +270,12 @@ class Session:
 
     # --- what the worker asks ----------------------------------------------------------------
 
-    def next_deadline(self) -> float:
+    def next_deadline(self, receiving_since: float | None = None) -> float:
+        """When tick() must run next; `receiving_since` as for tick(), since a message that stalls
+        halfway must end the connection at ping_timeout, not at the next ping."""
         deadline = self._next_ping
+        if receiving_since is not None:
+            deadline = min(deadline, receiving_since + self.settings.ping_timeout)
         if self._pong_deadline is not None:
             deadline = min(deadline, self._pong_deadline)
         if self.phase in (Phase.AUTHENTICATING, Phase.SUBSCRIBING):
