@@ -31,6 +31,11 @@ def test_fragments_of_the_key_are_redacted_wherever_they_appear() -> None:
     assert redactor().redact("an ordinary sentence of words") == "an ordinary sentence of words"
 
 
+def test_an_echo_in_another_case_is_redacted_too() -> None:
+    text = f"invalid key {KEY.upper()}, or {KEY[5:30].swapcase()}"
+    assert leaked(redactor().redact(text).lower()) == []
+
+
 @pytest.mark.parametrize("offset", [180, 195, 199, MAX_FIELD_CHARS - 20, MAX_FIELD_CHARS - 3])
 def test_an_echoed_key_is_redacted_before_any_cut(offset: int) -> None:
     error = "x" * offset + KEY + " was not accepted" + "y" * 300

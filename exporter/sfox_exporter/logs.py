@@ -54,7 +54,9 @@ class Redactor:
                 self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
                 grams = sorted({s[i : i + MIN_FRAGMENT] for s in self._secrets
                                 for i in range(len(s) - MIN_FRAGMENT + 1)})
-                self._fragments = re.compile("(?=(?:" + "|".join(map(re.escape, grams)) + "))") if grams else None
+                # Any case: a server or proxy echoing the key upper-cased still echoes the key.
+                self._fragments = (re.compile("(?=(?:" + "|".join(map(re.escape, grams)) + "))", re.IGNORECASE)
+                                   if grams else None)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
