@@ -42,6 +42,7 @@ def test_dockerfile_follows_the_production_checklist() -> None:
     runtime = DOCKERFILE.split("\nFROM ")[-1]
     assert re.search(r"(?m)^USER 65532:65532$", runtime)  # fixed, non-root
     assert "pip uninstall --yes pip setuptools wheel" in runtime  # no installer left behind
+    assert "python -m compileall -q -j 0 /usr/local/lib" in runtime  # no compiling at every start
     assert not re.search(r"apt-get|gcc|build-essential", runtime)  # no compilers
     assert re.search(r"(?m)^EXPOSE 9841$", runtime)
     assert re.search(r"(?m)^HEALTHCHECK .*\n.*/healthz", runtime)
