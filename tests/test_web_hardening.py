@@ -288,11 +288,14 @@ def test_healthz_checks_no_credentials() -> None:
         server.stop()
 
 
+BIG_BODY = b"#" * (16 << 20) + b"\n"  # far more than the kernel's socket buffers hold (4 MiB at most)
+
+
 class BigAnswer(RecordingApp):
     """An answer far bigger than the socket buffers: a client that does not read keeps it busy."""
 
     def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered:
-        return Rendered((b"#" * (16 << 20) + b"\n",), "text/plain; version=0.0.4; charset=utf-8")
+        return Rendered((BIG_BODY,), "text/plain; version=0.0.4; charset=utf-8")
 
 
 def unread_request(port: int, source: str, receive_buffer: int = 4096) -> socket.socket:
