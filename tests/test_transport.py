@@ -13,6 +13,8 @@ from sfox_exporter.sfox.frames import (
     MAX_FRAGMENTS,
     OP_BINARY,
     OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
     OP_TEXT,
     OP_TOO_BIG,
     FrameReader,
@@ -170,3 +172,37 @@ def test_a_message_in_many_fragments_is_assembled_up_to_the_fragment_cap() -> No
         assert reader.read() == (OP_BINARY, b"".join(parts))
         assert reader.read() == (OP_TOO_BIG, b"")
         assert reader.read() == (OP_TEXT, b"after")
+
+
+def test_the_clock_of_a_message_runs_from_its_first_fragment_to_its_last() -> None:
+    """Control frames between fragments keep the message's clock running; a control frame that
+    arrives in pieces stops its own clock once whole."""
+    first, rest = frame(OP_PONG, b"pong")[:1], frame(OP_PONG, b"pong")[1:]
+
+    def script(conn: socket.socket, server: RawServer) -> None:
+        request = server.read_request(conn)
+        conn.sendall(upgrade_reply(request) + first)  # a pong cut in two segments
+        if server.stop.wait(0.3):
+            return
+        conn.sendall(rest + frame(OP_TEXT, b'{"a":', fin=False) + frame(OP_PING, b"1"))
+        if server.stop.wait(0.3):
+            return
+        conn.sendall(frame(OP_PING, b"2") + frame(OP_CONTINUATION, b"1}"))
+        server.stop.wait(5)
+
+    with RawServer(script) as server:
+        connection = connect(server)
+        try:
+            assert connection.receive(time.monotonic() + 0.1) is None
+            cut = connection.receiving_since
+            assert cut is not None
+            assert connection.receive(time.monotonic() + 5) == (OP_PONG, b"pong")
+            began = connection.receiving_since
+            assert began is not None and began > cut  # the pong's own clock stopped with it
+            assert connection.receive(time.monotonic() + 5) == (OP_PING, b"1")
+            assert connection.receive(time.monotonic() + 5) == (OP_PING, b"2")
+            assert connection.receiving_since == began  # still the message begun before both pings
+            assert connection.receive(time.monotonic() + 5) == (OP_TEXT, b'{"a":1}')
+            assert connection.receiving_since is None
+        finally:
+            connection.close()

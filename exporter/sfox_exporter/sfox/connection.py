@@ -96,13 +96,11 @@ class WebSocketConnection:
         while True:
             message = reader.next_buffered()
             if message is not None:
-                if message[0] < OP_CLOSE:  # a data message is complete: what is left began now
+                # A control frame between the fragments of a message neither completes the message
+                # nor restarts its clock: pings or pongs every second would otherwise hold a stalled
+                # message open for ever. Anything else that completes does: what is left began now.
+                if not (message[0] >= OP_CLOSE and reader.in_message and self._since is not None):
                     self._since = self._clock() if reader.partial else None
-                elif self._since is None and reader.partial:
-                    # A control frame between the fragments of a message neither completes the
-                    # message nor restarts its clock: pings or pongs every second would otherwise
-                    # hold a stalled message open for ever.
-                    self._since = self._clock()
                 return message
             remaining = deadline - time.monotonic()
             if remaining <= 0:

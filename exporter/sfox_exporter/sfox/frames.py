@@ -117,6 +117,11 @@ class FrameReader:
         return (self._start != self._end or self._fragments is not None or bool(self._skip_bytes)
                 or self._skipping_message)
 
+    @property
+    def in_message(self) -> bool:
+        """True between the first and the last fragment of a data message."""
+        return self._fragments is not None or self._skipping_message
+
     def next_buffered(self) -> tuple[int, bytes] | None:
         """The next message or control frame from the bytes already received, without blocking."""
         return self._next_message()
