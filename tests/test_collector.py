@@ -169,6 +169,14 @@ def test_a_family_that_cannot_render_leaves_the_others_on_metrics(caplog: pytest
                                                          "until it can be"]  # once, not every scrape
 
 
+@pytest.mark.parametrize("version", ["2.0.0", "1.0.0.<b>x", "0.9"])
+def test_the_content_type_names_the_version_written(version: str) -> None:
+    rendered = Exposition(populated_state(), "1.2.3").render(f"application/openmetrics-text; version={version}", None)
+    assert rendered.content_type in ("application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                      "text/plain; version=0.0.4; charset=utf-8")
+    assert version not in rendered.content_type
+
+
 def test_fast_openmetrics_matches_prometheus_client() -> None:
     state = populated_state()
     registry = CollectorRegistry()

@@ -206,6 +206,7 @@ def exchange(server: HttpServer, request: bytes) -> tuple[bytes, bool]:
         (b"GET /metrics HTTP/one\r\n\r\n", b"400", True),
         (b"GET /metrics HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", b"431", True),
         (b"GET //metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"200", False),
+        (b"\r\n" * 9 + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"400", True),  # past the empty lines allowed
     ],
 )
 def test_request_parsing(server: HttpServer, request_bytes: bytes, status: bytes, closes: bool) -> None:

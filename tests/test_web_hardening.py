@@ -13,7 +13,7 @@ from email.message import Message
 import pytest
 
 from sfox_exporter.metrics.exposition import Rendered
-from sfox_exporter.web.connections import Phase
+from sfox_exporter.web.connections import Connections, Phase
 from sfox_exporter.web.handler import framing_error
 from sfox_exporter.web.routes import gzip_wanted
 from sfox_exporter.web.server import HttpServer, Limits
@@ -310,7 +310,7 @@ def unread_request(port: int, source: str, receive_buffer: int = 4096) -> socket
 
 def test_clients_that_do_not_read_cannot_lock_out_a_scrape() -> None:
     server = HttpServer("127.0.0.1", 0, BigAnswer(), "test",
-                        limits=Limits(max_connections=4, max_connections_per_address=2))
+                        limits=Limits(max_connections=4, max_connections_per_address=2, busy_grace_seconds=0.0))
     server.start()
     attackers: list[socket.socket] = []
     try:
@@ -356,4 +356,51 @@ def test_an_answer_read_slowly_ends_at_the_write_deadline() -> None:
         stop.set()
         sock.close()
         reader.join(5)
+        server.stop()
+
+
+def test_the_connection_busy_the_longest_gives_way_not_a_scraper_holding_two() -> None:
+    # Many addresses with one slow reader each, and a Prometheus pair behind one address scraping:
+    # "the address holding the most" would be the pair's; the one busy the longest is an attacker's.
+    connections = Connections(4, 2, {}, busy_grace=0.0)
+    pairs = [socket.socketpair() for _ in range(9)]
+    try:
+        keys = [object() for _ in pairs]
+        for index, (ours, _) in enumerate(pairs[:6]):  # six attackers, one connection each
+            entry = connections.admit(keys[index], ours, f"10.0.0.{index}")
+            assert entry is not None
+            connections.set_phase(entry, Phase.BUSY)
+        for index in (6, 7):  # the pair, busy since after them
+            entry = connections.admit(keys[index], pairs[index][0], "10.0.1.1")
+            assert entry is not None
+            connections.set_phase(entry, Phase.BUSY)
+        assert len(connections) == 8  # the doubled cap
+        assert connections.admit(keys[8], pairs[8][0], "10.0.2.2") is not None
+        assert connections.entry(keys[0]) is None  # the oldest attacker's went
+        assert pairs[0][1].recv(1) == b""  # shut down, so its thread wakes
+        assert all(connections.entry(keys[index]) is not None for index in (6, 7))
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+def test_a_refused_connection_never_holds_up_the_next() -> None:
+    # Slots all busy, none evictable yet: each newcomer is refused at once. Waiting for a slot in
+    # the accept loop held up every connection behind it, of any address, a second each.
+    server = HttpServer("127.0.0.1", 0, BigAnswer(), "test",
+                        limits=Limits(max_connections=2, max_connections_per_address=1, busy_grace_seconds=60.0))
+    server.start()
+    attackers: list[socket.socket] = []
+    try:
+        attackers = [unread_request(server.port, source) for source in ("127.0.0.2", "127.0.0.3") for _ in range(2)]
+        wait_until(lambda: server.connections.phases()[Phase.BUSY] == 4, message="the attack to fill every slot")
+        started = time.monotonic()
+        for _ in range(5):
+            data, closed = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+            assert data == b"" and closed  # refused: nobody could make room
+        assert time.monotonic() - started < 2.5
+    finally:
+        for sock in attackers:
+            sock.close()
         server.stop()

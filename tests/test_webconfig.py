@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import http.client
 import os
 import shutil
@@ -11,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +27,13 @@ from hypothesis import strategies as st
 from sfox_exporter.app import Exporter
 from sfox_exporter.simulator import Simulator
 from sfox_exporter.vocabulary import FeedStatus
+from sfox_exporter.web.auth import MAX_QUEUED_CHECKS
+from sfox_exporter.web.server import HttpServer, Limits
 from sfox_exporter.web.toolkit import WebConfigError, WebSecurity, load_web_config
 
 from .conftest import make_config, wait_until
 from .pki import Pki, certificate, make_pki, private_key, write_pem
+from .test_web_hardening import RecordingApp
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -315,6 +320,34 @@ def test_no_credential_can_borrow_another_ones_cache_entry() -> None:
     assert security.authorized(header(b"prom", b"the-real-password"))
 
 
+def test_a_flood_of_guesses_queues_a_bounded_number_of_checks() -> None:
+    # Every guess used to wait its turn for bcrypt, holding its thread (and its connection, even
+    # one closed for its slot meanwhile): a flood grew the threads without end.
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(12))  # about 250 ms per check
+    security = load_web_config_text(f"basic_auth_users:\n  prom: '{hashed.decode()}'\n")
+    started = time.perf_counter()
+    assert not security.authorized(basic("prom", "wrong")["Authorization"])
+    one_check = time.perf_counter() - started
+    guesses = 30
+    barrier = threading.Barrier(guesses)
+    durations: list[float] = []
+
+    def guess(attempt: int) -> None:
+        barrier.wait()
+        began = time.perf_counter()
+        assert not security.authorized(basic("prom", f"wrong-{attempt}")["Authorization"])
+        durations.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(durations) == guesses
+    refused_unchecked = sum(1 for duration in durations if duration < one_check / 2)
+    assert refused_unchecked >= guesses - MAX_QUEUED_CHECKS - 4  # a few may find a place freed meanwhile
+
+
 def test_failed_guesses_cannot_evict_a_good_credential() -> None:
     hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(4))
     security = load_web_config_text(f"basic_auth_users:\n  prom: '{hashed.decode()}'\n")
@@ -397,3 +430,28 @@ def test_tls_errors_name_the_file_at_fault(pki: Pki, tmp_path: Path, broken: str
     with pytest.raises(WebConfigError) as caught:
         load_web_config(path)
     assert str(tmp_path / named) in str(caught.value) and "PEM lib" not in str(caught.value)
+
+
+def test_a_tls_connection_closed_for_its_slot_gives_its_descriptor_back_at_once(pki: Pki) -> None:
+    security = load_web_config_text(tls_config(pki))
+    server = HttpServer("127.0.0.1", 0, RecordingApp(), "test", security=security,
+                        limits=Limits(max_connections=1, max_connections_per_address=1))
+    server.start()
+    context = client_context(pki)
+    clients: list[ssl.SSLSocket] = []
+    gc.disable()  # the leak was of descriptors only the garbage collector closed
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(12):  # idle once the handshake is done; beyond two, each evicts the oldest
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            clients.append(context.wrap_socket(raw, server_hostname="localhost"))
+        wait_until(lambda: server.connections.evicted >= 10, message="the evictions")
+        for client in clients:
+            client.close()
+        wait_until(lambda: len(server.connections) == 0, message="every connection to end")
+        # The clients' sockets are closed; the server's must be too, without a collection.
+        wait_until(lambda: len(os.listdir("/proc/self/fd")) <= before + 1, timeout=5,
+                   message="the server's TLS sockets to be closed")
+    finally:
+        gc.enable()
+        server.stop()

@@ -35,6 +35,8 @@ from sfox_exporter.metrics.table import BUILD_INFO, METRICS, MetricDef, Sample
 log = logging.getLogger("sfox_exporter.metrics")
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_1_0 = "application/openmetrics-text; version=1.0.0;"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 # Level 1 compresses metrics text about 8:1 at a fraction of the CPU of the default level 9.
 GZIP_LEVEL = 1
 # Prefixes and blocks of series that no longer exist are dropped when a cache outgrows the live ones.
@@ -92,6 +94,10 @@ class Exposition:
         as_openmetrics = content_type.startswith("application/openmetrics-text")
         if not as_openmetrics and content_type.startswith("text/plain; version=0.0.4"):
             content_type = TEXT_CONTENT_TYPE
+        elif as_openmetrics and not content_type.startswith(OPENMETRICS_1_0):
+            # prometheus_client echoes whatever version was asked for ("2.0.0", or junk); the body
+            # is OpenMetrics 1.0.0 all the same, and says so.
+            content_type = OPENMETRICS_CONTENT_TYPE
         cached = self._cached(as_openmetrics)
         # The same encoder as the content type, so the tail is in the format announced; for
         # OpenMetrics it ends in the body's one `# EOF`.

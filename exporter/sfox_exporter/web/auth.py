@@ -19,8 +19,11 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 AUTH_CACHE_SIZE = 256
+MAX_QUEUED_CHECKS = 8  # running or waiting
+CHECK_WAIT_SECONDS = 5.0
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; the library refuses longer ones
 BCRYPT_HASH = re.compile(r"\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}")
 
@@ -32,6 +35,11 @@ class BasicAuth:
         self.users = users
         self._lock = threading.Lock()
         self._bcrypt_lock = threading.Lock()  # one check at a time bounds the CPU guesses can take
+        # ...and this, the threads they can hold: a check that would queue behind MAX_QUEUED_CHECKS
+        # others, or wait past CHECK_WAIT_SECONDS, is refused unchecked, like a wrong password. A
+        # connection closed for its slot meanwhile would otherwise leave its thread in the queue,
+        # and a flood of guesses would grow the queue, and the threads, without end.
+        self._queued = threading.BoundedSemaphore(MAX_QUEUED_CHECKS)
         self._cache: OrderedDict[tuple[str, bytes, bytes], bool] = OrderedDict()
         self.decoy = _decoy_hash(max((_cost(hashed) for hashed in users.values()), default=0))
 
@@ -56,8 +64,7 @@ class BasicAuth:
             return False
         hashed = self.users.get(user)
         if hashed is None:
-            with self._bcrypt_lock:
-                bcrypt.checkpw(password, self.decoy)
+            self._check(lambda: bcrypt.checkpw(password, self.decoy))
             return False
         # The parts of the key are fixed-length or separate fields: no two credentials share one.
         key = (user, hashed, hashlib.sha256(password).digest())
@@ -65,17 +72,31 @@ class BasicAuth:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return True
-        with self._bcrypt_lock:
-            try:
-                valid = bcrypt.checkpw(password, hashed)
-            except ValueError:
-                valid = False
+        valid = self._check(lambda: bcrypt.checkpw(password, hashed))
         if valid:
             with self._lock:
                 self._cache[key] = True
                 while len(self._cache) > AUTH_CACHE_SIZE:
                     self._cache.popitem(last=False)
         return valid
+
+
+    def _check(self, check: Callable[[], bool]) -> bool:
+        """One bcrypt check, one at a time; False unchecked when too many are waiting or the wait is
+        too long (the comment in __init__ says why), and for a hash bcrypt cannot read."""
+        if not self._queued.acquire(blocking=False):
+            return False
+        try:
+            if not self._bcrypt_lock.acquire(timeout=CHECK_WAIT_SECONDS):
+                return False
+            try:
+                return check()
+            except ValueError:
+                return False
+            finally:
+                self._bcrypt_lock.release()
+        finally:
+            self._queued.release()
 
 
 def _cost(hashed: bytes) -> int:

@@ -36,6 +36,7 @@ PLAIN_ON_TLS = "Client sent an HTTP request to an HTTPS server.\n"  # exporter-t
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
 MAX_EMPTY_LINES = 8  # each still counts against the head's size and deadline
+SEND_BUFFER_BYTES = 128 * 1024  # the kernel doubles it; a LAN's bandwidth-delay product is less
 
 
 class HeadTooLarge(Exception):
@@ -112,6 +113,9 @@ class Handler(BaseHTTPRequestHandler):
         server = self.server
         self.entry = server.connection_of(sock)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A client that never reads would otherwise pin up to tcp_wmem's 4 MiB of kernel memory per
+        # connection, charged to the container: 512 MiB at the connection cap.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         context = server.security.ssl_context
         if context is not None:
             sock.settimeout(server.limits.tls_handshake_seconds)
@@ -177,6 +181,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def parse_request(self) -> bool:
+        if not self.raw_requestline.strip():  # still empty after MAX_EMPTY_LINES: say so, not just close
+            self.close_connection = True
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad request: no request line")
+            return False
         if not super().parse_request():
             return False
         if len(self.requestline.split()) != 3:  # the standard library takes "GET /path" for HTTP/0.9

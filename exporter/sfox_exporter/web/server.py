@@ -27,7 +27,6 @@ log = logging.getLogger("sfox_exporter.http")
 
 __all__ = ["HttpServer", "Lifecycle", "Limits", "Security", "WebApp"]
 
-ADMIT_WAIT_SECONDS = 1.0  # how long a new connection may wait for a busy one to finish
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,7 @@ class Limits:
     max_request_line: int = 8 * 1024
     max_request_head_bytes: int = 32 * 1024
     write_seconds: float = 30.0  # for a whole answer, however slowly the client reads it
+    busy_grace_seconds: float = 1.0  # busy this long, a connection may be closed for a newcomer
     tls_handshake_seconds: float = 5.0  # from the accept to the end of the TLS handshake
 
 
@@ -77,7 +77,8 @@ class HttpServer(ThreadingMixIn, HTTPServer):
             {Phase.HANDSHAKE: self.limits.tls_handshake_seconds,
              Phase.HEAD: self.limits.request_head_seconds + 1.0,
              Phase.IDLE: self.limits.idle_seconds + 1.0,
-             Phase.BUSY: self.limits.write_seconds + 1.0})
+             Phase.BUSY: self.limits.write_seconds + 1.0},
+            self.limits.busy_grace_seconds)
         self.address_family = _address_family(host)
         super().__init__((host, port), Handler)
         self._thread: threading.Thread | None = None
@@ -114,7 +115,7 @@ class HttpServer(ThreadingMixIn, HTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         address = str(client_address[0])
-        if self.connections.admit(request, request, address, ADMIT_WAIT_SECONDS) is None:
+        if self.connections.admit(request, request, address) is None:
             log.warning("refusing a connection from %s: %d connections already open and busy", address,
                         len(self.connections))
             self.shutdown_request(request)
@@ -132,10 +133,11 @@ class HttpServer(ThreadingMixIn, HTTPServer):
         return entry
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        entry = self.connections.entry(request)  # kept: an eviction takes it out of the table
         try:
             super().process_request_thread(request, client_address)
         finally:
-            entry = self.connections.release(request)
+            self.connections.release(request)
             if entry is not None and entry.sock is not request:  # the TLS socket that replaced it
                 with contextlib.suppress(OSError):
                     entry.sock.close()
