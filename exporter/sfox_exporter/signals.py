@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Protocol
 
 log = logging.getLogger("sfox_exporter")
+WAKE_SECONDS = 0.5  # the longest a signal can wait to be handled; an idle wake-up costs microseconds
 
 
 class Reloadable(Protocol):
@@ -41,9 +42,9 @@ class Signals:
         signal.signal(signal.SIGHUP, self._on_reload)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        self._stop = True
+        self._stop = True  # first: nothing after this line may keep the stop from being seen
         self._wake.set()
+        log.info("received %s, shutting down", signal.Signals(signum).name)
         if self._starting:
             raise SystemExit(0)
 
@@ -63,7 +64,10 @@ class Signals:
         """Run until SIGTERM or SIGINT, reloading on each SIGHUP (several at once reload once)."""
         handled = 0
         while not self._stop:
-            self._wake.wait(3600)
+            # Not one long wait: the kernel may hand a signal to another thread, which only flags
+            # it for this one, and this one runs the Python handler when it next runs Python code.
+            # A wait of an hour once left a SIGTERM unheeded (tests/test_operations.py shows it).
+            self._wake.wait(WAKE_SECONDS)
             self._wake.clear()
             if self._stop:
                 return
