@@ -5,14 +5,17 @@ handshaking, waiting for a request or receiving a request head is "unfinished": 
 but has given us nothing to answer, so when the server is full, or one address holds its share,
 the oldest unfinished connection of the address holding the most is closed to make room; one only
 just accepted gets a moment (GRACE_SECONDS) to send its request first, or a burst of scrapes would
-evict each other: in that moment the caps may be exceeded, up to twice (HARD_FACTOR).
+evict each other: in that moment the caps may be exceeded, up to twice (HARD_FACTOR). At the doubled
+caps the moment is over, and the oldest unfinished connection goes however new.
 
-Busy connections (a request being answered) are closed only when even the doubled caps are reached:
-then the one busy the longest goes, if it has been busy for `busy_grace` seconds (a second). A client that reads
-its answers slowly, or queues wrong passwords behind bcrypt, can keep a connection busy; from a few
-addresses, or from many with one connection each, it could otherwise hold every slot and lock out
-the scrapes and probes of everyone else. A scrape is busy for milliseconds, so it is never the one
-busy the longest while such clients hold the rest.
+Busy connections (a request being answered) are closed only when the doubled caps are reached and
+no unfinished one is left to close: then the one busy the longest goes, if it has been busy for
+`busy_grace` seconds (a second). A client that reads its answers slowly, or queues wrong passwords
+behind bcrypt, can keep a connection busy; from a few addresses, or from many with one connection
+each, it could otherwise hold every slot and lock out the scrapes and probes of everyone else. A
+scrape is busy for milliseconds, so it is never the one busy the longest while such clients hold
+the rest. Nothing here waits: admit() runs in the accept loop, where a wait would hold up every
+connection queued behind it.
 
 Each phase also has a deadline, enforced from the accept loop, since a socket timeout only bounds
 one read or write and a client can trickle bytes forever: busy included, so that an answer read a
