@@ -308,16 +308,29 @@ def unread_request(port: int, source: str, receive_buffer: int = 4096) -> socket
     return sock
 
 
-def test_clients_that_do_not_read_cannot_lock_out_a_scrape() -> None:
-    server = HttpServer("127.0.0.1", 0, BigAnswer(), "test",
-                        limits=Limits(max_connections=4, max_connections_per_address=2, busy_grace_seconds=0.0))
+@contextlib.contextmanager
+def every_slot_busy(limits: Limits) -> Iterator[HttpServer]:
+    """A server whose doubled caps are all held, by two addresses at the doubled cap of their own,
+    with connections whose answers they never read."""
+    server = HttpServer("127.0.0.1", 0, BigAnswer(), "test", limits=limits)
     server.start()
     attackers: list[socket.socket] = []
     try:
-        # Two addresses, each at the doubled cap of its own (4), fill the doubled total (8) with
-        # connections whose answers they never read.
-        attackers = [unread_request(server.port, source) for source in ("127.0.0.2", "127.0.0.3") for _ in range(4)]
-        wait_until(lambda: server.connections.phases()[Phase.BUSY] == 8, message="the attack to fill every slot")
+        per_address = 2 * limits.max_connections_per_address
+        attackers = [unread_request(server.port, source) for source in ("127.0.0.2", "127.0.0.3")
+                     for _ in range(per_address)]
+        wait_until(lambda: server.connections.phases()[Phase.BUSY] == 2 * per_address,
+                   message="the attack to fill every slot")
+        yield server
+    finally:
+        for sock in attackers:
+            sock.close()
+        server.stop()
+
+
+def test_clients_that_do_not_read_cannot_lock_out_a_scrape() -> None:
+    limits = Limits(max_connections=4, max_connections_per_address=2, busy_grace_seconds=0.0)
+    with every_slot_busy(limits) as server:
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -325,10 +338,6 @@ def test_clients_that_do_not_read_cannot_lock_out_a_scrape() -> None:
         assert statuses(data) == [b"200"] and closed and len(data) > 16 << 20
         assert time.monotonic() - started < 5
         assert server.connections.evicted >= 1
-    finally:
-        for sock in attackers:
-            sock.close()
-        server.stop()
 
 
 def test_an_answer_read_slowly_ends_at_the_write_deadline() -> None:
@@ -390,19 +399,9 @@ def test_the_connection_busy_the_longest_gives_way_not_a_scraper_holding_two() -
 def test_a_refused_connection_never_holds_up_the_next() -> None:
     # Slots all busy, none evictable yet: each newcomer is refused at once. Waiting for a slot in
     # the accept loop held up every connection behind it, of any address, a second each.
-    server = HttpServer("127.0.0.1", 0, BigAnswer(), "test",
-                        limits=Limits(max_connections=2, max_connections_per_address=1, busy_grace_seconds=60.0))
-    server.start()
-    attackers: list[socket.socket] = []
-    try:
-        attackers = [unread_request(server.port, source) for source in ("127.0.0.2", "127.0.0.3") for _ in range(2)]
-        wait_until(lambda: server.connections.phases()[Phase.BUSY] == 4, message="the attack to fill every slot")
+    with every_slot_busy(Limits(max_connections=2, max_connections_per_address=1, busy_grace_seconds=60.0)) as server:
         started = time.monotonic()
         for _ in range(5):
             data, closed = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
             assert data == b"" and closed  # refused: nobody could make room
         assert time.monotonic() - started < 2.5
-    finally:
-        for sock in attackers:
-            sock.close()
-        server.stop()
