@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from sfox_exporter.app import Exporter
 from sfox_exporter.simulator import Simulator
 from sfox_exporter.vocabulary import FeedStatus
-from sfox_exporter.web.auth import MAX_QUEUED_CHECKS
 from sfox_exporter.web.server import HttpServer, Limits
 from sfox_exporter.web.toolkit import WebConfigError, WebSecurity, load_web_config
 
@@ -345,7 +344,8 @@ def test_a_flood_of_guesses_queues_a_bounded_number_of_checks() -> None:
         thread.join(60)
     assert len(durations) == guesses
     refused_unchecked = sum(1 for duration in durations if duration < one_check / 2)
-    assert refused_unchecked >= guesses - MAX_QUEUED_CHECKS - 4  # a few may find a place freed meanwhile
+    # At most 8 wait their turn (web/auth.py: MAX_QUEUED_CHECKS); a few more may find a place freed meanwhile.
+    assert refused_unchecked >= guesses - 12
 
 
 def test_failed_guesses_cannot_evict_a_good_credential() -> None:
