@@ -35,7 +35,6 @@ class Signals:
         self._wake = threading.Event()
         self._stop = False
         self._reloads = 0
-        self._lock = threading.Lock()
         self._starting = True
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)

@@ -114,8 +114,7 @@ class FrameReader:
     @property
     def partial(self) -> bool:
         """True while part of a frame or message is buffered or being skipped."""
-        return (self._start != self._end or self._fragments is not None or bool(self._skip_bytes)
-                or self._skipping_message)
+        return self._start != self._end or bool(self._skip_bytes) or self.in_message
 
     @property
     def in_message(self) -> bool:
