@@ -125,13 +125,17 @@ def reference_frame(data: bytes | str) -> object:
     if not isinstance(message, dict):
         return BadFrame("schema")
     sequence = message.get("sequence")
-    if not (isinstance(sequence, int) and not isinstance(sequence, bool) and 0 <= sequence < 2**63):
+    bad_sequence = int(sequence is not None)
+    if isinstance(sequence, int) and not isinstance(sequence, bool) and 0 <= sequence < 2**63:
+        bad_sequence = 0
+    else:
         sequence = None
     recipient = message.get("recipient")
     payload: Any = message.get("payload")
     if recipient is None:
         return ControlMessage if isinstance(message.get("type"), str) else OtherMessage(sequence, None, 1)
     when, errors = timestamp(message)
+    errors += bad_sequence
     if recipient == "private.user.balances":
         entries = [payload] if isinstance(payload, dict) else payload
         if not isinstance(entries, list):
@@ -168,7 +172,7 @@ def reference_frame(data: bytes | str) -> object:
         if last <= 0:
             return OtherMessage(sequence, recipient, 1)
         return Ticker(sequence, when, recipient[len("ticker.sfox."):].lower(), last, errors)
-    return OtherMessage(sequence, recipient, 0)
+    return OtherMessage(sequence, recipient, errors)
 
 
 def reference_rest(body: bytes | str) -> tuple[tuple[AccountBalance, ...], int] | None:

@@ -17,6 +17,7 @@ from sfox_exporter.sfox.decode import (
     OtherMessage,
     Web3Balance,
     parse_amount,
+    parse_balances_frame,
     parse_frame,
     parse_rest_balances,
     parse_timestamp,
@@ -270,9 +271,19 @@ def test_balances_payload_of_wrong_type(payload: Any) -> None:
     assert (event.accounts, event.wallets, event.schema_errors) == ((), (), 1)
 
 
-@pytest.mark.parametrize(("sequence", "expected"), [(7, 7), ("7", None), (-1, None), (True, None), (1.5, None)])
-def test_sequence_must_be_a_natural_number(sequence: Any, expected: int | None) -> None:
-    assert parse_frame(balances([], sequence=sequence)).sequence == expected
+@pytest.mark.parametrize(("sequence", "expected", "errors"), [
+    (7, 7, 0), (None, None, 0), ("7", None, 1), (-1, None, 1), (True, None, 1), (1.5, None, 1), (7.0, None, 1),
+    (2**63, None, 1), ({"n": 7}, None, 1),
+])
+def test_sequence_must_be_a_natural_number(sequence: Any, expected: int | None, errors: int) -> None:
+    """One that is there and unreadable is a schema error, on every path: else sequence checking
+    would stop without a word."""
+    for frame_ in (balances([], sequence=sequence), balances(DOC_ACCOUNT_MESSAGE["payload"], sequence=sequence),
+                   frame({"sequence": sequence, "recipient": "trades.sfox.btcusd", "payload": {}}),
+                   frame({"sequence": sequence, "type": "success", "action": "subscribe"})):
+        for parse in (parse_frame, parse_balances_frame):
+            event = parse(frame_)
+            assert (event.sequence, event.schema_errors) == (expected, errors), (frame_, parse)
 
 
 def test_rest_body_numbers_and_strings() -> None:

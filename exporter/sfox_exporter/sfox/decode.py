@@ -168,7 +168,7 @@ def parse_frame(data: bytes | bytearray | memoryview | str) -> Event:
     if recipient is None:
         return _parse_plain(data)  # a control message (a few per connection), or no shape at all
     try:
-        return _dispatch(sequence_field(envelope.sequence), recipient, envelope.timestamp, envelope.payload)
+        return _dispatch(envelope.sequence, recipient, envelope.timestamp, envelope.payload)
     except REFUSED:
         # msgspec leaves the payload raw, so what it refuses inside it surfaces only here: the
         # plain path then judges the frame as a whole, as the reference decoder does.
@@ -180,9 +180,8 @@ def parse_balances_frame(data: bytes | bytearray | memoryview | str) -> Event:
     fast = documented.balances(data)
     if fast is None:
         return parse_frame(data)
-    sequence, timestamp, entries, currencies = fast
-    seconds, errors = timestamp_field(timestamp)
-    return BalanceUpdate(sequence_field(sequence), seconds, tuple(entries), (), errors, KIND_BALANCES, currencies)
+    sequence, seconds, errors = _envelope_fields(fast[0], fast[1])
+    return BalanceUpdate(sequence, seconds, tuple(fast[2]), (), errors, KIND_BALANCES, fast[3])
 
 
 def parse_end_users_frame(data: bytes | bytearray | memoryview | str) -> Event:
@@ -190,9 +189,8 @@ def parse_end_users_frame(data: bytes | bytearray | memoryview | str) -> Event:
     fast = documented.end_user(data)
     if fast is None:
         return parse_frame(data)
-    sequence, timestamp, user_id, entries = fast
-    seconds, errors = timestamp_field(timestamp)
-    return EndUserBalances(sequence_field(sequence), seconds, user_id, tuple(entries), errors)
+    sequence, seconds, errors = _envelope_fields(fast[0], fast[1])
+    return EndUserBalances(sequence, seconds, fast[2], tuple(fast[3]), errors)
 
 
 def parser_for(feeds: tuple[str, ...]) -> Callable[[bytes | bytearray | memoryview | str], Event]:
@@ -214,22 +212,29 @@ def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:
         return BadFrame("decode")
     if not isinstance(message, dict):
         return BadFrame("schema")
-    sequence = sequence_field(message.get("sequence"))
     recipient = message.get("recipient")
     if recipient is None:
+        sequence, errors = sequence_field(message.get("sequence"))
         message_type = message.get("type")
         if isinstance(message_type, str):
-            return _control(message, message_type, sequence)
+            return _control(message, message_type, sequence, errors)
         return OtherMessage(sequence, None, schema_errors=1)
-    return _dispatch(sequence, recipient, message.get("timestamp", UNSET), message.get("payload"))
+    return _dispatch(message.get("sequence"), recipient, message.get("timestamp", UNSET), message.get("payload"))
 
 
-def _dispatch(sequence: int | None, recipient: Any, timestamp: Any, payload: Any) -> Event:
+def _envelope_fields(sequence: Any, timestamp: Any) -> tuple[int | None, float | None, int]:
+    """A data message's sequence number and time, as sent, read; and their schema errors."""
+    number, errors = sequence_field(sequence)
+    seconds, timestamp_errors = timestamp_field(timestamp)
+    return number, seconds, errors + timestamp_errors
+
+
+def _dispatch(raw_sequence: Any, recipient: Any, timestamp: Any, payload: Any) -> Event:
     """A data message by its recipient. `payload` is Raw from msgspec, or what json.loads made."""
+    sequence, seconds, errors = _envelope_fields(raw_sequence, timestamp)
     if recipient == BALANCES_FEED:
-        return _balances(sequence, timestamp, payload)
+        return _balances(sequence, seconds, errors, payload)
     if recipient == END_USERS_FEED:
-        seconds, errors = timestamp_field(timestamp)
         users = parse_end_users(sequence, seconds, payload, errors)
         # Without a usable user_id or list of balances a message says nothing about anybody: one
         # schema error as a whole, never an empty set of balances.
@@ -237,14 +242,12 @@ def _dispatch(sequence: int | None, recipient: Any, timestamp: Any, payload: Any
     if not (isinstance(recipient, str) and is_label(recipient)):
         return OtherMessage(sequence, None, schema_errors=1)
     if recipient.startswith(TICKER_PREFIX) and len(recipient) > len(TICKER_PREFIX):
-        seconds, errors = timestamp_field(timestamp)
         ticker = parse_ticker(sequence, seconds, recipient[len(TICKER_PREFIX) :].lower(), payload, errors)
         return ticker or OtherMessage(sequence, recipient, schema_errors=1)
-    return OtherMessage(sequence, recipient, schema_errors=0)
+    return OtherMessage(sequence, recipient, schema_errors=errors)
 
 
-def _balances(sequence: int | None, timestamp: Any, payload: Any) -> BalanceUpdate:
-    seconds, errors = timestamp_field(timestamp)
+def _balances(sequence: int | None, seconds: float | None, errors: int, payload: Any) -> BalanceUpdate:
     if isinstance(payload, Raw):
         entries = _raw_entries(payload)
     elif isinstance(payload, list):
@@ -315,7 +318,7 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
     return valid, len(entries) - len(valid)
 
 
-def _control(message: dict[str, Any], message_type: str, sequence: int | None) -> ControlMessage:
+def _control(message: dict[str, Any], message_type: str, sequence: int | None, errors: int) -> ControlMessage:
     payload = message.get("payload")
     action = message.get("action")
     if action is None and isinstance(payload, dict):
@@ -327,7 +330,7 @@ def _control(message: dict[str, Any], message_type: str, sequence: int | None) -
         message_type if valid_type else "invalid",
         action if valid_action else None,
         _error_detail(message),
-        schema_errors=0 if valid_type and valid_action else 1,
+        schema_errors=errors + (0 if valid_type and valid_action else 1),
     )
 
 

@@ -65,7 +65,10 @@ def timestamp_field(raw: Any) -> tuple[float | None, int]:
     return seconds, int(seconds is None)
 
 
-def sequence_field(raw: Any) -> int | None:
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 2**63:
-        return raw
-    return None
+def sequence_field(raw: Any) -> tuple[int | None, int]:
+    """A message's sequence number and its schema errors: one for a value that is there and no
+    natural number (absent or null: none). Such a message is checked as one whose number could not
+    be read; the error makes it seen, since sequence checking would otherwise stop without a word."""
+    if type(raw) is int and 0 <= raw < 2**63:
+        return raw, 0
+    return None, int(raw is not UNSET and raw is not None)
