@@ -150,6 +150,18 @@ def test_an_accept_header_prometheus_client_cannot_parse_still_gets_metrics(acce
     assert b"sfox_balance{" in rendered.body
 
 
+@pytest.mark.parametrize(("accept", "openmetrics"), [
+    ("application/openmetrics-text;q=0, text/plain", False),
+    ("application/openmetrics-text; version=1.0.0; Q=0.000,text/plain;q=0.5", False),
+    ("application/openmetrics-text; version=1.0.0; q=0.5, text/plain;q=0", True),
+    ("text/plain;q=0.2, application/openmetrics-text;version=1.0.0;q=0.9", True),
+])
+def test_openmetrics_refused_with_q_0_is_not_sent(accept: str, openmetrics: bool) -> None:
+    rendered = Exposition(populated_state(), "1.2.3").render(accept, None)
+    assert rendered.content_type.startswith("application/openmetrics-text" if openmetrics else "text/plain")
+    assert rendered.body.endswith(b"# EOF\n") is openmetrics
+
+
 def test_a_family_that_cannot_render_leaves_the_others_on_metrics(caplog: pytest.LogCaptureFixture) -> None:
     def broken(view: object) -> Iterator[Sample]:
         yield ("main",), 1.0

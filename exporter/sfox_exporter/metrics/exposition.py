@@ -218,10 +218,24 @@ def escape_label_value(value: str) -> str:
 def _negotiated(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
     """prometheus_client's choice of format for an Accept header. Its parser raises on a version that
     is not a number, quoted ones included (version="1.0.0", valid HTTP): such a header is read
-    again without quotes, and failing that answered in the text format."""
+    again without quotes, and failing that answered in the text format. It also reads no q-values,
+    so OpenMetrics refused with q=0 (RFC 9110 12.4.2) is left out first."""
+    accept = ",".join(kind for kind in accept.split(",") if not _refused(kind))
     for header in (accept, accept.replace('"', "")):
         try:
             return choose_encoder(header)
         except (TypeError, ValueError):
             continue
     return choose_encoder("")
+
+
+def _refused(media_range: str) -> bool:
+    """Whether one media range of an Accept header has a weight of zero ("q=0", "q=0.000")."""
+    for parameter in media_range.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip().strip('"')) == 0
+            except ValueError:
+                return False
+    return False
