@@ -4,6 +4,7 @@ heads, odd but valid requests, and the lifecycle endpoint."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -405,3 +406,36 @@ def test_a_refused_connection_never_holds_up_the_next() -> None:
             data, closed = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
             assert data == b"" and closed  # refused: nobody could make room
         assert time.monotonic() - started < 2.5
+
+
+def send_queue(server_port: int, client_port: int) -> int | None:
+    """Bytes in the kernel's send queue of the server's end of one loopback connection."""
+    with open("/proc/net/tcp") as table:
+        for line in table.read().splitlines()[1:]:
+            fields = line.split()
+            if (int(fields[1].rpartition(":")[2], 16), int(fields[2].rpartition(":")[2], 16)) == (server_port,
+                                                                                                  client_port):
+                return int(fields[4].partition(":")[0], 16)
+    return None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the kernel's socket table (Linux)")
+def test_a_client_that_never_reads_pins_little_kernel_memory() -> None:
+    """Without the cap the kernel lets the send queue grow to tcp_wmem's maximum (2.8 MB measured),
+    charged to the container, per connection."""
+    server = HttpServer("127.0.0.1", 0, BigAnswer(), "test")
+    server.start()
+    try:
+        with unread_request(server.port, "127.0.0.1") as sock:
+            client_port = sock.getsockname()[1]
+            queued: list[int] = []
+
+            def settled() -> bool:
+                queued.append(send_queue(server.port, client_port) or 0)
+                # Stalled: unchanged over the last 25 looks, 20 ms apart; or already past any cap.
+                return queued[-1] > 1 << 20 or (queued[-1] > 0 and len(set(queued[-25:])) == 1 and len(queued) >= 25)
+
+            wait_until(settled, timeout=20, message="the server's answer to stall")
+            assert 0 < max(queued) <= 512 * 1024, max(queued)
+    finally:
+        server.stop()
