@@ -115,6 +115,31 @@ def test_a_message_with_invalid_entries_merges_and_one_all_invalid_changes_nothi
     assert totals(book)["usd"][0] == 5.0 and totals(book)["btc"][0] == 2.0
 
 
+def test_a_new_user_whose_every_entry_is_invalid_is_not_counted() -> None:
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    book.apply(message("a", errors=3))
+    assert book.view().users == 0 and book.holdings("a") is None
+    book.apply(message("b"))  # an empty set without errors: b is known to hold nothing
+    assert book.view().users == 1
+
+
+def test_max_series_caps_the_totals_too() -> None:
+    """A currency's totals are four series for good: hostile or runaway currencies must not grow
+    them past max_series, which caps the account as a whole."""
+    book = EndUserBook(EndUsersConfig(), max_series=10)  # room for two currencies' totals
+    assert book.apply(message("a", holding("btc", 1.0, 1.0, 0.0), holding("eth", 2.0, 2.0, 0.0),
+                              holding("sol", 3.0, 3.0, 0.0))) == 1
+    assert set(totals(book)) == {"btc", "eth"}
+    assert book.apply(message("b", *(holding(f"x{n}", 1.0, 1.0, 0.0) for n in range(50)), holding("btc", 5.0))) == 50
+    assert totals(book)["btc"][0] == 6.0 and book.view().series == 8
+    assert book.apply(message("a", holding("eth", 4.0, 4.0, 0.0))) == 0  # btc gone for a: a full set still
+    assert totals(book)["btc"][0] == 5.0 and totals(book)["eth"][0] == 4.0
+    per_user = EndUserBook(EndUsersConfig(per_user_series=True), max_series=10)
+    assert per_user.apply(message("a", holding("btc", 1.0, 1.0, 0.0))) == 0  # 4 + 2 series
+    assert per_user.apply(message("b", holding("eth", 1.0, 1.0, 0.0))) == 1  # 8 + 2 + 2 would pass 10
+    assert set(totals(per_user)) == {"btc", "eth"} and per_user.view().series == 10
+
+
 def test_updates_as_a_list_or_one_object_decode_alike() -> None:
     entry = '{"currency":"btc","balance":"1.5","available":"1","held":"0.5","trading_wallet":"1.5"}'
     frames = [
@@ -146,7 +171,7 @@ def test_per_user_series_are_opt_in_and_capped() -> None:
     off = EndUserBook(EndUsersConfig(), max_series=100)
     off.apply(message("a", holding("btc", 1.0, 1.0)))
     assert EndUserRenderer({"p": off}).render() == []
-    book = EndUserBook(EndUsersConfig(per_user_series=True), max_series=8)
+    book = EndUserBook(EndUsersConfig(per_user_series=True), max_series=16)  # 8 of them the 2 currencies' totals
     refused = [book.apply(message(u, holding("btc", 1.0, 0.5), holding("eth", 2.0, 2.0))) for u in "abc"]
     assert refused == [0, 0, 1]  # 4 series fit, 8 would not
     assert totals(book)["btc"][0] == 3.0  # refused users still count in the totals

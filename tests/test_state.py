@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.connect import EndUserBalances
 from sfox_exporter.sfox.decode import AccountBalance, BadFrame, BalanceUpdate, ControlMessage, OtherMessage, Web3Balance
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
@@ -182,3 +183,14 @@ def test_snapshot_is_a_copy() -> None:
     state.ingest("main", update(entry("btc", 2), entry("eth", 3)))
     assert set(before.accounts[0].balances) == {"btc"}
     assert before.accounts[0].balances["btc"].balance == 1.0
+
+
+def test_an_end_users_message_is_the_enterprise_accounts_last_balance_message() -> None:
+    """sfox_balances_updated_timestamp_seconds is per account, Connect accounts included."""
+    clock = FakeClock()
+    state = make_state(clock)
+    state.ingest("main", EndUserBalances(4, 1.71e9, "user-1", (entry("btc", 1.0),), 0))
+    state.ingest("other", EndUserBalances(4, None, "user-1", (), 0))  # no usable timestamp: local time
+    views = {view.name: view for view in state.snapshot().accounts}
+    assert views["main"].updated_timestamp == 1.71e9
+    assert views["other"].updated_timestamp == clock.time()

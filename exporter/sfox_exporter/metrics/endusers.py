@@ -37,6 +37,8 @@ _present = math.isfinite  # amounts are finite; NaN marks an absent field
 # Amounts wait until this many bytes of records (~40,000 amounts, ~1 MB) have come, or a scrape.
 _FOLD_BYTES = 13_000 * 26
 SERIES_PER_HOLDING = 2  # sfox_end_user_balance and sfox_end_user_balance_available
+# sfox_end_users_balance, _available, _held and sfox_end_users_holding: a currency's totals, for good.
+SERIES_PER_CURRENCY = 4
 
 
 Holding = tuple[str, float | None, float | None, float | None]  # currency, balance, available, held
@@ -57,6 +59,7 @@ class EndUsersView:
 
     users: int
     currencies: tuple[CurrencyTotals, ...]
+    series: int = 0  # the totals' and the per-user series, which feed.max_series caps together
 
 
 class EndUserBook:
@@ -98,9 +101,11 @@ class EndUserBook:
         if self._sharded and not self._config.keeps(user_id):
             return 0
         previous = self._users.get(user_id)
-        fresh, complete = self._pack(event, previous)
+        if previous is None and event.schema_errors and not event.accounts:
+            return 0  # every entry invalid: nothing is known of this user, not even that it holds nothing
+        fresh, complete, refused = self._pack(event, previous)
         if fresh == previous:
-            return 0
+            return refused
         if previous is None and complete:
             self._add_new(fresh)
         elif previous is None:
@@ -109,15 +114,18 @@ class EndUserBook:
             self._account(previous, fresh)
         self._users[user_id] = fresh
         if not self._per_user:
-            return 0
+            return refused
         self._dirty.add(user_id)
         wanted = SERIES_PER_HOLDING * (len(fresh) // _RECORD.size) if complete else _series(fresh)
-        return self._admit(user_id, wanted)
+        return refused + self._admit(user_id, wanted)
 
-    def _pack(self, event: EndUserBalances, previous: bytes | None) -> tuple[bytes, bool]:
-        """The user's holdings packed, and whether every amount is present."""
+    def _pack(self, event: EndUserBalances, previous: bytes | None) -> tuple[bytes, bool, int]:
+        """The user's holdings packed, whether every amount is present, and how many entries were
+        refused: a currency never seen, whose totals would pass max_series. No user can have held
+        it before, so leaving it out loses nothing else of the user's."""
         records: dict[int, bytes] = {}
         complete = True
+        refused = 0
         if event.schema_errors and previous:
             complete = False
             for offset in range(0, len(previous), _RECORD.size):
@@ -126,6 +134,9 @@ class EndUserBook:
         for entry in event.accounts:
             index = index_of.get(entry.currency)
             if index is None:
+                if self._totals_series() + SERIES_PER_CURRENCY + self._series > self._max_series:
+                    refused += 1
+                    continue
                 index = self._new_currency(entry.currency)
             balance, available, held = entry.balance, entry.available, entry.held
             if balance is None or available is None or held is None:
@@ -134,7 +145,10 @@ class EndUserBook:
                                       _NAN if available is None else available, _NAN if held is None else held)
             else:
                 records[index] = pack(index, balance, available, held)
-        return b"".join(sorted(records.values())), complete
+        return b"".join(sorted(records.values())), complete, refused
+
+    def _totals_series(self) -> int:
+        return SERIES_PER_CURRENCY * len(self._names)
 
     def _new_currency(self, currency: str) -> int:
         index = len(self._names)
@@ -201,11 +215,11 @@ class EndUserBook:
         self._waiting = 0
 
     def _admit(self, user_id: str, wanted: int) -> int:
-        """Keep the per-user series under max_series: a user whose series would pass it is not
-        exported (its holdings still count in the totals). Returns 1 for a refusal."""
+        """Keep the per-user series, with the totals', under max_series: a user whose series would
+        pass it is not exported (its holdings still count in the totals). Returns 1 for a refusal."""
         current = self._admitted.pop(user_id, None)
         self._series -= current or 0
-        if self._series + wanted > self._max_series:
+        if self._series + wanted + self._totals_series() > self._max_series:
             return 1
         self._admitted[user_id] = wanted
         self._series += wanted
@@ -221,7 +235,7 @@ class EndUserBook:
                 for name, (balance, available, held), holders in zip(self._names, self._sums, self._holders,
                                                                      strict=True)
             )
-            return EndUsersView(len(self._users), totals)
+            return EndUsersView(len(self._users), totals, self._totals_series() + self._series)
 
     @property
     def series(self) -> int:

@@ -15,7 +15,7 @@ from typing import Protocol
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import Threshold
 from sfox_exporter.metrics.endusers import EndUserBook, EndUsersView
-from sfox_exporter.sfox.decode import BadFrame, Balance, BalanceUpdate, Event, Web3Balance
+from sfox_exporter.sfox.decode import BadFrame, Balance, BalanceUpdate, EndUserBalances, Event, Web3Balance
 from sfox_exporter.sfox.documented import DOCUMENTED_SERIES
 from sfox_exporter.valuation.prices import MarketView
 from sfox_exporter.vocabulary import ERROR_REASONS, MESSAGE_KINDS, ErrorReason, FeedStatus
@@ -149,7 +149,8 @@ class State:
                     errors["schema"] += event.schema_errors
                 if isinstance(event, BadFrame):
                     errors[event.reason] += 1
-                elif isinstance(event, BalanceUpdate) and self._apply_update(book, event):
+                elif ((isinstance(event, BalanceUpdate) and self._apply_update(book, event))
+                      or type(event) is EndUserBalances):  # the latter applied to an EndUserBook by its sink
                     book.updated_timestamp = event.timestamp if event.timestamp is not None else now
             book.last_message_time = now
             self._version += 1

@@ -105,6 +105,11 @@ def _optional(attribute: str) -> Extractor:
     return samples
 
 
+def _series(view: AccountView) -> float:
+    """An account's balance series; an enterprise account's end users' totals and per-user series."""
+    return float(view.series + (view.end_users.series if view.end_users is not None else 0))
+
+
 def _per_account(get: Callable[[AccountView], float]) -> Extractor:
     return lambda view: (((view.name,), get(view)),)
 
@@ -168,8 +173,9 @@ METRICS: tuple[MetricDef, ...] = (
               "1 while balances are withdrawn because the feed has been down longer than stale_after_seconds.",
               ("account",), _per_account(lambda view: 1.0 if view.withdrawn else 0.0)),
     MetricDef("sfox_feed_series", "gauge",
-              "Balance series held for the account; feed.max_series caps it.",
-              ("account",), _per_account(lambda view: float(view.series))),
+              "Balance series held for the account (with an enterprise account's end users'); "
+              "feed.max_series caps it.",
+              ("account",), _per_account(_series)),
     MetricDef("sfox_feed_last_message_timestamp_seconds", "gauge",
               "Local time the last message of any kind arrived.",
               ("account",), _optional("last_message_time")),
