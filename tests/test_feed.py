@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -10,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from sfox_exporter.config import FeedConfig, KeySource, Secret
+from sfox_exporter.config import EndUsersConfig, FeedConfig, KeySource, Secret
+from sfox_exporter.metrics.endusers import EndUserBook
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.account import AccountSink
 from sfox_exporter.sfox.connection import Connector, HandshakeRefused
-from sfox_exporter.sfox.feed import FeedWorker
+from sfox_exporter.sfox.enterprise import EndUserSink
+from sfox_exporter.sfox.feed import FeedSink, FeedWorker
 from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
@@ -110,7 +113,7 @@ class RecordingSink(AccountSink):
 class Harness:
     def __init__(self, connection_factory: Callable[[FakeClock], ScriptedConnection], *,
                  connector: Connector | None = None, key_source: KeySource | None = None,
-                 budget_limit: int = 40, **feed: Any) -> None:
+                 budget_limit: int = 40, sink: Callable[[State], FeedSink] | None = None, **feed: Any) -> None:
         self.clock = FakeClock()
         self.state = State(["main"], clock=self.clock)
         self.snapshots: list[str] = []
@@ -129,8 +132,8 @@ class Harness:
             "main", key_source=key_source or KeySource(fixed=Secret(KEY)),
             settings=SessionSettings((ACCOUNT_FEED,), ping_interval=config.ping_interval_seconds,
                                      ping_timeout=config.ping_timeout_seconds),
-            ws_url="ws://sfox.invalid/ws", feed=config, sink=self.sink, budget=self.budget,
-            connector=connector or connect, clock=self.clock, stop=threading.Event(),
+            ws_url="ws://sfox.invalid/ws", feed=config, sink=sink(self.state) if sink else self.sink,
+            budget=self.budget, connector=connector or connect, clock=self.clock, stop=threading.Event(),
         )
 
     def run_once(self) -> Any:
@@ -269,6 +272,23 @@ def test_sequence_gap_counts_and_asks_for_a_snapshot() -> None:
     harness.run_once()
     assert harness.errors("sequence") == 2
     assert harness.snapshots == ["connected", "sequence", "sequence"]
+
+
+@pytest.mark.parametrize("enterprise", [False, True])
+def test_the_sequence_log_line_says_what_is_done(enterprise: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """An enterprise account has no snapshot to take: its log line must not promise one."""
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}, after=[balances(3), balances(7)]),
+        sink=(lambda state: EndUserSink(state, "main", book)) if enterprise else None)
+    with caplog.at_level(logging.WARNING, logger="sfox_exporter.sfox.feed"):
+        harness.run_once()
+    assert harness.errors("sequence") == 1
+    said = [r.getMessage() for r in caplog.records if "sequence jumped" in r.getMessage()]
+    assert said == ["sequence jumped from 3 to 7; " + (
+        "sFOX has no snapshot of end users' balances: each user's next message repairs that user" if enterprise
+        else "resyncing from a REST snapshot")]
+    assert harness.snapshots == ([] if enterprise else ["connected", "sequence"])
 
 
 @pytest.mark.parametrize(

@@ -161,9 +161,12 @@ class RetirableSink:
         if not self._retired.is_set():
             self._sink.went_up()
 
-    def resync(self) -> None:
-        if not self._retired.is_set():
-            self._sink.resync()
+    @property
+    def errors_metric(self) -> str:
+        return self._sink.errors_metric
+
+    def resync(self) -> str:
+        return self._sink.resync() if not self._retired.is_set() else "retired"
 
     def count_error(self, reason: ErrorReason) -> None:
         if not self._retired.is_set():

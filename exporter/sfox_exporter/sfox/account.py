@@ -32,8 +32,11 @@ class AccountSink:
     def went_up(self) -> None:
         self._request_snapshot("connected")
 
-    def resync(self) -> None:
+    errors_metric = "sfox_feed_errors_total"
+
+    def resync(self) -> str:
         self._request_snapshot("sequence")
+        return "resyncing from a REST snapshot"
 
     def count_error(self, reason: ErrorReason) -> None:
         self._state.count_error(self._account, reason)

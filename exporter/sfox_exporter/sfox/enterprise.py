@@ -58,9 +58,12 @@ class EndUserSink:
     def went_up(self) -> None:
         """Nothing to fetch: sFOX has no REST endpoint for all end users' balances."""
 
-    def resync(self) -> None:
-        """A sequence gap is counted by the session; without a snapshot endpoint the next message of
-        each user (a full set of its currencies) repairs that user."""
+    errors_metric = "sfox_feed_errors_total"
+
+    def resync(self) -> str:
+        """Nothing to fetch: without a snapshot endpoint the next message of each user (a full set of
+        its currencies) repairs that user."""
+        return "sFOX has no snapshot of end users' balances: each user's next message repairs that user"
 
     def count_error(self, reason: ErrorReason) -> None:
         self._state.count_error(self._account, reason)

@@ -53,8 +53,7 @@ REQUESTS_PER_CONNECTION = 3
 # Feeds asked for while a connection streams (the market connection, as currencies appear) are
 # batched: at most one more subscribe this often, so they cannot eat the shared per-IP budget.
 LATER_SUBSCRIBE_SECONDS = 5.0
-# Frames already buffered are taken up to this many at a time; more would hold back the first one's
-# delivery (a few µs each) for no further saving.
+# Buffered frames taken at a time; more would hold back the first one's delivery for no saving.
 BATCH_FRAMES = 32
 
 
@@ -68,14 +67,16 @@ class FeedSink(Protocol):
     def deliver(self, event: Event) -> None: ...
 
     def deliver_many(self, events: list[Event]) -> None:
-        """Events in order, as deliver() one after another would take them: the frames a flood left
-        buffered, handed over at once so that the locks and clocks are paid once."""
+        """Events in order, as deliver() would take them one by one: a flood's buffered frames, at once."""
 
     def went_up(self) -> None: ...
 
-    def resync(self) -> None: ...
+    def resync(self) -> str: ...  # repairs what a sequence anomaly may have lost; says how, for the log
 
     def count_error(self, reason: ErrorReason) -> None: ...
+
+    @property
+    def errors_metric(self) -> str: ...  # the counter count_error() counts in, for log lines
 
     def count_reconnect(self) -> None: ...
 
@@ -319,7 +320,7 @@ class FeedWorker:
             elif isinstance(action, Ignored):
                 if self._throttle.allow(action.what):
                     log.warning("ignored %s from sFOX%s", action.what,
-                                " (counted in sfox_feed_errors_total)" if action.counted else "",
+                                f" (counted in {self._sink.errors_metric})" if action.counted else "",
                                 extra={"account": self.name})
             else:
                 return action
@@ -363,10 +364,10 @@ class FeedWorker:
 
     def _resync(self, action: Resync) -> None:
         self._sink.count_error(ErrorReason.SEQUENCE)
+        repair = self._sink.resync()
         if self._throttle.allow("sequence"):
-            log.warning("sequence jumped from %s to %s; resyncing", action.last, action.sequence,
+            log.warning("sequence jumped from %s to %s; %s", action.last, action.sequence, repair,
                         extra={"account": self.name})
-        self._sink.resync()
 
 
 class _Slots:

@@ -77,8 +77,10 @@ class MarketSink:
     def went_up(self) -> None:
         """Nothing to resync: the next ticker brings each price afresh."""
 
-    def resync(self) -> None:
-        """A sequence anomaly is counted by the worker; prices need no snapshot."""
+    errors_metric = "sfox_market_feed_errors_total"
+
+    def resync(self) -> str:
+        return "prices need no snapshot: each ticker brings its pair's"
 
     def count_error(self, reason: ErrorReason) -> None:
         self._book.count_error(reason)
