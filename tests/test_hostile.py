@@ -266,6 +266,19 @@ def test_currency_pairs_never_break_and_keep_only_labels(body: dict[str, Any]) -
     assert set(pairs) == {symbol.lower() for symbol in usable}
 
 
+@pytest.mark.parametrize(("body", "expected"), [
+    ('[{"symbol":"btcusd","base":"BTC","quote":"usd"},{"base":"usdt","quote":"eth"},{"base":"x"},7]',
+     {"btcusd": ("btc", "usd"), "usdteth": ("usdt", "eth")}),
+    ("[]", {}),
+    ('"btcusd"', None),
+    ("7", None),
+])
+def test_currency_pairs_as_a_list_are_read_too(body: str, expected: dict[str, tuple[str, str]] | None) -> None:
+    """sFOX documents an object keyed by symbol; a list of the same objects must not cost valuation."""
+    assert parse_currency_pairs(body) == expected
+    assert parse_currency_pairs(body.replace(":", ": ").encode()) == expected
+
+
 # --- time linear in the size of a message ------------------------------------------------------
 
 

@@ -3,13 +3,21 @@ that goes silent, valuation off, and the market-data connection's failures."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
 
 from sfox_exporter.app import Exporter
-from sfox_exporter.config import ValuationConfig
+from sfox_exporter.clock import SystemClock
+from sfox_exporter.config import Secret, ValuationConfig
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.connection import Connection
+from sfox_exporter.sfox.ratelimit import RequestBudget
+from sfox_exporter.sfox.snapshot import FetchResult
 from sfox_exporter.simulator import Simulator
+from sfox_exporter.valuation.market import MarketData
+from sfox_exporter.valuation.prices import PriceBook
 from tests.conftest import KEY_MAIN, KEY_OTHER, Samples, make_config, scrape, scrape_until, wait_until
 
 Start = Callable[..., Exporter]
@@ -170,3 +178,27 @@ def test_refused_subscription_and_failing_pairs_endpoint_are_counted(simulator: 
     simulator.refused_feeds.clear()
     scrape_until(exporter.url, market_up)
     assert scrape(exporter.url).get("sfox_feed_up", account="main") == 1.0  # the account feed never cared
+
+
+def test_a_failed_pairs_fetch_is_retried_when_its_backoff_says_not_at_the_next_poll(simulator: Simulator) -> None:
+    """The log says "retrying in 0.7s"; with a poll of 30 s the retry must still come then."""
+    config = make_config(simulator, valuation=ValuationConfig())
+    state = State([account.name for account in config.accounts], clock=SystemClock())
+    answers = [FetchResult(500), FetchResult(503), FetchResult(200, b'{"btcusd":{"base":"btc","quote":"usd"}}')]
+
+    def fetch(url: str, key: Secret, timeout: float, agent: str) -> FetchResult:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    def refuse(url: str, timeout: float) -> Connection:
+        raise OSError("no market connection in this test")
+
+    stop = threading.Event()
+    data = MarketData(config, state=state, book=PriceBook("usd", 300, SystemClock()),
+                      budget=RequestBudget(SystemClock()), connector=refuse, fetch=fetch, clock=SystemClock(),
+                      stop=stop, user_agent="test", poll_seconds=30.0)
+    data.start()
+    try:
+        wait_until(lambda: data.pair_fetches >= 3, timeout=5, message="three fetches, backoff apart")
+    finally:
+        stop.set()
+        data.thread.join(5)

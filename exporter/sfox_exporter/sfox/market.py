@@ -75,30 +75,34 @@ class _Pair(Struct):
     quote: Any = None
 
 
-_decode_pairs = whole_input_decoder(dict[str, Raw])
+_decode_pairs = whole_input_decoder(dict[str, Raw] | list[Raw])
 _decode_pair = msgspec.json.Decoder(_Pair).decode
 
 
 def parse_currency_pairs(body: bytes | bytearray | str) -> dict[str, tuple[str, str]] | None:
     """The body of GET /v1/markets/currency-pairs: {symbol: (base, quote)}, all lower case.
 
-    Entries without a base and quote that are labels are skipped; None when the body is not a JSON
-    object at all."""
+    sFOX documents an object keyed by symbol; a list of the same objects is read too, each keyed by
+    base and quote, since the symbol is only ever the two together. Entries without a base and quote
+    that are labels are skipped; None when the body is neither an object nor a list."""
     try:
-        document: dict[str, Any] = _decode_pairs(body)
+        document: dict[str, Any] | list[Any] = _decode_pairs(body)
     except REFUSED:
         try:
             loaded = json.loads(body)
         except (ValueError, RecursionError):
             return None
-        if not isinstance(loaded, dict):
+        if not isinstance(loaded, dict | list):
             return None
         document = loaded
     pairs: dict[str, tuple[str, str]] = {}
-    for symbol, entry in document.items():
+    listed = document.items() if isinstance(document, dict) else ((None, entry) for entry in document)
+    for symbol, entry in listed:
         base, quote = _base_quote(entry)
-        if _usable(symbol) and _usable(base) and _usable(quote):
-            pairs[symbol.lower()] = (base.lower(), quote.lower())
+        if _usable(base) and _usable(quote):
+            name = f"{base}{quote}" if symbol is None else symbol  # None: a list's entry, keyed by its pair
+            if _usable(name):
+                pairs[name.lower()] = (base.lower(), quote.lower())
     return pairs
 
 

@@ -196,7 +196,8 @@ class MarketData:
             except Exception:  # a bug must not end valuation for good
                 log.exception("unexpected error in the market-data thread", extra={"account": NAME})
                 self.book.count_error(ErrorReason.CONNECTION)
-            self._stop.wait(self._poll)
+            # Woken for a retry when it is due, not at the next poll, so that the log's "retrying in" holds.
+            self._stop.wait(min(self._poll, max(0.0, self._next_fetch - self._clock.monotonic())))
         if self.worker is None:
             self.book.set_status(FeedStatus.STOPPED)
 
@@ -234,7 +235,7 @@ class MarketData:
             return
         pairs = parse_currency_pairs(result.body)
         if pairs is None:
-            self._failed(ErrorReason.REST, "the currency-pairs response is not a JSON object", None)
+            self._failed(ErrorReason.REST, "the currency-pairs response is neither a JSON object nor a list", None)
             return
         self._backoff.reset()
         self._failures.recovered("currency pairs fetched")
