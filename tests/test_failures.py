@@ -95,6 +95,16 @@ def test_429_honours_retry_after(simulator: Simulator, start_exporter: StartExpo
     assert errors(exporter, "rest") == 1
 
 
+def test_429_with_retry_after_0_still_waits_the_backoff(simulator: Simulator, start_exporter: StartExporter) -> None:
+    """Retry-After 0 from a rate-limited route once made five calls within 20 ms."""
+    simulator.fail_rest(429, times=2, retry_after="0")
+    start_exporter(make_config(simulator, backoff_initial_seconds=1.0, backoff_max_seconds=4.0))
+    wait_until(lambda: rest_calls(simulator) >= 3, timeout=15)
+    first, second, third = simulator.rest_requests()[:3]
+    assert (first.status, second.status, third.status) == (429, 429, 200)
+    assert second.at - first.at >= 0.45 and third.at - second.at >= 0.95  # the lower half of each backoff
+
+
 def test_500_is_counted_retried_and_never_stalls_the_feed(simulator: Simulator,
                                                           start_exporter: StartExporter) -> None:
     simulator.fail_rest(500, times=4)

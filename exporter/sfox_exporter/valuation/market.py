@@ -251,7 +251,7 @@ class MarketData:
 
     def _failed(self, reason: ErrorReason, detail: str, wait: float | None) -> None:
         self.book.count_error(reason)
-        delay = self._backoff.next() if wait is None else wait
+        delay = max(self._backoff.next(), wait or 0.0)  # a 429's Retry-After, never sooner than the backoff
         self._next_fetch = self._clock.monotonic() + delay
         self._failures.failed("fetching the currency pairs failed (%s); retrying in %.1fs (counted in "
                               "sfox_market_feed_errors_total)", detail, delay)
