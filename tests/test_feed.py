@@ -400,3 +400,16 @@ def test_a_later_subscribe_never_waits_for_budget_in_the_reading_thread() -> Non
     assert connection.pongs == [b"one", b"two"]  # kept answering while the subscribe had to wait
     assert [request["type"] for request in connection.sent] == ["authenticate", "subscribe"]
     assert harness.budget.sent == 3
+
+
+def test_the_reconnect_log_line_says_when_the_budget_allows_the_next_attempt(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """After an outage that spent the shared budget, "reconnecting in 1.7s" followed by a minute of
+    nothing misled; the line names the budget and the wait instead."""
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}), budget_limit=3)
+    with caplog.at_level(logging.INFO, logger="sfox_exporter.sfox.feed"):
+        harness.worker.ended(harness.run_once())  # the connection closed: its 3 requests are spent
+    said = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith(
+        "reconnecting in about 61s, when the request budget (sfox.max_requests_per_minute) allows"), said

@@ -21,7 +21,7 @@ from sfox_exporter.logs import Episode, Throttle
 from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
 from sfox_exporter.sfox.decode import Event, sanitize_text
-from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, parse_retry_after
+from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, Slots, parse_retry_after
 from sfox_exporter.sfox.session import (
     Action,
     Deliver,
@@ -171,12 +171,17 @@ class FeedWorker:
         if outcome.up_seconds >= HEALTHY_SECONDS:
             self._backoff.reset()
         delay = max(self._backoff.next(), outcome.wait_at_least)
+        # The next attempt also waits for the shared request budget: say so, or the log's "in 1.7s"
+        # would be followed by a minute of nothing after an outage that spent the budget.
+        budget = self._budget.expected_wait(REQUESTS_PER_CONNECTION)
+        when = (f"{delay:.1f}s" if budget <= delay else
+                f"about {budget:.0f}s, when the request budget (sfox.max_requests_per_minute) allows")
         if outcome.rejected:
             self._rejections.failed(
-                "sFOX rejected the API key (%s); retrying with backoff, next attempt in %.1fs", outcome.detail, delay)
+                "sFOX rejected the API key (%s); retrying with backoff, next attempt in %s", outcome.detail, when)
         else:
-            self._failures.failed("feed connection failed (%s: %s); reconnecting in %.1fs",
-                                  outcome.reason, outcome.detail, delay)
+            self._failures.failed("feed connection failed (%s: %s); reconnecting in %s",
+                                  outcome.reason, outcome.detail, when)
         return delay
 
     def connect_once(self) -> _Outcome:
@@ -230,13 +235,13 @@ class FeedWorker:
                 log.debug("closing the connection failed", extra={"account": self.name})
 
     def _converse(self, session: Session, connection: Connection, reservation: Reservation) -> _Outcome:
-        slots = _Slots(reservation)
+        slots = Slots(reservation)
         try:
             return self._converse_with(session, connection, slots)
         finally:
             slots.release()
 
-    def _converse_with(self, session: Session, connection: Connection, slots: _Slots) -> _Outcome:
+    def _converse_with(self, session: Session, connection: Connection, slots: Slots) -> _Outcome:
         clock = self._clock
         actions = session.start(clock.monotonic())
         actions += session.subscribe(self._wanted_feeds())  # known now: they join the handshake's subscribe
@@ -291,7 +296,7 @@ class FeedWorker:
             actions += session.receive(buffered[0], buffered[1], now)
         return actions
 
-    def _carry_out(self, actions: list[Action], connection: Connection, slots: _Slots) -> Ended | None:
+    def _carry_out(self, actions: list[Action], connection: Connection, slots: Slots) -> Ended | None:
         events: list[Event] = []  # consecutive deliveries, handed over together, in order
         for action in actions:
             if isinstance(action, Deliver):
@@ -368,29 +373,6 @@ class FeedWorker:
         if self._throttle.allow("sequence"):
             log.warning("sequence jumped from %s to %s; %s", action.last, action.sequence, repair,
                         extra={"account": self.name})
-
-
-class _Slots:
-    """A connection's reserved requests (upgrade, authenticate, subscribe), then single slots taken
-    later, without waiting, for more subscribes."""
-
-    def __init__(self, reservation: Reservation) -> None:
-        self._first = reservation
-        self._more: list[Reservation] = []
-
-    def add(self, slot: Reservation) -> None:
-        self._more.append(slot)
-
-    def spend(self) -> None:
-        if self._first.remaining:
-            self._first.spend()
-        else:
-            self._more.pop(0).spend()
-
-    def release(self) -> None:
-        for slot in self._more:
-            slot.release()
-        self._more.clear()
 
 
 def describe(error: BaseException) -> str:

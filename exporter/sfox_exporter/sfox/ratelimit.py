@@ -111,6 +111,11 @@ class RequestBudget:
             self._promised += count
             return Reservation(self, count)
 
+    def expected_wait(self, count: int) -> float:
+        """Seconds until `count` slots could be reserved, were nobody else waiting: an estimate."""
+        with self._condition:
+            return max(0.0, self._window.wait_time(self._promised, count))
+
     def reserve(self, count: int, stop: threading.Event) -> Reservation | None:
         """Block until `count` slots are free; None if `stop` is set first.
 
@@ -186,6 +191,29 @@ class RequestBudget:
         with self._condition:
             self._promised -= count
             self._condition.notify_all()
+
+
+class Slots:
+    """A connection's reserved requests (upgrade, authenticate, subscribe), then single slots taken
+    later, without waiting, for more subscribes."""
+
+    def __init__(self, reservation: Reservation) -> None:
+        self._first = reservation
+        self._more: list[Reservation] = []
+
+    def add(self, slot: Reservation) -> None:
+        self._more.append(slot)
+
+    def spend(self) -> None:
+        if self._first.remaining:
+            self._first.spend()
+        else:
+            self._more.pop(0).spend()
+
+    def release(self) -> None:
+        for slot in self._more:
+            slot.release()
+        self._more.clear()
 
 
 def seconds_to_connect(connections: int, per_connection: int, limit: int, window: float) -> float:
