@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import pytest
 
+from sfox_exporter.app import Exporter
 from sfox_exporter.config.keys import demo_key
 from sfox_exporter.logs import MAX_FIELD_CHARS, MIN_FRAGMENT, JsonFormatter, LogfmtFormatter, Redactor
 from sfox_exporter.sfox.decode import ControlMessage, parse_frame
+from sfox_exporter.simulator import Simulator
+from tests.conftest import KEY_MAIN, feed_up, http_get, make_config, scrape_until, wait_until
 
 KEY = "4f9c2a7be01d83k5m6n7p8q9r0s1t2u3v4w5x6y7z8a9b0c1d2e3f4g5h6i7j8k9"
 
@@ -57,3 +61,28 @@ def test_demo_keys_do_not_hide_the_account_names_in_the_logs(account: str) -> No
     entry = logging.LogRecord("sfox_exporter.sfox.feed", logging.INFO, __file__, 1, "feed up", (), None)
     entry.account = account
     assert f"account={account}" in LogfmtFormatter(found).format(entry)
+
+
+def test_a_key_echoed_in_a_label_value_reaches_neither_metrics_nor_the_landing_page(
+        simulator: Simulator, start_exporter: Callable[..., Exporter]) -> None:
+    """CONTRACT.md: the API key appears in no metric. Label values come from sFOX, so a server that
+    echoes the key as a currency or a Web3 address must not get it onto /metrics."""
+    exporter = start_exporter(make_config(simulator))
+    wait_until(feed_up(exporter))
+    simulator.push(KEY_MAIN, [{"currency": KEY_MAIN.upper(), "balance": "1", "available": "1", "held": "0"},
+                              {"type": "web3", "network": "ethereum", "address": KEY_MAIN, "balance": "2"}])
+    samples = scrape_until(exporter.url, lambda s: s.get("sfox_web3_wallet_balance", account="main",
+                                                          currency="", network="ethereum",
+                                                          address="[REDACTED]") == 2)
+    assert samples.get("sfox_balance", account="main", currency="[REDACTED]") == 1
+    for path in ("/metrics", "/"):
+        status, _, body = http_get(exporter.url + path)
+        assert status == 200 and KEY_MAIN.lower() not in body.decode().lower(), path
+
+
+def test_redact_bytes_blanks_whole_keys_in_their_usual_cases() -> None:
+    redactor = Redactor()
+    redactor.add("AbCdEf0123456789")
+    body = b'x{c="abcdef0123456789"} 1\ny{c="ABCDEF0123456789"} 1\nz{c="AbCdEf0123456789"} 1\n'
+    assert redactor.redact_bytes(body) == b'x{c="[REDACTED]"} 1\ny{c="[REDACTED]"} 1\nz{c="[REDACTED]"} 1\n'
+    assert redactor.redact_bytes(b"nothing here") == b"nothing here"

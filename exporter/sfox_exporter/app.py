@@ -84,16 +84,17 @@ class Exporter:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.info = ExporterInfo(config.demo, self.clock)
+        self.redactor = redactor or Redactor()
         # The exporter's own gauges come before the registry's collectors, on every scrape.
         self.exposition = Exposition(self.state, self.version, with_registry(self.info, self.registry),
-                                     extra=EndUserRenderer(self.end_users).render)
+                                     extra=EndUserRenderer(self.end_users).render, redact=self.redactor.redact_bytes)
         self.budget = RequestBudget(self.clock, limit=config.sfox.max_requests_per_minute,
                                     max_connections=config.sfox.max_connections)
         user_agent = f"sfox-exporter/{self.version}"
         rng = rng or random.Random()
         self.account_units = AccountUnits(
             self.state, self.budget, connector or websocket_connector(user_agent), fetch or fetch_balances,
-            self.clock, rng, redactor or Redactor(), user_agent, self.end_users)
+            self.clock, rng, self.redactor, user_agent, self.end_users)
         self.workers = Workers(self.clock)
         self.reloader = Reloader(config_source, self, self.info) if config_source is not None else None
         if reload is None and self.reloader is not None:
@@ -185,5 +186,6 @@ class Exporter:
         return routes.readiness(self.state.statuses())
 
     def landing_page(self) -> str:
-        return routes.landing_page(self.state.snapshot(), self.clock.time(), self.version, self.telemetry_path,
-                                   demo=self.config.demo)
+        # Label values come from sFOX: one that echoes a key must not show it here either.
+        return self.redactor.redact(routes.landing_page(self.state.snapshot(), self.clock.time(), self.version,
+                                                        self.telemetry_path, demo=self.config.demo))

@@ -68,17 +68,19 @@ class _Cached:
 
 
 class Exposition:
-    def __init__(self, state: State, version: str, registry: CollectorRegistry | None = None,
+    def __init__(self, state: State, version: str, registry: CollectorRegistry | None = None, *,
                  extra: Callable[[Collection[str]], list[bytes]] | None = None,
-                 metrics: tuple[MetricDef, ...] = METRICS) -> None:
+                 metrics: tuple[MetricDef, ...] = METRICS, redact: Callable[[bytes], bytes] | None = None) -> None:
         """`registry` holds the other collectors (process, platform, GC): rendered afresh on each
         scrape and never cached. It must not hold the sfox_* families, which are rendered here.
         `extra` renders more cached families from the state (the per-user end-user series,
         endusers_render.py), given the withdrawn accounts; its parts follow the table's. `metrics`
-        is the table rendered: table.METRICS, unless a test gives another."""
+        is the table rendered: table.METRICS, unless a test gives another. `redact` blanks the API keys
+        from the rendered families, whose label values come from sFOX (logs.Redactor.redact_bytes)."""
         self._state = state
         self._metrics = metrics
         self._extra = extra
+        self._redact = redact
         self._version = version
         self._registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
@@ -122,6 +124,12 @@ class Exposition:
         body = self._format(snapshot, as_openmetrics).encode()
         if self._extra is not None:
             body = b"".join([body, *self._extra([view.name for view in snapshot.accounts if view.withdrawn])])
+        if self._redact is not None:
+            redacted = self._redact(body)
+            if redacted != body and "redacted" not in self._failing:
+                self._failing.add("redacted")
+                log.warning("a value sFOX sent held an API key; /metrics shows [REDACTED] in its place")
+            body = redacted
         cached = _Cached(snapshot.version, body)
         with self._lock:
             self._cache[as_openmetrics] = cached
