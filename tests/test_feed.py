@@ -274,21 +274,25 @@ def test_sequence_gap_counts_and_asks_for_a_snapshot() -> None:
     assert harness.snapshots == ["connected", "sequence", "sequence"]
 
 
-@pytest.mark.parametrize("enterprise", [False, True])
-def test_the_sequence_log_line_says_what_is_done(enterprise: bool, caplog: pytest.LogCaptureFixture) -> None:
-    """An enterprise account has no snapshot to take: its log line must not promise one."""
+@pytest.mark.parametrize(("kind", "repair"), [
+    ("user", "resyncing from a REST snapshot"),
+    ("enterprise", "sFOX has no snapshot of end users' balances: each user's next message repairs that user"),
+    ("no snapshots", "REST snapshots are off (feed.rest_snapshot): each currency's next message repairs it"),
+])
+def test_the_sequence_log_line_says_what_is_done(kind: str, repair: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An account without snapshots has none to take: its log line must not promise one."""
     book = EndUserBook(EndUsersConfig(), max_series=100)
+    sinks: dict[str, Callable[[State], FeedSink]] = {"enterprise": lambda state: EndUserSink(state, "main", book),
+                                                     "no snapshots": lambda state: AccountSink(state, "main", None)}
     harness = Harness(lambda clock: ScriptedConnection(
         clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}, after=[balances(3), balances(7)]),
-        sink=(lambda state: EndUserSink(state, "main", book)) if enterprise else None)
+        sink=sinks.get(kind))
     with caplog.at_level(logging.WARNING, logger="sfox_exporter.sfox.feed"):
         harness.run_once()
     assert harness.errors("sequence") == 1
     said = [r.getMessage() for r in caplog.records if "sequence jumped" in r.getMessage()]
-    assert said == ["sequence jumped from 3 to 7; " + (
-        "sFOX has no snapshot of end users' balances: each user's next message repairs that user" if enterprise
-        else "resyncing from a REST snapshot")]
-    assert harness.snapshots == ([] if enterprise else ["connected", "sequence"])
+    assert said == ["sequence jumped from 3 to 7; " + repair]
+    assert harness.snapshots == (["connected", "sequence"] if kind == "user" else [])
 
 
 @pytest.mark.parametrize(

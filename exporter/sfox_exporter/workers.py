@@ -267,7 +267,7 @@ class AccountUnits:
             snapshot = SnapshotWorker(
                 account, rest_url=config.sfox.rest_url, feed=config.feed, state=self.state, clock=self.clock,
                 stop=stop, fetch=self.fetch, user_agent=self.user_agent, rng=random.Random(self.rng.random()))
-        request = snapshot.request if snapshot is not None else (lambda reason: None)
+        request = snapshot.request if snapshot is not None else None
         settings = SessionSettings((ACCOUNT_FEED,), ping_interval=config.feed.ping_interval_seconds,
                                    ping_timeout=config.feed.ping_timeout_seconds)
         inner: FeedSink

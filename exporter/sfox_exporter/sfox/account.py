@@ -10,9 +10,9 @@ from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
 
 class AccountSink:
-    """A FeedSink for one account (user or enterprise)."""
+    """A FeedSink for one user account. `request_snapshot` is None with feed.rest_snapshot off."""
 
-    def __init__(self, state: State, account: str, request_snapshot: Callable[[str], None]) -> None:
+    def __init__(self, state: State, account: str, request_snapshot: Callable[[str], None] | None) -> None:
         self._state = state
         self._account = account
         self._request_snapshot = request_snapshot
@@ -30,11 +30,14 @@ class AccountSink:
         self._state.ingest_many(self._account, events)
 
     def went_up(self) -> None:
-        self._request_snapshot("connected")
+        if self._request_snapshot is not None:
+            self._request_snapshot("connected")
 
     errors_metric = "sfox_feed_errors_total"
 
     def resync(self) -> str:
+        if self._request_snapshot is None:
+            return "REST snapshots are off (feed.rest_snapshot): each currency's next message repairs it"
         self._request_snapshot("sequence")
         return "resyncing from a REST snapshot"
 
