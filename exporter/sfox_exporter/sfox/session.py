@@ -242,7 +242,11 @@ class Session:
         if self.phase is not Phase.STREAMING and now >= self._phase_deadline:
             if self.phase is Phase.AUTHENTICATING:
                 return self._end(ErrorReason.AUTH, "no reply to authenticate")
-            # sFOX documents no subscribe reply; older servers send none. Silence is not refusal.
+            # sFOX documents a reply, in three shapes over the years, and no refusal: silence is taken
+            # for success, leniently, but said, since a subscription that did not take looks just
+            # like a quiet balances feed.
+            waited = min(self.settings.reply_timeout, self.settings.subscribe_grace)
+            actions.append(Ignored(f"no reply to subscribe within {waited:g}s (taken as subscribed)", counted=False))
             actions.extend(self._streaming(now))
         if now >= self._next_ping:
             actions.append(SendPing(PING_PAYLOAD))
