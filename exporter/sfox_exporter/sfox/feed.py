@@ -288,8 +288,8 @@ class FeedWorker:
                 buffered = connection.receive(0.0)  # a deadline long past: buffered frames only
             except Exception:  # noqa: BLE001 - raised again by the next receive, after this batch is carried out
                 # A bad frame behind good ones: the good ones' actions must not be lost with it.
-                # The reader does not move past a frame it refuses, so the loop's next receive()
-                # meets the same error, as it would have without batching.
+                # The reader raises the same error again (a broken connection stays broken), so
+                # the loop's next receive() meets it, as it would have without batching.
                 break
             if buffered is None:
                 break

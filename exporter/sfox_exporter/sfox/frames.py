@@ -98,6 +98,7 @@ class FrameReader:
         self._fragment_size = 0
         self._skip_bytes = 0  # payload bytes of an oversized frame still to drop
         self._skipping_message = False  # dropping the remaining fragments of an oversized message
+        self._broken: ProtocolError | None = None
 
     def read(self) -> tuple[int, bytes]:
         """The next complete data message, or the next control frame, as (opcode, payload).
@@ -122,8 +123,17 @@ class FrameReader:
         return self._fragments is not None or self._skipping_message
 
     def next_buffered(self) -> tuple[int, bytes] | None:
-        """The next message or control frame from the bytes already received, without blocking."""
-        return self._next_message()
+        """The next message or control frame from the bytes already received, without blocking.
+
+        A protocol error fails the connection (RFC 6455 7.1.7): raised again by every later call,
+        since the frame that broke the rules may already be behind the reader."""
+        if self._broken is not None:
+            raise self._broken
+        try:
+            return self._next_message()
+        except ProtocolError as error:
+            self._broken = error
+            raise
 
     def fill(self) -> None:
         """One recv() into the buffer: blocks for as long as the socket's timeout allows."""
