@@ -187,5 +187,6 @@ class Exporter:
 
     def landing_page(self) -> str:
         # Label values come from sFOX: one that echoes a key must not show it here either.
-        return self.redactor.redact(routes.landing_page(self.state.snapshot(), self.clock.time(), self.version,
-                                                        self.telemetry_path, demo=self.config.demo))
+        page = routes.landing_page(self.state.snapshot(), self.clock.time(), self.version, self.telemetry_path,
+                                   demo=self.config.demo)
+        return self.redactor.redact_bytes(page.encode()).decode()
