@@ -161,7 +161,8 @@ def reference_frame(data: bytes | str) -> object:
             return OtherMessage(sequence, recipient, 1, MessageKind.END_USERS)
         parsed_accounts = [account(entry) for entry in updates]
         valid = tuple(a for a in parsed_accounts if a is not None)
-        return EndUserBalances(sequence, when, payload["user_id"], valid, errors + len(updates) - len(valid))
+        invalid = len(updates) - len(valid)
+        return EndUserBalances(sequence, when, payload["user_id"], valid, errors + invalid, invalid)
     if not label(recipient, empty=True):
         return OtherMessage(sequence, None, 1)
     if recipient.startswith("ticker.sfox.") and len(recipient) > len("ticker.sfox."):

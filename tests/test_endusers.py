@@ -27,7 +27,7 @@ def holding(currency: str, balance: float | None, available: float | None = None
 
 
 def message(user: str, *accounts: AccountBalance, errors: int = 0) -> EndUserBalances:
-    return EndUserBalances(None, None, user, accounts, errors)
+    return EndUserBalances(None, None, user, accounts, errors, errors)
 
 
 def totals(book: EndUserBook) -> dict[str, tuple[float, float, float, int]]:
@@ -113,6 +113,16 @@ def test_a_message_with_invalid_entries_merges_and_one_all_invalid_changes_nothi
     assert totals(book)["usd"][0] == 5.0 and totals(book)["btc"][0] == 1.0
     book.apply(message("a", holding("btc", 2.0), errors=1))  # merged: usd may be the invalid one
     assert totals(book)["usd"][0] == 5.0 and totals(book)["btc"][0] == 2.0
+
+
+def test_a_bad_sequence_or_timestamp_does_not_make_a_full_set_a_merge() -> None:
+    """Only invalid entries make a message partial; an envelope error says nothing of them."""
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    book.apply(message("a", holding("btc", 1.0), holding("eth", 2.0)))
+    book.apply(EndUserBalances(None, None, "a", (holding("btc", 1.0),), 1))  # a schema error, no invalid entry
+    assert totals(book)["eth"][0] == 0.0
+    book.apply(EndUserBalances(None, None, "b", (), 1))  # a valid empty set, with a bad sequence
+    assert book.view().users == 2
 
 
 def test_a_new_user_whose_every_entry_is_invalid_is_not_counted() -> None:

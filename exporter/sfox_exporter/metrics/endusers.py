@@ -9,8 +9,8 @@ Holdings are stored packed (struct, one record per currency) rather than as Pyth
 tuples: at 100,000 users this is the difference between ~25 MB and ~100 MB.
 
 Semantics (CONTRACT.md, protocol notes): each message is one user's FULL set of currencies, so a
-currency missing from it is gone for that user. Where the message had schema errors (an invalid
-entry whose currency may be unknown), it is merged instead: its valid currencies are applied and the
+currency missing from it is gone for that user. Where the message had invalid entries (whose
+currency may be unknown), it is merged instead: its valid currencies are applied and the
 user's other currencies stay as they were, since the missing ones may be the invalid ones. A message
 whose every entry was invalid thus changes nothing; its errors are counted by the State.
 
@@ -101,7 +101,7 @@ class EndUserBook:
         if self._sharded and not self._config.keeps(user_id):
             return 0
         previous = self._users.get(user_id)
-        if previous is None and event.schema_errors and not event.accounts:
+        if previous is None and event.invalid_entries and not event.accounts:
             return 0  # every entry invalid: nothing is known of this user, not even that it holds nothing
         fresh, complete, refused = self._pack(event, previous)
         if fresh == previous:
@@ -126,7 +126,7 @@ class EndUserBook:
         records: dict[int, bytes] = {}
         complete = True
         refused = 0
-        if event.schema_errors and previous:
+        if event.invalid_entries and previous:
             complete = False
             for offset in range(0, len(previous), _RECORD.size):
                 records[_RECORD.unpack_from(previous, offset)[0]] = previous[offset : offset + _RECORD.size]

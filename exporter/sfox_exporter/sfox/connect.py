@@ -26,7 +26,11 @@ class EndUserBalances(NamedTuple):
     timestamp: float | None
     user_id: str
     accounts: tuple[Balance, ...]
-    schema_errors: int
+    schema_errors: int  # the envelope's and the entries'
+    # Entries left out as invalid: then the message is merged into the user's holdings, not taken as
+    # its full set, since a currency missing from it may be one of them. The envelope's errors (a bad
+    # sequence or timestamp) say nothing of the entries.
+    invalid_entries: int = 0
     kind: MessageKind = MessageKind.END_USERS
 
 
@@ -63,4 +67,5 @@ def parse_end_users(sequence: int | None, timestamp: float | None, payload: Any,
     if not (isinstance(user_id, str) and user_id and is_label(user_id)) or accounts is None:
         return None
     valid = tuple(account for account in accounts if account is not None)
-    return EndUserBalances(sequence, timestamp, user_id, valid, schema_errors + len(accounts) - len(valid))
+    invalid = len(accounts) - len(valid)
+    return EndUserBalances(sequence, timestamp, user_id, valid, schema_errors + invalid, invalid)
