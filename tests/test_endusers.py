@@ -148,6 +148,11 @@ def test_max_series_caps_the_totals_too() -> None:
     assert per_user.apply(message("a", holding("btc", 1.0, 1.0, 0.0))) == 0  # 4 + 2 series
     assert per_user.apply(message("b", holding("eth", 1.0, 1.0, 0.0))) == 1  # 8 + 2 + 2 would pass 10
     assert set(totals(per_user)) == {"btc", "eth"} and per_user.view().series == 10
+    # Per-user series filling the room never keep a new currency out of the totals: they come first.
+    crowded = EndUserBook(EndUsersConfig(per_user_series=True), max_series=12)
+    assert [crowded.apply(message(u, holding("btc", 1.0, 1.0, 0.0))) for u in "abcd"] == [0, 0, 0, 0]
+    assert crowded.apply(message("e", holding("usd", 100.0, 100.0, 0.0))) == 1  # e's own series refused
+    assert totals(crowded)["usd"][0] == 100.0 and totals(crowded)["btc"][0] == 4.0
 
 
 def test_updates_as_a_list_or_one_object_decode_alike() -> None:

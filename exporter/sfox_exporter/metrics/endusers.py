@@ -121,7 +121,7 @@ class EndUserBook:
 
     def _pack(self, event: EndUserBalances, previous: bytes | None) -> tuple[bytes, bool, int]:
         """The user's holdings packed, whether every amount is present, and how many entries were
-        refused: a currency never seen, whose totals would pass max_series. No user can have held
+        refused: a currency never seen, whose totals alone would pass max_series. No user can have held
         it before, so leaving it out loses nothing else of the user's."""
         records: dict[int, bytes] = {}
         complete = True
@@ -134,7 +134,9 @@ class EndUserBook:
         for entry in event.accounts:
             index = index_of.get(entry.currency)
             if index is None:
-                if self._totals_series() + SERIES_PER_CURRENCY + self._series > self._max_series:
+                # The totals come first: what the platform owes per currency is the feed's point, so
+                # per-user series never keep a currency out (they are refused instead, in _admit).
+                if self._totals_series() + SERIES_PER_CURRENCY > self._max_series:
                     refused += 1
                     continue
                 index = self._new_currency(entry.currency)
@@ -216,7 +218,8 @@ class EndUserBook:
 
     def _admit(self, user_id: str, wanted: int) -> int:
         """Keep the per-user series, with the totals', under max_series: a user whose series would
-        pass it is not exported (its holdings still count in the totals). Returns 1 for a refusal."""
+        pass it is not exported (its holdings still count in the totals). Returns 1 for a refusal.
+        Users already exported stay when new currencies' totals take room later."""
         current = self._admitted.pop(user_id, None)
         self._series -= current or 0
         if self._series + wanted + self._totals_series() > self._max_series:
