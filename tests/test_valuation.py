@@ -3,7 +3,9 @@ that goes silent, valuation off, and the market-data connection's failures."""
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -202,3 +204,27 @@ def test_a_failed_pairs_fetch_is_retried_when_its_backoff_says_not_at_the_next_p
     finally:
         stop.set()
         data.thread.join(5)
+    assert data.pair_fetches == 3  # the third succeeded: the next is an hour away
+
+
+def test_an_unexpected_error_in_the_pairs_fetch_does_not_spin(simulator: Simulator) -> None:
+    """The wait until the next fetch must move on after a failure of any kind, exceptions too."""
+    config = make_config(simulator, valuation=ValuationConfig(), backoff_initial_seconds=0.2, backoff_max_seconds=0.4)
+    calls: list[float] = []
+
+    def fetch(url: str, key: Secret, timeout: float, agent: str) -> FetchResult:
+        calls.append(time.monotonic())
+        raise RuntimeError("a bug of tomorrow")
+
+    stop = threading.Event()
+    data = MarketData(config, state=State(["main"], clock=SystemClock()), book=PriceBook("usd", 300, SystemClock()),
+                      budget=RequestBudget(SystemClock()), connector=lambda url, timeout: None,  # type: ignore[arg-type,return-value]
+                      fetch=fetch, clock=SystemClock(), stop=stop, user_agent="test", poll_seconds=30.0)
+    data.start()
+    try:
+        wait_until(lambda: len(calls) >= 3, timeout=5, message="three fetches, backoff apart")
+    finally:
+        stop.set()
+        data.thread.join(5)
+    assert len(calls) <= 12, len(calls)  # 0.1-0.4 s apart, not tens of thousands a second
+    assert min(later - earlier for earlier, later in itertools.pairwise(calls)) >= 0.09

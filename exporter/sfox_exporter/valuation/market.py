@@ -196,6 +196,9 @@ class MarketData:
             except Exception:  # a bug must not end valuation for good
                 log.exception("unexpected error in the market-data thread", extra={"account": NAME})
                 self.book.count_error(ErrorReason.CONNECTION)
+                # Whatever raised may not have moved the next fetch on: without this the wait below
+                # would be 0, and the loop would spin (and perhaps call sFOX) as fast as it can.
+                self._next_fetch = max(self._next_fetch, self._clock.monotonic() + self._backoff.next())
             # Woken for a retry when it is due, not at the next poll, so that the log's "retrying in" holds.
             self._stop.wait(min(self._poll, max(0.0, self._next_fetch - self._clock.monotonic())))
         if self.worker is None:
