@@ -87,7 +87,8 @@ class Exporter:
         self.redactor = redactor or Redactor()
         # The exporter's own gauges come before the registry's collectors, on every scrape.
         self.exposition = Exposition(self.state, self.version, with_registry(self.info, self.registry),
-                                     extra=EndUserRenderer(self.end_users).render, redact=self.redactor.redact_bytes)
+                                     extra=EndUserRenderer(self.end_users, self.redactor).render,
+                                     redactor=self.redactor)
         self.budget = RequestBudget(self.clock, limit=config.sfox.max_requests_per_minute,
                                     max_connections=config.sfox.max_connections)
         user_agent = f"sfox-exporter/{self.version}"
@@ -189,4 +190,4 @@ class Exporter:
         # Label values come from sFOX: one that echoes a key must not show it here either.
         page = routes.landing_page(self.state.snapshot(), self.clock.time(), self.version, self.telemetry_path,
                                    demo=self.config.demo)
-        return self.redactor.redact_bytes(page.encode()).decode()
+        return self.redactor.scrub(page)

@@ -31,7 +31,7 @@ _STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 REDACTED = "[REDACTED]"
 # Fragments of a key this long or longer are redacted wherever they appear.
 MIN_FRAGMENT = 8
-# Rendered output (/metrics, the landing page) is scrubbed of keys this long or longer.
+# Label values on /metrics and the landing page are scrubbed of keys this long or longer.
 MIN_OUTPUT_SECRET = 16
 # A field longer than this is cut, after redaction; a traceback may be longer.
 MAX_FIELD_CHARS = 1000
@@ -48,32 +48,42 @@ class Redactor:
         self._secrets: tuple[str, ...] = ()
         # Finds (without consuming) every position where MIN_FRAGMENT characters of a key start.
         self._fragments: re.Pattern[str] | None = None
+        self._output_secrets: tuple[str, ...] = ()  # lower-cased, for label values
+        self._generation = 0
+        self._echo_logged = False
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
         if len(secret) >= 4:  # shorter "keys" would blank out ordinary words
             with self._lock:
                 self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
+                self._output_secrets = tuple(s.lower() for s in self._secrets if len(s) >= MIN_OUTPUT_SECRET)
+                self._generation += 1
                 grams = sorted({s[i : i + MIN_FRAGMENT] for s in self._secrets
                                 for i in range(len(s) - MIN_FRAGMENT + 1)})
                 # Any case: a server or proxy echoing the key upper-cased still echoes the key.
                 self._fragments = (re.compile("(?=(?:" + "|".join(map(re.escape, grams)) + "))", re.IGNORECASE)
                                    if grams else None)
 
-    def redact_bytes(self, data: bytes) -> bytes:
-        """`data` with every whole key blanked, as sent or in one case (a label value is lower-cased):
-        for rendered output, /metrics, which can be megabytes. Exact searches only, memchr-fast:
-        the fragment search redact() adds would cost a scrape ~100x more. Keys shorter than
-        MIN_OUTPUT_SECRET are left alone: no sFOX key is that short, and a test's "sfox" or "usd"
-        would blank metric names and labels."""
-        for secret in self._secrets:
-            if len(secret) < MIN_OUTPUT_SECRET:
-                continue
-            for form in {secret, secret.lower(), secret.upper()}:
-                needle = form.encode()
-                if needle in data:
-                    data = data.replace(needle, REDACTED.encode())
-        return data
+    @property
+    def generation(self) -> int:
+        """Bumped by every key added: output scrubbed before it may hold the new one."""
+        return self._generation
+
+    def scrub(self, value: str) -> str:
+        """A label value from sFOX (or a page of them), any whole key in it blanked whatever its case
+        (currencies are lower-cased). Keys shorter than MIN_OUTPUT_SECRET are left alone: no sFOX
+        key is that short, and blanking a test's "sfox" or "0000" would take metric names and
+        numbers with it. /metrics scrubs label values only, each once when its series is first seen."""
+        lowered = value.lower()
+        for secret in self._output_secrets:
+            if secret in lowered:
+                value = re.sub(re.escape(secret), REDACTED, value, flags=re.IGNORECASE)
+                if not self._echo_logged:
+                    self._echo_logged = True
+                    logging.getLogger("sfox_exporter.metrics").warning(
+                        "a value sFOX sent held an API key; it shows as %s on /metrics", REDACTED)
+        return value
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -13,22 +13,24 @@ Text and OpenMetrics share these lines: both families are gauges and the values 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sfox_exporter.metrics.endusers import EndUserBook, Holding
-from sfox_exporter.metrics.exposition import escape_label_value
+from sfox_exporter.metrics.exposition import LabelRedactor, escape_label_value
 from sfox_exporter.metrics.table import PER_USER_METRICS
 
 _BALANCE, _AVAILABLE = PER_USER_METRICS
 
 
 class EndUserRenderer:
-    def __init__(self, books: Mapping[str, EndUserBook]) -> None:
-        """`books` is live: a reload adds, removes or replaces enterprise accounts' books in it."""
+    def __init__(self, books: Mapping[str, EndUserBook], redactor: LabelRedactor | None = None) -> None:
+        """`books` is live: a reload adds, removes or replaces enterprise accounts' books in it.
+        `redactor` blanks API keys from user ids and currencies, as each user's lines are made."""
         self._source = books
+        self._label = redactor.scrub if redactor is not None else str
         self._books: dict[str, EndUserBook] = {}
         self._lock = threading.Lock()
         # Per account, per user: that user's lines of each family, as bytes.
@@ -76,16 +78,16 @@ class EndUserRenderer:
                 balance_lines.pop(user_id, None)
                 available_lines.pop(user_id, None)
                 continue
-            balance, available = _format(label + escape_label_value(user_id), holdings)
+            balance, available = _format(label + escape_label_value(self._label(user_id)), holdings, self._label)
             balance_lines[user_id] = balance
             available_lines[user_id] = available
 
 
-def _format(label: str, holdings: tuple[Holding, ...]) -> tuple[bytes, bytes]:
+def _format(label: str, holdings: tuple[Holding, ...], clean: Callable[[str], str]) -> tuple[bytes, bytes]:
     balance: list[str] = []
     available: list[str] = []
     for currency, amount, free, _held in holdings:
-        series = f'{label}",currency="{escape_label_value(currency)}"}} '
+        series = f'{label}",currency="{escape_label_value(clean(currency))}"}} '
         if amount is not None:
             balance.append(f"{_BALANCE.name}{series}{amount!r}\n")
         if free is not None:

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from operator import is_
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
@@ -70,17 +70,18 @@ class _Cached:
 class Exposition:
     def __init__(self, state: State, version: str, registry: CollectorRegistry | None = None, *,
                  extra: Callable[[Collection[str]], list[bytes]] | None = None,
-                 metrics: tuple[MetricDef, ...] = METRICS, redact: Callable[[bytes], bytes] | None = None) -> None:
+                 metrics: tuple[MetricDef, ...] = METRICS, redactor: LabelRedactor | None = None) -> None:
         """`registry` holds the other collectors (process, platform, GC): rendered afresh on each
         scrape and never cached. It must not hold the sfox_* families, which are rendered here.
         `extra` renders more cached families from the state (the per-user end-user series,
         endusers_render.py), given the withdrawn accounts; its parts follow the table's. `metrics`
-        is the table rendered: table.METRICS, unless a test gives another. `redact` blanks the API keys
-        from the rendered families, whose label values come from sFOX (logs.Redactor.redact_bytes)."""
+        is the table rendered: table.METRICS, unless a test gives another. `redactor` blanks the API
+        keys from label values, which come from sFOX (logs.Redactor.scrub)."""
         self._state = state
         self._metrics = metrics
         self._extra = extra
-        self._redact = redact
+        self._redactor = redactor
+        self._redacted_at = redactor.generation if redactor is not None else 0
         self._version = version
         self._registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
@@ -124,12 +125,6 @@ class Exposition:
         body = self._format(snapshot, as_openmetrics).encode()
         if self._extra is not None:
             body = b"".join([body, *self._extra([view.name for view in snapshot.accounts if view.withdrawn])])
-        if self._redact is not None:
-            redacted = self._redact(body)
-            if redacted != body and "redacted" not in self._failing:
-                self._failing.add("redacted")
-                log.warning("a value sFOX sent held an API key; /metrics shows [REDACTED] in its place")
-            body = redacted
         cached = _Cached(snapshot.version, body)
         with self._lock:
             self._cache[as_openmetrics] = cached
@@ -139,6 +134,11 @@ class Exposition:
         lines: list[str] = []
         series = 0
         blocks = self._blocks
+        if self._redactor is not None and self._redactor.generation != self._redacted_at:
+            # A key was loaded: series escaped before may hold it.
+            self._redacted_at = self._redactor.generation
+            self._prefixes.clear()
+            blocks.clear()
         for metric in self._metrics:
             start = len(lines)
             try:
@@ -193,7 +193,7 @@ class Exposition:
             key = (name, labels)
             prefix = prefixes.get(key)
             if prefix is None:
-                prefix = prefixes[key] = _series_prefix(name, metric.labels, labels)
+                prefix = prefixes[key] = _series_prefix(name, metric.labels, labels, self._redactor)
             text = repr(float(value))
             lines.append(prefix + (text if text[-1].isdigit() else _NON_FINITE[text]))
             written += 1
@@ -210,13 +210,25 @@ def _header(metric: MetricDef, as_openmetrics: bool) -> str:
     return f"# HELP {name} {metric.help}\n# TYPE {name} {metric.type}"
 
 
-def _series_prefix(name: str, label_names: tuple[str, ...], label_values: tuple[str, ...]) -> str:
+def _series_prefix(name: str, label_names: tuple[str, ...], label_values: tuple[str, ...],
+                   redactor: LabelRedactor | None = None) -> str:
     if not label_names:
         return f"{name} "
+    if redactor is not None:
+        label_values = tuple(map(redactor.scrub, label_values))
     pairs = ",".join(
         f'{label}="{escape_label_value(value)}"' for label, value in zip(label_names, label_values, strict=True)
     )
     return f"{name}{{{pairs}}} "
+
+
+class LabelRedactor(Protocol):
+    """What blanks API keys from label values (logs.Redactor)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def scrub(self, value: str) -> str: ...
 
 
 def escape_label_value(value: str) -> str:
