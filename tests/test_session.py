@@ -243,3 +243,13 @@ def test_feeds_asked_for_while_subscribing_follow_in_one_request_once_up() -> No
     assert session.subscribe([ticker_feed("ethusd")]) == []
     actions = session.receive(OP_TEXT, frame(SUB_OK), 0.1)
     assert of(actions, WentUp) and requests(actions) == [{"type": "subscribe", "feeds": ["ticker.sfox.ethusd"]}]
+
+
+def test_a_sequence_that_is_no_number_is_said_on_data_and_control_messages() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    data = frame({"sequence": "7", "recipient": ACCOUNT_FEED, "payload": []})
+    assert of(session.receive(OP_TEXT, data, 1.0), Ignored) == [
+        Ignored("invalid entries or envelope fields (sequence, timestamp)")]
+    control = frame({"type": "success", "sequence": "8", "action": "subscribe"})
+    assert of(session.receive(OP_TEXT, control, 1.0), Ignored) == [
+        Ignored("a control message with invalid fields (type, action or sequence)")]

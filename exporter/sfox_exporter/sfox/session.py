@@ -219,12 +219,15 @@ class Session:
         if anomaly:  # after the message is delivered, so that the resync starts from what it said
             actions.append(Resync(last, event.sequence))
         if control:
+            if event.schema_errors:
+                actions.append(Ignored("a control message with invalid fields (type, action or sequence)"))
             actions.extend(self._on_control(cast(ControlMessage, event), now))
         elif isinstance(event, BadFrame):
             actions.append(Ignored("an undecodable frame" if event.reason == "decode"
                                    else "a message of the wrong shape"))
         elif event.schema_errors:
-            actions.append(Ignored("invalid entries" if data else "a message of no known shape"))
+            actions.append(Ignored("invalid entries or envelope fields (sequence, timestamp)" if data
+                                   else "a message of no known shape"))
         if data and self.phase is Phase.SUBSCRIBING:
             actions.extend(self._streaming(now))  # data flows, so the subscription took
         return actions
