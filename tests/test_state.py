@@ -191,6 +191,7 @@ def test_an_end_users_message_is_the_enterprise_accounts_last_balance_message() 
     state = make_state(clock)
     state.ingest("main", EndUserBalances(4, 1.71e9, "user-1", (entry("btc", 1.0),), 0))
     state.ingest("other", EndUserBalances(4, None, "user-1", (), 0))  # no usable timestamp: local time
+    state.ingest("main", EndUserBalances(5, 1.72e9, "user-2", (), 2, 2))  # every entry invalid: nothing applied
     views = {view.name: view for view in state.snapshot().accounts}
     assert views["main"].updated_timestamp == 1.71e9
     assert views["other"].updated_timestamp == clock.time()

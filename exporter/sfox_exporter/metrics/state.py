@@ -150,7 +150,8 @@ class State:
                 if isinstance(event, BadFrame):
                     errors[event.reason] += 1
                 elif ((isinstance(event, BalanceUpdate) and self._apply_update(book, event))
-                      or type(event) is EndUserBalances):  # the latter applied to an EndUserBook by its sink
+                      # Applied to an EndUserBook by its sink, unless every entry was invalid.
+                      or (type(event) is EndUserBalances and (event.accounts or not event.invalid_entries))):
                     book.updated_timestamp = event.timestamp if event.timestamp is not None else now
             book.last_message_time = now
             self._version += 1
