@@ -111,11 +111,11 @@ def items(schema: type[Any], *, allow_none: bool = False) -> dict[str, Setting]:
 
 # Past this no setting means anything, and a few steps short of 1e10 the system's own timers
 # overflow (socket timeouts, time_t): refused here, once, rather than failing every connection.
-MAX_SECONDS = 30 * 86400
+MAX_SECONDS = 366 * 86400
 
 
 def seconds(*, positive: bool = True) -> Check:
-    """A finite number of seconds up to 30 days: greater than 0, or (positive=False) 0 meaning never."""
+    """A finite number of seconds up to a year: greater than 0, or (positive=False) 0 meaning never."""
 
     def check(value: Any, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -127,7 +127,7 @@ def seconds(*, positive: bool = True) -> Check:
         if value < 0:
             raise ConfigError(f"{path}: must be 0 (never) or more")
         if value > MAX_SECONDS:
-            raise ConfigError(f"{path}: must be at most {MAX_SECONDS} (30 days)")
+            raise ConfigError(f"{path}: must be at most {MAX_SECONDS} (366 days)")
         return float(value)
 
     return check
