@@ -267,8 +267,9 @@ def test_currency_pairs_never_break_and_keep_only_labels(body: dict[str, Any]) -
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    ('[{"symbol":"btcusd","base":"BTC","quote":"usd"},{"base":"usdt","quote":"eth"},{"base":"x"},7]',
-     {"btcusd": ("btc", "usd"), "usdteth": ("usdt", "eth")}),
+    ('[{"symbol":"btcusd","base":"BTC","quote":"usd"},{"base":"usdt","quote":"eth"},{"base":"x"},7,'
+     '{"symbol":"XBTUSD","base":"btc","quote":"usd"},{"symbol":7,"base":"sol","quote":"usd"}]',
+     {"btcusd": ("btc", "usd"), "usdteth": ("usdt", "eth"), "xbtusd": ("btc", "usd"), "solusd": ("sol", "usd")}),
     ("[]", {}),
     ('"btcusd"', None),
     ("7", None),

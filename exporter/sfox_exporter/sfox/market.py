@@ -71,6 +71,7 @@ def parse_ticker(sequence: int | None, timestamp: float | None, pair: str, paylo
 
 
 class _Pair(Struct):
+    symbol: Any = None
     base: Any = None
     quote: Any = None
 
@@ -83,8 +84,8 @@ def parse_currency_pairs(body: bytes | bytearray | str) -> dict[str, tuple[str, 
     """The body of GET /v1/markets/currency-pairs: {symbol: (base, quote)}, all lower case.
 
     sFOX documents an object keyed by symbol; a list of the same objects is read too, each keyed by
-    base and quote, since the symbol is only ever the two together. Entries without a base and quote
-    that are labels are skipped; None when the body is neither an object nor a list."""
+    its own `symbol`, else by base and quote together, which is what a symbol is. Entries without a
+    base and quote that are labels are skipped; None when the body is neither an object nor a list."""
     try:
         document: dict[str, Any] | list[Any] = _decode_pairs(body)
     except REFUSED:
@@ -97,26 +98,30 @@ def parse_currency_pairs(body: bytes | bytearray | str) -> dict[str, tuple[str, 
         document = loaded
     pairs: dict[str, tuple[str, str]] = {}
     listed = document.items() if isinstance(document, dict) else ((None, entry) for entry in document)
-    for symbol, entry in listed:
-        base, quote = _base_quote(entry)
+    for key, entry in listed:
+        symbol, base, quote = _fields(entry)
         if _usable(base) and _usable(quote):
-            name = f"{base}{quote}" if symbol is None else symbol  # None: a list's entry, keyed by its pair
+            if key is not None:
+                name = key
+            else:  # a list's entry
+                name = symbol if _usable(symbol) else f"{base}{quote}"
             if _usable(name):
                 pairs[name.lower()] = (base.lower(), quote.lower())
     return pairs
 
 
-def _base_quote(entry: Any) -> tuple[Any, Any]:
+def _fields(entry: Any) -> tuple[Any, Any, Any]:
+    """An entry's symbol, base and quote, as sent."""
     if isinstance(entry, Raw):
         try:
             pair = _decode_pair(entry)
         except msgspec.ValidationError:  # not an object, or a number past float's range in it
             entry = plain(entry)
         else:
-            return pair.base, pair.quote
+            return pair.symbol, pair.base, pair.quote
     if isinstance(entry, dict):
-        return entry.get("base"), entry.get("quote")
-    return None, None
+        return entry.get("symbol"), entry.get("base"), entry.get("quote")
+    return None, None, None
 
 
 def _usable(value: Any) -> bool:
