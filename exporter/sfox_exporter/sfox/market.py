@@ -101,10 +101,8 @@ def parse_currency_pairs(body: bytes | bytearray | str) -> dict[str, tuple[str, 
     for key, entry in listed:
         symbol, base, quote = _fields(entry)
         if _usable(base) and _usable(quote):
-            if key is not None:
-                name = key
-            else:  # a list's entry
-                name = symbol if _usable(symbol) else f"{base}{quote}"
+            listed_symbol = symbol if _usable(symbol) else f"{base}{quote}"  # for a list's entry
+            name = key if key is not None else listed_symbol
             if _usable(name):
                 pairs[name.lower()] = (base.lower(), quote.lower())
     return pairs
