@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import subprocess
 import sys
 import threading
@@ -21,11 +22,13 @@ from sfox_exporter.config import (
     Overrides,
     Secret,
     ValuationConfig,
+    demo_thresholds,
     load_config,
     parse_listen_address,
     schema_keys,
 )
 from sfox_exporter.config.files import MAX_CONFIG_FILE_BYTES
+from sfox_exporter.simulator import Ledger
 from sfox_exporter.web.toolkit import load_web_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,7 +240,7 @@ def test_demo_needs_no_key_and_keeps_account_names(tmp_path: Path) -> None:
     plain = load_config(Overrides(demo=True), {})
     assert [(a.name, a.kind) for a in plain.accounts] == [("demo", "user"), ("platform", "enterprise")]
     assert {(t.account, t.currency, t.field) for t in plain.thresholds} == {
-        ("demo", "usd", "available"), ("demo", "btc", "available"), ("demo", "usdc", "held")}
+        ("demo", "usd", "available"), ("demo", "btc", "available"), ("demo", "eth", "available")}
     own = load(tmp_path, "thresholds: [{account: demo, currency: eth, below: 1}]\n", demo=True)
     assert [t.currency for t in own.thresholds] == ["eth"]  # type: ignore[attr-defined]
 
@@ -419,3 +422,15 @@ def test_cli_over_the_connection_share_exits_2_with_one_line(tmp_path: Path) -> 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "2 WebSocket connections needed" in lines[0] and "1 allowed" in lines[0]
     assert CANARY not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_demo_thresholds_stay_on_their_side_as_the_simulator_drifts(seed: int) -> None:
+    """The demo's low-balance panel and alert need one threshold always breached, the others never."""
+    rng = random.Random(seed)
+    ledger = Ledger.demo("demo", seed)
+    thresholds = demo_thresholds(["demo"])
+    for _ in range(20000):  # hours of the demo's drift
+        ledger.drift(rng)
+        values = {(t.currency, t.field): getattr(ledger.holdings[t.currency], t.field) for t in thresholds}
+        assert [values[t.currency, t.field] < (t.below or 0) for t in thresholds] == [False, False, True], values

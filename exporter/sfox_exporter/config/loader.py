@@ -330,12 +330,14 @@ def _demo_accounts(entries: tuple[AccountEntry, ...] | None) -> tuple[AccountCon
 
 def demo_thresholds(names: Iterable[str]) -> tuple[Threshold, ...]:
     """--demo without thresholds of its own gets these, so the threshold metric, panels and alert
-    have something to show: two balances comfortably above, and held USDC always below."""
+    have something to show: two balances comfortably above, and available ETH always below (the
+    simulator starts it near 40 and moves it by a fraction of a percent at a time; held USDC, the
+    one before, could drift past its threshold within seconds)."""
     return tuple(
         threshold for name in names for threshold in (
             Threshold(name, "usd", "available", 50000.0),
             Threshold(name, "btc", "available", 0.5),
-            Threshold(name, "usdc", "held", 5000.0),
+            Threshold(name, "eth", "available", 1000.0),
         )
     )
 

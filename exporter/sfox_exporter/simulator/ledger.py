@@ -141,13 +141,15 @@ class Ledger:
                 moved = _quantize(currency, holding.available * step)
                 holding.available = max(Decimal(0), holding.available + moved)
                 if rng.random() < 0.3:
-                    shift = _quantize(currency, holding.available * Decimal("0.01"))
+                    # Orders placed hold 1 % of what is available, orders done free a tenth of what
+                    # is held: held hovers near a tenth of available instead of drifting off (the
+                    # demo's thresholds must stay on their sides for as long as it runs).
                     if rng.random() < 0.5:
-                        holding.held += shift
-                        holding.available -= shift
-                    elif holding.held >= shift:
-                        holding.held -= shift
-                        holding.available += shift
+                        shift = _quantize(currency, holding.available * Decimal("0.01"))
+                    else:
+                        shift = -_quantize(currency, holding.held * Decimal("0.1"))
+                    holding.held += shift
+                    holding.available -= shift
             return [self.holdings[c].feed_entry() for c in changed]
 
     def drift_web3(self, rng: random.Random) -> dict[str, str] | None:
