@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: each figure beside its reference and its target.
 
     python -m benchmarks                # the full run, about 15 minutes
-    python -m benchmarks --quick        # a smoke run, about 4 minutes; figures are rougher
+    python -m benchmarks --quick        # a smoke run, 3-4 minutes; figures are rougher
     python -m benchmarks --minutes 1    # the full run with a 1-minute footprint feed
     make bench                          # the full run, the footprint on the exporter as installed
 

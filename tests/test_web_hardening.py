@@ -439,3 +439,29 @@ def test_a_client_that_never_reads_pins_little_kernel_memory() -> None:
             assert 0 < max(queued) <= 512 * 1024, max(queued)
     finally:
         server.stop()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_an_empty_host_listens_on_ipv4_and_ipv6() -> None:
+    """":9841" listens everywhere, as Go exporters' do; it was IPv4 only."""
+    server = HttpServer("", 0, RecordingApp(), "test")
+    server.start()
+    try:
+        for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            with socket.socket(family) as sock:
+                sock.settimeout(5)
+                sock.connect((address, server.port))
+                sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                data, _ = read_all(sock)
+            assert statuses(data) == [b"200"], (address, data)
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ phase of a connection, enforced from the accept loop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import socket
 import threading
@@ -79,9 +80,19 @@ class HttpServer(ThreadingMixIn, HTTPServer):
              Phase.IDLE: self.limits.idle_seconds + 1.0,
              Phase.BUSY: self.limits.write_seconds + 1.0},
             self.limits.busy_grace_seconds)
+        self._thread: threading.Thread | None = None
+        if host == "" and socket.has_ipv6:
+            # ":9841" listens everywhere, IPv6 too, as Go exporters do; IPv4 alone where the kernel
+            # has IPv6 switched off (some clusters do).
+            self.address_family = socket.AF_INET6
+            try:
+                super().__init__(("::", port), Handler)
+                return
+            except OSError as error:
+                if error.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT):
+                    raise
         self.address_family = _address_family(host)
         super().__init__((host, port), Handler)
-        self._thread: threading.Thread | None = None
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
