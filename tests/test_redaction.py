@@ -10,9 +10,16 @@ from collections.abc import Callable
 import pytest
 
 from sfox_exporter.app import Exporter
+from sfox_exporter.clock import SystemClock
+from sfox_exporter.config import EndUsersConfig
 from sfox_exporter.config.keys import demo_key
 from sfox_exporter.logs import MAX_FIELD_CHARS, MIN_FRAGMENT, JsonFormatter, LogfmtFormatter, Redactor
-from sfox_exporter.sfox.decode import ControlMessage, parse_frame
+from sfox_exporter.metrics.endusers import EndUserBook
+from sfox_exporter.metrics.endusers_render import EndUserRenderer
+from sfox_exporter.metrics.exposition import Exposition
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.connect import EndUserBalances
+from sfox_exporter.sfox.decode import AccountBalance, BalanceUpdate, ControlMessage, parse_frame
 from sfox_exporter.simulator import Simulator
 from tests.conftest import KEY_MAIN, feed_up, http_get, make_config, scrape_until, wait_until
 
@@ -86,8 +93,11 @@ def test_scrub_blanks_whole_keys_in_any_case_and_leaves_short_ones_alone() -> No
     for echo in ("abcdef0123456789", "ABCDEF0123456789", "AbCdEf0123456789", "aBcDeF0123456789"):
         assert redactor.scrub(f"x-{echo}-y") == "x-[REDACTED]-y"
     assert redactor.scrub("nothing here") == "nothing here"
+    generation = redactor.generation
     redactor.add("sfox")  # a test's key: blanking it would take every metric name with it
     assert redactor.scrub("sfox_balance") == "sfox_balance"
+    redactor.add("AbCdEf0123456789")  # every reconnect adds its key again
+    assert redactor.generation == generation  # so /metrics keeps its cache: nothing scrub() does changed
 
 
 def test_a_key_like_a_metric_name_leaves_metrics_whole(simulator: Simulator,
@@ -101,3 +111,19 @@ def test_a_key_like_a_metric_name_leaves_metrics_whole(simulator: Simulator,
     samples = scrape_until(exporter.url, lambda s: s.get("sfox_balance", account="main", currency="usd") is not None)
     assert samples.get("sfox_feed_up", account="main") == 1
     assert samples.get("sfox_balance_available", account="main", currency="usd") is not None
+
+
+def test_a_key_loaded_after_its_echo_was_rendered_is_scrubbed_at_the_next_scrape() -> None:
+    """No state change between the two scrapes: the cached body and the per-user lines must follow
+    the redactor, not only the balances."""
+    echo = "late-key-0123456789abcdef"
+    state = State(["main"], clock=SystemClock())
+    state.ingest("main", BalanceUpdate(1, None, (AccountBalance(echo, 1.0, 1.0, 0.0, ()),), (), 0))
+    book = EndUserBook(EndUsersConfig(per_user_series=True), max_series=100)
+    book.apply(EndUserBalances(None, None, echo, (AccountBalance("btc", 1.0, 1.0, 0.0, ()),), 0))
+    redactor = Redactor()
+    exposition = Exposition(state, "1", extra=EndUserRenderer({"p": book}, redactor).render, redactor=redactor)
+    assert echo.encode() in exposition.render().body  # as a currency (3 families) and a user id (2)
+    redactor.add(echo)
+    body = exposition.render().body
+    assert echo.encode() not in body and b"[REDACTED]" in body

@@ -54,11 +54,17 @@ class Redactor:
         self._lock = threading.Lock()
 
     def add(self, secret: str) -> None:
+        """Every feed adds its key before each connection attempt: a key already known changes nothing
+        (and must not: a new generation makes /metrics render every series afresh)."""
         if len(secret) >= 4:  # shorter "keys" would blank out ordinary words
             with self._lock:
+                if secret in self._secrets:
+                    return
                 self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
-                self._output_secrets = tuple(s.lower() for s in self._secrets if len(s) >= MIN_OUTPUT_SECRET)
-                self._generation += 1
+                output = tuple(s.lower() for s in self._secrets if len(s) >= MIN_OUTPUT_SECRET)
+                if output != self._output_secrets:
+                    self._output_secrets = output
+                    self._generation += 1
                 grams = sorted({s[i : i + MIN_FRAGMENT] for s in self._secrets
                                 for i in range(len(s) - MIN_FRAGMENT + 1)})
                 # Any case: a server or proxy echoing the key upper-cased still echoes the key.
@@ -67,7 +73,7 @@ class Redactor:
 
     @property
     def generation(self) -> int:
-        """Bumped by every key added: output scrubbed before it may hold the new one."""
+        """Bumped by every key that changes what scrub() blanks: output scrubbed before may hold it."""
         return self._generation
 
     def scrub(self, value: str) -> str:

@@ -30,7 +30,9 @@ class EndUserRenderer:
         """`books` is live: a reload adds, removes or replaces enterprise accounts' books in it.
         `redactor` blanks API keys from user ids and currencies, as each user's lines are made."""
         self._source = books
+        self._redactor = redactor
         self._label = redactor.scrub if redactor is not None else str
+        self._generation = redactor.generation if redactor is not None else 0
         self._books: dict[str, EndUserBook] = {}
         self._lock = threading.Lock()
         # Per account, per user: that user's lines of each family, as bytes.
@@ -60,6 +62,13 @@ class EndUserRenderer:
             self._follow()
             if not self._books:
                 return []
+            if self._redactor is not None and self._redactor.generation != self._generation:
+                # A key was loaded: lines made before may hold it. Every exported user afresh.
+                self._generation = self._redactor.generation
+                for name, book in self._books.items():
+                    self._lines[name] = ({}, {})
+                    for user_id, holdings in book.exported():
+                        self._put(name, user_id, holdings)
             for name, book in self._books.items():
                 self._update(name, book)
             parts: list[bytes] = []
@@ -72,15 +81,18 @@ class EndUserRenderer:
 
     def _update(self, account: str, book: EndUserBook) -> None:
         balance_lines, available_lines = self._lines[account]
-        label = f'{{account="{escape_label_value(account)}",user_id="'
         for user_id, holdings in book.take_changes().items():
             if holdings is None:
                 balance_lines.pop(user_id, None)
                 available_lines.pop(user_id, None)
-                continue
-            balance, available = _format(label + escape_label_value(self._label(user_id)), holdings, self._label)
-            balance_lines[user_id] = balance
-            available_lines[user_id] = available
+            else:
+                self._put(account, user_id, holdings)
+
+    def _put(self, account: str, user_id: str, holdings: tuple[Holding, ...]) -> None:
+        label = f'{{account="{escape_label_value(account)}",user_id="{escape_label_value(self._label(user_id))}'
+        balance, available = _format(label, holdings, self._label)
+        self._lines[account][0][user_id] = balance
+        self._lines[account][1][user_id] = available
 
 
 def _format(label: str, holdings: tuple[Holding, ...], clean: Callable[[str], str]) -> tuple[bytes, bytes]:

@@ -61,6 +61,7 @@ class Rendered:
 class _Cached:
     version: int
     body: bytes
+    generation: int = 0  # of the redactor it was scrubbed with
     # gzip of `body` so far, and the compressor's state right after it, which a scrape copies to
     # append the registry's output: one valid gzip stream without compressing the body again.
     gzip_prefix: bytes = b""
@@ -119,16 +120,19 @@ class Exposition:
         version = self._state.version()
         with self._lock:
             cached = self._cache.get(as_openmetrics)
-        if cached is not None and cached.version == version:
+        if cached is not None and cached.version == version and cached.generation == self._generation():
             return cached
         snapshot = self._state.snapshot()
         body = self._format(snapshot, as_openmetrics).encode()
         if self._extra is not None:
             body = b"".join([body, *self._extra([view.name for view in snapshot.accounts if view.withdrawn])])
-        cached = _Cached(snapshot.version, body)
+        cached = _Cached(snapshot.version, body, generation=self._redacted_at)
         with self._lock:
             self._cache[as_openmetrics] = cached
         return cached
+
+    def _generation(self) -> int:
+        return self._redactor.generation if self._redactor is not None else 0
 
     def _format(self, snapshot: Snapshot, as_openmetrics: bool) -> str:
         lines: list[str] = []
