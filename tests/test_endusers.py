@@ -151,8 +151,13 @@ def test_max_series_caps_the_totals_too() -> None:
     # Per-user series filling the room never keep a new currency out of the totals: they come first.
     crowded = EndUserBook(EndUsersConfig(per_user_series=True), max_series=12)
     assert [crowded.apply(message(u, holding("btc", 1.0, 1.0, 0.0))) for u in "abcd"] == [0, 0, 0, 0]
-    assert crowded.apply(message("e", holding("usd", 100.0, 100.0, 0.0))) == 1  # e's own series refused
+    # usd's totals take 4 series: a and b, updated longest ago, give way, and e's own are refused.
+    assert crowded.apply(message("e", holding("usd", 100.0, 100.0, 0.0))) == 3
     assert totals(crowded)["usd"][0] == 100.0 and totals(crowded)["btc"][0] == 4.0
+    assert crowded.view().series == 12  # within max_series, always
+    assert [user for user, _ in crowded.exported()] == ["c", "d"]
+    changes = crowded.take_changes()
+    assert changes["a"] is None and changes["b"] is None  # their lines leave /metrics
 
 
 def test_updates_as_a_list_or_one_object_decode_alike() -> None:

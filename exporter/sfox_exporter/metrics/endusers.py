@@ -140,6 +140,7 @@ class EndUserBook:
                     refused += 1
                     continue
                 index = self._new_currency(entry.currency)
+                refused += self._make_room()
             balance, available, held = entry.balance, entry.available, entry.held
             if balance is None or available is None or held is None:
                 complete = False
@@ -148,6 +149,18 @@ class EndUserBook:
             else:
                 records[index] = pack(index, balance, available, held)
         return b"".join(sorted(records.values())), complete, refused
+
+    def _make_room(self) -> int:
+        """Per-user series give way to a new currency's totals, the users updated longest ago first,
+        so that the account stays within max_series. Returns how many users were dropped (each one a
+        cardinality refusal); they come back, room permitting, with their next message."""
+        dropped = 0
+        while self._admitted and self._series + self._totals_series() > self._max_series:
+            user_id = next(iter(self._admitted))
+            self._series -= self._admitted.pop(user_id)
+            self._dirty.add(user_id)
+            dropped += 1
+        return dropped
 
     def _totals_series(self) -> int:
         return SERIES_PER_CURRENCY * len(self._names)
