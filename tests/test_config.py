@@ -144,8 +144,9 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
         ("feed: {ping_interval_seconds: fast}\n", {}, {}, "feed.ping_interval_seconds: expected a number"),
         ("feed: {ping_interval_seconds: 0}\n", {}, {}, "feed.ping_interval_seconds: must be greater than 0"),
         # Such a value failed every connection (time_t) or REST call (socket timeout) at run time.
-        ("feed: {ping_interval_seconds: 1.0e+10}\n", {}, {}, "feed.ping_interval_seconds: must be at most 31622400"),
-        ("feed: {rest_timeout_seconds: 31622401}\n", {}, {}, "feed.rest_timeout_seconds: must be at most 31622400"),
+        ("feed: {ping_interval_seconds: 1.0e+10}\n", {}, {}, "feed.ping_interval_seconds: must be at most 2073600"),
+        ("feed: {rest_timeout_seconds: 4294968}\n", {}, {}, "feed.rest_timeout_seconds: must be at most 2073600"),
+        ("feed: {stale_after_seconds: 31622401}\n", {}, {}, "feed.stale_after_seconds: must be at most 31622400"),
         ("feed: {rest_snapshot: 'yes'}\n", {}, {}, "feed.rest_snapshot: expected true or false"),
         ("feed: {max_series: 1.5}\n", {}, {}, "feed.max_series: expected a whole number"),
         ("feed: {backoff_initial_seconds: 10, backoff_max_seconds: 1}\n", {}, {}, "feed.backoff_max_seconds"),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sfox_exporter.config.keys import KeySource
 from sfox_exporter.config.validate import (
+    MAX_STALE_SECONDS,
     account_name,
     boolean,
     currencies,
@@ -87,7 +88,8 @@ class FeedConfig:
     ping_timeout_seconds: float = dataclasses.field(default=10.0, metadata=setting(seconds()))
     backoff_initial_seconds: float = dataclasses.field(default=1.0, metadata=setting(seconds()))
     backoff_max_seconds: float = dataclasses.field(default=120.0, metadata=setting(seconds()))
-    stale_after_seconds: float = dataclasses.field(default=600.0, metadata=setting(seconds(positive=False)))
+    stale_after_seconds: float = dataclasses.field(
+        default=600.0, metadata=setting(seconds(positive=False, maximum=MAX_STALE_SECONDS)))
     rest_snapshot: bool = dataclasses.field(default=True, metadata=setting(boolean))
     max_series: int = dataclasses.field(default=10000, metadata=setting(whole(1)))
     rest_timeout_seconds: float = dataclasses.field(default=10.0, metadata=setting(seconds()))
@@ -112,7 +114,8 @@ class ValuationConfig:
     enabled: bool = dataclasses.field(default=True, metadata=setting(boolean))
     quote: str = dataclasses.field(default="usd", metadata=setting(currency))
     bridges: tuple[str, ...] = dataclasses.field(default=("btc", "usdt"), metadata=setting(currencies))
-    stale_after_seconds: float = dataclasses.field(default=300.0, metadata=setting(seconds()))
+    stale_after_seconds: float = dataclasses.field(default=300.0,
+                                                   metadata=setting(seconds(maximum=MAX_STALE_SECONDS)))
 
 
 @dataclass(frozen=True)

@@ -109,13 +109,15 @@ def items(schema: type[Any], *, allow_none: bool = False) -> dict[str, Setting]:
     return {_METADATA_KEY: Setting(check, nested=schema, many=True)}
 
 
-# Past this no setting means anything, and a few steps short of 1e10 the system's own timers
-# overflow (socket timeouts, time_t): refused here, once, rather than failing every connection.
-MAX_SECONDS = 366 * 86400
+# A duration that reaches a socket timeout or a poll() must stay under 2**31 ms (24.8 days): past it
+# the waits wrap round or overflow, and every connection or REST call would fail. Staleness is only
+# compared, never waited for, and may be longer. Refused here, once, with the setting's name.
+MAX_SECONDS = 24 * 86400
+MAX_STALE_SECONDS = 366 * 86400
 
 
-def seconds(*, positive: bool = True) -> Check:
-    """A finite number of seconds up to a year: greater than 0, or (positive=False) 0 meaning never."""
+def seconds(*, positive: bool = True, maximum: int = MAX_SECONDS) -> Check:
+    """A finite number of seconds up to `maximum`: greater than 0, or (positive=False) 0 meaning never."""
 
     def check(value: Any, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -126,8 +128,8 @@ def seconds(*, positive: bool = True) -> Check:
             raise ConfigError(f"{path}: must be greater than 0")
         if value < 0:
             raise ConfigError(f"{path}: must be 0 (never) or more")
-        if value > MAX_SECONDS:
-            raise ConfigError(f"{path}: must be at most {MAX_SECONDS} (366 days)")
+        if value > maximum:
+            raise ConfigError(f"{path}: must be at most {maximum} ({maximum // 86400} days)")
         return float(value)
 
     return check
