@@ -252,4 +252,4 @@ def test_a_sequence_that_is_no_number_is_said_on_data_and_control_messages() -> 
         Ignored("invalid entries or envelope fields (sequence, timestamp)")]
     control = frame({"type": "success", "sequence": "8", "action": "subscribe"})
     assert of(session.receive(OP_TEXT, control, 1.0), Ignored) == [
-        Ignored("a control message with invalid fields (type, action or sequence)")]
+        Ignored("invalid fields (type, action or sequence) of a control message")]

@@ -220,7 +220,7 @@ class Session:
             actions.append(Resync(last, event.sequence))
         if control:
             if event.schema_errors:
-                actions.append(Ignored("a control message with invalid fields (type, action or sequence)"))
+                actions.append(Ignored("invalid fields (type, action or sequence) of a control message"))
             actions.extend(self._on_control(cast(ControlMessage, event), now))
         elif isinstance(event, BadFrame):
             actions.append(Ignored("an undecodable frame" if event.reason == "decode"
