@@ -184,7 +184,8 @@ def test_auth_rejection_logs_once_per_episode_and_recovers(
     assert len(rejections()) == 1
     simulator.reject_auth(KEY_MAIN, False)
     wait_until(feed_up(exporter))
-    assert any("accepted the API key again" in r.getMessage() for r in caplog.records)
+    # Logged a moment after the status changes: waited for, not read at once.
+    wait_until(lambda: any("accepted the API key again" in r.getMessage() for r in caplog.records), timeout=5)
     simulator.reject_auth(KEY_MAIN)  # a second episode gets its own line
     simulator.drop_connections(KEY_MAIN)
     wait_until(lambda: len(rejections()) == 2)

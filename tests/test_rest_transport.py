@@ -15,7 +15,7 @@ from sfox_exporter.config import Secret, SfoxEndpoints
 from sfox_exporter.sfox.snapshot import MAX_BODY_BYTES, fetch_balances
 from sfox_exporter.simulator import Simulator
 
-from .conftest import make_config, scrape_until
+from .conftest import make_config, scrape_until, wait_until
 from .fakes import RawServer
 
 BODY = b'[{"currency": "btc", "balance": 1, "available": 1, "held": 0}]'
@@ -79,5 +79,6 @@ def test_a_trickled_rest_answer_is_counted_and_logged(simulator: Simulator,
         exporter = start_exporter(config)
         scrape_until(exporter.url, lambda s: s.number("sfox_feed_errors_total", account="main", reason="rest") >= 1,
                      timeout=10)
-        lines = [r.getMessage() for r in caplog.records if r.name == "sfox_exporter.sfox.snapshot"]
-        assert any("REST balance snapshot failed (TimeoutError" in line for line in lines), lines
+        # The error is counted a moment before it is logged: the line is waited for, not read at once.
+        wait_until(lambda: any("REST balance snapshot failed (TimeoutError" in r.getMessage() for r in caplog.records
+                               if r.name == "sfox_exporter.sfox.snapshot"), timeout=5, message="the failure logged")
