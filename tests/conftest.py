@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from sfox_exporter.app import Exporter
@@ -26,6 +27,12 @@ from sfox_exporter.config import (
     WebConfig,
 )
 from sfox_exporter.simulator import Ledger, Simulator
+
+# Hypothesis's per-example deadline (200 ms) times the machine, not the code: beside CPU hogs an
+# example of 0.2 ms took 255 ms and failed the suite. Speed lives in benchmarks/, and the tests of
+# time linear in size (test_hostile.py) bound it with margins of their own.
+settings.register_profile("sfox", deadline=None)
+settings.load_profile("sfox")
 
 T = TypeVar("T")
 
