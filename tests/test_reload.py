@@ -152,3 +152,25 @@ def test_reloads_run_one_at_a_time(simulator: Simulator, start_exporter: Callabl
         thread.join(10)
     assert results == [None, None, None]
     assert concurrent == [False, False, False]
+
+
+def test_an_account_given_another_key_shows_nothing_of_the_old_one(
+        simulator: Simulator, start_exporter: Callable[..., Exporter]) -> None:
+    """Another key may be another sFOX account: its Web3 wallets, which no snapshot replaces, and
+    its balances must not linger under the account's name."""
+    config = make_config(simulator, {"main": KEY_MAIN})
+    source = Source(config)
+    exporter = start_exporter(config, enable_lifecycle=True, config_source=source)
+    wait_until(feed_up(exporter))
+    simulator.push(KEY_MAIN, {"type": "web3", "network": "ethereum", "address": "0xold", "balance": "7"})
+    scrape_until(exporter.url, lambda s: s.get("sfox_web3_wallet_balance", account="main", currency="",
+                                               network="ethereum", address="0xold") == 7)
+    environ = {"KEY_MAIN": KEY_MAIN, "KEY_SWAPPED": KEY_OTHER}
+    source.config = dataclasses.replace(config, accounts=(AccountConfig("main", KeySource(env="KEY_SWAPPED",
+                                                                                          environ=environ)),))
+    assert post_reload(exporter)[0] == 200
+    assert exporter.state.snapshot().accounts[0].wallets == {}  # at once, before the new key's data
+    wait_until(lambda: exporter.snapshots["main"].completed >= 1, message="the new key's snapshot")
+    samples = scrape(exporter.url)
+    assert samples.all("sfox_web3_wallet_balance", account="main") == []
+    assert samples.number("sfox_feed_messages_total", account="main", kind="web3") == 1  # counters carry on

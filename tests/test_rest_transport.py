@@ -5,14 +5,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
 from sfox_exporter.app import Exporter
-from sfox_exporter.config import Secret, SfoxEndpoints
-from sfox_exporter.sfox.snapshot import MAX_BODY_BYTES, fetch_balances
+from sfox_exporter.clock import SystemClock
+from sfox_exporter.config import AccountConfig, FeedConfig, KeySource, Secret, SfoxEndpoints
+from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.snapshot import MAX_BODY_BYTES, FetchResult, SnapshotWorker, fetch_balances
 from sfox_exporter.simulator import Simulator
 
 from .conftest import make_config, scrape_until, wait_until
@@ -82,3 +85,31 @@ def test_a_trickled_rest_answer_is_counted_and_logged(simulator: Simulator,
         # The error is counted a moment before it is logged: the line is waited for, not read at once.
         wait_until(lambda: any("REST balance snapshot failed (TimeoutError" in r.getMessage() for r in caplog.records
                                if r.name == "sfox_exporter.sfox.snapshot"), timeout=5, message="the failure logged")
+
+
+def test_a_snapshot_that_returns_after_its_account_was_retired_is_not_applied(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reload that removes an account, or gives it another key, retires its worker while a slow
+    call is out: what comes back was another account's, or nobody's, and must not be shown."""
+    state = State(["main"], clock=SystemClock())
+    stop, calling, answer = threading.Event(), threading.Event(), threading.Event()
+    body = b'[{"currency":"btc","balance":"1","available":"1","held":"0"}]'
+
+    def slow(url: str, key: Secret, timeout: float, agent: str) -> FetchResult:
+        calling.set()
+        answer.wait(5)
+        return FetchResult(200, body)
+
+    account = AccountConfig("main", KeySource(fixed=Secret("k")))
+    worker = SnapshotWorker(account, rest_url="http://sfox.invalid", feed=FeedConfig(), state=state,
+                            clock=SystemClock(), stop=stop, fetch=slow, user_agent="test")
+    worker.start()
+    worker.request("start")
+    assert calling.wait(5)
+    stop.set()  # retired while the call is out
+    state.reconfigure([], thresholds=(), max_series=100, stale_after_seconds=0)  # and the account removed
+    answer.set()
+    worker.wake()
+    worker.thread.join(5)
+    assert not worker.thread.is_alive() and worker.completed == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no KeyError traceback

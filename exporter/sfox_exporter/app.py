@@ -156,10 +156,14 @@ class Exporter:
             config.web, listen_host=self.config.web.listen_host, listen_port=self.config.web.listen_port))
         self.budget.resize(config.sfox.max_requests_per_minute, config.sfox.max_connections)
         self.http.set_security(security)
+        before = {account.name: account for account in self.config.accounts}
+        renewed = [account.name for account in config.accounts if account.name in before
+                   and (before[account.name].key, before[account.name].kind) != (account.key, account.kind)]
+
         def between() -> None:
             self.state.reconfigure((account.name for account in config.accounts), thresholds=config.thresholds,
                                    max_series=config.feed.max_series,
-                                   stale_after_seconds=config.feed.stale_after_seconds)
+                                   stale_after_seconds=config.feed.stale_after_seconds, renewed=renewed)
             self.account_units.follow(config)
 
         changes = self.workers.apply(self.plan(config), STOP_TIMEOUT_SECONDS, between=between)

@@ -45,6 +45,11 @@ class _Book:
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_REASONS, 0))
     reconnects: int = 0
 
+    def forget_balances(self) -> None:
+        self.balances, self.irregular, self.wallets, self.written_at = {}, set(), {}, {}
+        self.series, self.updated_timestamp, self.snapshot_time = 0, None, None
+        self.generation += 1  # a snapshot requested before is older than anything now
+
 
 @dataclass(frozen=True)
 class AccountView:
@@ -210,7 +215,8 @@ class State:
     def generation(self, account: str) -> int:
         """A marker to pass to apply_snapshot: feed updates after it survive the snapshot."""
         with self._lock:
-            return self._books[account].generation
+            book = self._books.get(account)
+            return book.generation if book is not None else 0
 
     def apply_snapshot(self, account: str, balances: Iterable[Balance], since_generation: int) -> None:
         """Replace the account balances wholesale with a REST snapshot requested at `since_generation`.
@@ -220,7 +226,9 @@ class State:
         """
         now = self._clock.time()
         with self._lock:
-            book = self._books[account]
+            book = self._books.get(account)
+            if book is None:  # removed by a reload while the call was out
+                return
             fresher = {
                 currency: entry
                 for currency, entry in book.balances.items()
@@ -247,8 +255,9 @@ class State:
 
     def count_error(self, account: str, reason: ErrorReason, count: int = 1) -> None:
         with self._lock:
-            self._books[account].errors[reason] += count
-            self._version += 1
+            if account in self._books:  # else removed by a reload, from a thread winding down
+                self._books[account].errors[reason] += count
+                self._version += 1
 
     def count_reconnect(self, account: str) -> None:
         with self._lock:
@@ -271,9 +280,11 @@ class State:
             self._version += 1
 
     def reconfigure(self, account_names: Iterable[str], *, thresholds: Iterable[Threshold], max_series: int,
-                    stale_after_seconds: float) -> None:
+                    stale_after_seconds: float, renewed: Iterable[str] = ()) -> None:
         """A reloaded config: books for new accounts, none for removed ones (their series go), and
-        the thresholds and limits of the rest replaced. Kept accounts keep their balances and counters."""
+        the thresholds and limits of the rest replaced. Kept accounts keep their balances and counters;
+        those in `renewed` (another key, or another kind of account) keep only their counters, since
+        the balances were another sFOX account's, or another feed's."""
         limits = tuple(thresholds)
         now = self._clock.monotonic()
         with self._lock:
@@ -281,6 +292,9 @@ class State:
             self._stale_after = stale_after_seconds
             names = tuple(account_names)
             self._books = {name: self._books.get(name) or _Book(name, (), down_since=now) for name in names}
+            for name in renewed:
+                if name in self._books:
+                    self._books[name].forget_balances()
             for name, book in self._books.items():
                 book.thresholds = tuple(t for t in limits if t.account == name)
             self._version += 1

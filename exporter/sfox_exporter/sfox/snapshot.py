@@ -240,6 +240,10 @@ class SnapshotWorker:
         self._window.record()
         log.debug("requesting a REST balance snapshot (%s)", reason, extra={"account": self.account})
         result = self._fetch(self._url, key, self._timeout, self._user_agent)
+        if self._stop.is_set():
+            # Retired during the call (a reload removed the account, or gave it another key): what
+            # came back is no longer this account's to show.
+            return True
         if result.status != 200:
             return self._failed(self._explain(result), result)
         parsed = parse_rest_balances(result.body)
