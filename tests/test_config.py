@@ -155,6 +155,8 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
         ("web: {listen_address: 'nowhere'}\n", {}, {}, "web.listen_address: expected HOST:PORT"),
         ("web: {telemetry_path: metrics}\n", {}, {}, "web.telemetry_path: must be a path"),
         ("web: {telemetry_path: /healthz}\n", {}, {}, "web.telemetry_path: /healthz is reserved"),
+        ("web: {telemetry_path: /-/reload}\n", {}, {}, "web.telemetry_path: /-/reload is reserved"),
+        ("web: {telemetry_path: '/metrics?x=1'}\n", {}, {}, "web.telemetry_path: must be a path starting with '/'"),
         ("sfox: {ws_url: 'https://ws.sfox.com/ws'}\n", {}, {}, "sfox.ws_url: expected a ws:// or wss:// URL"),
         ("accounts: []\n", {}, {}, "accounts: at least one account"),
         ("accounts: {name: a}\n", {}, {}, "accounts: expected a list"),

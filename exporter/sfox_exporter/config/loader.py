@@ -49,7 +49,7 @@ DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9841"
 SINGLE_ACCOUNT_NAME = "default"
 DEMO_ACCOUNT_NAME = "demo"
 DEMO_ENTERPRISE_NAME = "platform"  # --demo's sFOX Connect account, beside the user account
-RESERVED_PATHS = ("/", "/healthz", "/readyz")
+RESERVED_PATHS = ("/", "/healthz", "/readyz", "/-/reload")
 
 # Environment variables whose values config errors treat as keys, wherever they turn up.
 _SECRET_ENV_NAME = re.compile(r"KEY|SECRET|TOKEN|PASS", re.IGNORECASE)
@@ -197,10 +197,12 @@ def _web_config(overrides: Overrides, section: WebSection) -> WebConfig:
     )
     telemetry_path = overrides.telemetry_path or section.telemetry_path or DEFAULT_TELEMETRY_PATH
     origin = "--web.telemetry-path" if overrides.telemetry_path else "web.telemetry_path"
-    if not telemetry_path.startswith("/") or any(ch.isspace() or not ch.isprintable() for ch in telemetry_path):
-        raise ConfigError(f"{origin}: must be a path starting with '/', got {telemetry_path!r}")
+    # A query or fragment is never part of the path a request is matched by: such a path could never be served.
+    if (not telemetry_path.startswith("/") or any(ch in "?#" or ch.isspace() or not ch.isprintable()
+                                                  for ch in telemetry_path)):
+        raise ConfigError(f"{origin}: must be a path starting with '/', without '?' or '#', got {telemetry_path!r}")
     if telemetry_path in RESERVED_PATHS:
-        raise ConfigError(f"{origin}: {telemetry_path} is reserved for the landing page and health checks")
+        raise ConfigError(f"{origin}: {telemetry_path} is reserved for the landing page, health checks and reload")
     web_config_file = None
     if overrides.web_config_file:
         web_config_file = Path(overrides.web_config_file)
