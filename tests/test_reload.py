@@ -10,8 +10,10 @@ from collections.abc import Callable
 import pytest
 
 from sfox_exporter.app import Exporter
+from sfox_exporter.clock import SystemClock
 from sfox_exporter.config import AccountConfig, Config, ConfigError, KeySource, Threshold
 from sfox_exporter.simulator import Simulator
+from sfox_exporter.workers import UnitSpec, Workers
 
 from .conftest import KEY_MAIN, KEY_OTHER, feed_up, http_get, make_config, scrape, scrape_until, wait_until
 
@@ -174,3 +176,36 @@ def test_an_account_given_another_key_shows_nothing_of_the_old_one(
     samples = scrape(exporter.url)
     assert samples.all("sfox_web3_wallet_balance", account="main") == []
     assert samples.number("sfox_feed_messages_total", account="main", kind="web3") == 1  # counters carry on
+
+
+class _Unit:
+    """A unit whose one thread is alive until it is retired."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.stop.wait, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def retire(self) -> None:
+        self.stop.set()
+
+    def threads(self) -> list[threading.Thread]:
+        return [self.thread]
+
+
+def test_units_being_replaced_are_not_taken_for_dead_threads() -> None:
+    """/healthz reports dead threads: a unit stopping for a reload is no such thing (503s were seen
+    through ordinary reloads, which a liveness probe takes for a dead process)."""
+    workers = Workers(SystemClock())
+    workers.apply({"a": UnitSpec(1, _Unit), "b": UnitSpec(1, _Unit)}, 5)
+    seen: list[bool] = []
+
+    def between() -> None:  # the old "a" has stopped; the new one is not built yet
+        seen.append(all(thread.is_alive() for thread in workers.threads()))
+
+    changes = workers.apply({"a": UnitSpec(2, _Unit), "b": UnitSpec(1, _Unit)}, 5, between=between)
+    assert changes.changed == ("a",) and seen == [True]
+    assert all(thread.is_alive() for thread in workers.threads()) and len(workers.threads()) == 2
+    workers.stop_all(5)

@@ -98,16 +98,18 @@ class Workers:
         retiring thread writes and no new one runs yet), then start the added and changed ones."""
         with self._lock:
             current = dict(self._units)
-        removed = tuple(name for name in current if name not in plan)
-        changed = tuple(name for name in current if name in plan and plan[name].fingerprint != current[name][0])
+            removed = tuple(name for name in current if name not in plan)
+            changed = tuple(name for name in current if name in plan and plan[name].fingerprint != current[name][0])
+            # Out of the running set before they stop: their threads ending is no sign of a dead
+            # process, and /healthz (which looks for dead threads) answered 503 through a reload.
+            for name in (*removed, *changed):
+                del self._units[name]
         added = tuple(name for name in plan if name not in current)
         kept = tuple(name for name in current if name in plan and name not in changed)
         stuck = self._retire([current[name][1] for name in (*removed, *changed)], timeout)
         between()
         fresh = {name: (plan[name].fingerprint, plan[name].build()) for name in (*changed, *added)}
         with self._lock:
-            for name in removed:
-                self._units.pop(name, None)
             self._units.update(fresh)
         for _, unit in fresh.values():
             unit.start()
