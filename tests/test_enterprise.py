@@ -106,3 +106,23 @@ def test_personal_data_is_never_served_or_logged(connect_simulator: Simulator, c
     for value in secrets.values():
         assert value not in served
         assert value not in logged
+
+
+def test_a_reload_that_rebuilds_the_connection_keeps_the_end_users(connect_simulator: Simulator,
+                                                                   start_exporter: Callable[..., Exporter]) -> None:
+    """sFOX replays nothing: a new book after a reload that only changed a ping interval would show
+    no end users until each changed again. Another book setting starts anew."""
+    config = enterprise_config(connect_simulator)
+    exporter = start_exporter(config)
+    wait_until(feed_up(exporter, "platform"))
+    push_all(connect_simulator)
+    scrape_until(exporter.url, lambda s: s.get("sfox_end_users", account="platform") == 50)
+    book = exporter.end_users["platform"]
+    slower = dataclasses.replace(config, feed=dataclasses.replace(config.feed, ping_interval_seconds=7.0))
+    assert "account:platform" in exporter.reconfigure(slower, None).split(";")[0]  # restarted
+    wait_until(feed_up(exporter, "platform"))
+    assert exporter.end_users["platform"] is book
+    assert scrape(exporter.url).get("sfox_end_users", account="platform") == 50
+    sharded = dataclasses.replace(slower, end_users=EndUsersConfig(shard="0/2"))
+    exporter.reconfigure(sharded, None)
+    assert exporter.end_users["platform"] is not book

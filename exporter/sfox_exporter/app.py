@@ -36,6 +36,10 @@ from sfox_exporter.workers import AccountUnit, AccountUnits, UnitSpec, Workers
 log = logging.getLogger("sfox_exporter")
 
 STOP_TIMEOUT_SECONDS = 3.0
+# How long a reload waits for the units it replaces. Shorter than a stop's wait, so that a SIGTERM
+# arriving mid-reload still ends the process within CONTRACT.md's 5 s; a unit still stopping after
+# it is reported, and its threads can no longer write anywhere.
+RELOAD_WAIT_SECONDS = 1.5
 
 
 def version() -> str:
@@ -166,7 +170,7 @@ class Exporter:
                                    stale_after_seconds=config.feed.stale_after_seconds, renewed=renewed)
             self.account_units.follow(config)
 
-        changes = self.workers.apply(self.plan(config), STOP_TIMEOUT_SECONDS, between=between)
+        changes = self.workers.apply(self.plan(config), RELOAD_WAIT_SECONDS, between=between)
         if changes.stuck:
             log.warning("config reload: thread(s) still stopping: %s", ", ".join(changes.stuck))
         self.telemetry_path = config.web.telemetry_path

@@ -28,9 +28,9 @@ from sfox_exporter.sfox.connection import Connector
 from sfox_exporter.sfox.decode import Event
 from sfox_exporter.sfox.enterprise import EndUserSink, enterprise_settings, is_enterprise
 from sfox_exporter.sfox.feed import FeedSink, FeedWorker
-from sfox_exporter.sfox.ratelimit import RequestBudget
+from sfox_exporter.sfox.ratelimit import RequestBudget, SlidingWindow
 from sfox_exporter.sfox.session import ACCOUNT_FEED, SessionSettings
-from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker
+from sfox_exporter.sfox.snapshot import Fetcher, SnapshotWorker, rest_window
 from sfox_exporter.valuation import market
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
@@ -219,6 +219,10 @@ class AccountUnits:
     redactor: Redactor
     user_agent: str
     end_users: dict[str, EndUserBook]  # shared with the per-user renderer
+    # Per account, across the units a reload builds for it: the REST rate limit, and what its end
+    # users' book was built for.
+    rest_windows: dict[str, SlidingWindow] = dataclasses.field(default_factory=dict)
+    book_owners: dict[str, Hashable] = dataclasses.field(default_factory=dict)
 
     def plan(self, config: Config) -> dict[str, UnitSpec]:
         plan = {account_unit_name(account.name): UnitSpec(self.fingerprint(account, config),
@@ -266,15 +270,23 @@ class AccountUnits:
         snapshot = None
         enterprise = is_enterprise(account)
         if config.feed.rest_snapshot and not enterprise:  # sFOX has no REST endpoint for all end users
+            window = self.rest_windows.setdefault(account.name, rest_window(self.clock))
             snapshot = SnapshotWorker(
                 account, rest_url=config.sfox.rest_url, feed=config.feed, state=self.state, clock=self.clock,
-                stop=stop, fetch=self.fetch, user_agent=self.user_agent, rng=random.Random(self.rng.random()))
+                stop=stop, fetch=self.fetch, user_agent=self.user_agent, rng=random.Random(self.rng.random()),
+                window=window)
         request = snapshot.request if snapshot is not None else None
         settings = SessionSettings((ACCOUNT_FEED,), ping_interval=config.feed.ping_interval_seconds,
                                    ping_timeout=config.feed.ping_timeout_seconds)
         inner: FeedSink
         if enterprise:
-            book = EndUserBook(config.end_users, config.feed.max_series)
+            book = self.end_users.get(account.name)
+            # A connection rebuilt for a new ping interval, say, keeps its end users: sFOX replays
+            # nothing, so a new book would start empty. Another key, kind or book setting starts anew.
+            if book is None or self.book_owners.get(account.name) != (account, config.end_users,
+                                                                        config.feed.max_series):
+                book = EndUserBook(config.end_users, config.feed.max_series)
+            self.book_owners[account.name] = (account, config.end_users, config.feed.max_series)
             self.end_users[account.name] = book
             self.state.set_end_user_book(account.name, book)
             inner = EndUserSink(self.state, account.name, book)

@@ -159,6 +159,11 @@ def _read_bounded(response: http.client.HTTPResponse) -> bytes:
     return b"".join(chunks)
 
 
+def rest_window(clock: Clock) -> SlidingWindow:
+    """An account's REST rate limit: sFOX allows 5 calls of GET /v1/user/balance per 10 s."""
+    return SlidingWindow(REST_REQUESTS_PER_WINDOW, REST_WINDOW_SECONDS + REST_WINDOW_MARGIN_SECONDS, clock)
+
+
 class SnapshotWorker:
     def __init__(
         self,
@@ -172,7 +177,10 @@ class SnapshotWorker:
         fetch: Fetcher,
         user_agent: str,
         rng: random.Random | None = None,
+        window: SlidingWindow | None = None,
     ) -> None:
+        """`window` is the account's REST rate limit; the worker that replaces this one on a reload
+        must be given the same, or reloads could pass sFOX's 5 calls per 10 s."""
         self.account = account.name
         self._key_source = account.key
         self._url = rest_url + BALANCE_PATH
@@ -182,8 +190,7 @@ class SnapshotWorker:
         self._stop = stop
         self._fetch = fetch
         self._user_agent = user_agent
-        self._window = SlidingWindow(REST_REQUESTS_PER_WINDOW, REST_WINDOW_SECONDS + REST_WINDOW_MARGIN_SECONDS,
-                                     clock)
+        self.window = window or rest_window(clock)
         self._backoff = Backoff(feed.backoff_initial_seconds, feed.backoff_max_seconds, rng or random.Random())
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -214,7 +221,7 @@ class SnapshotWorker:
                 self._wake.clear()
                 continue
             now = self._clock.monotonic()
-            wait = max(self._window.wait_time(), self._not_before - now)
+            wait = max(self.window.wait_time(), self._not_before - now)
             if wait > 0:
                 self._wake.wait(wait)
                 self._wake.clear()
@@ -237,7 +244,7 @@ class SnapshotWorker:
         except KeyLoadError as error:
             return self._failed(f"cannot load the API key: {error}", None)
         since = self._state.generation(self.account)
-        self._window.record()
+        self.window.record()
         log.debug("requesting a REST balance snapshot (%s)", reason, extra={"account": self.account})
         result = self._fetch(self._url, key, self._timeout, self._user_agent)
         if self._stop.is_set():
