@@ -85,6 +85,11 @@ class SessionSettings:
     def reply_timeout(self) -> float:
         return max(self.ping_timeout, MIN_REPLY_TIMEOUT_SECONDS)
 
+    @property
+    def subscribe_wait(self) -> float:
+        """How long silence after subscribe lasts before it counts as subscribed."""
+        return min(self.reply_timeout, self.subscribe_grace)
+
 
 # --- actions ---------------------------------------------------------------------------------
 
@@ -138,7 +143,7 @@ class Ignored:
     is delivered."""
 
     what: str
-    counted: bool = True  # in sfox_feed_errors_total
+    counted: bool = True  # in the sink's errors_metric
 
 
 @dataclass(frozen=True)
@@ -248,8 +253,8 @@ class Session:
             # sFOX documents a reply, in three shapes over the years, and no refusal: silence is taken
             # for success, leniently, but said, since a subscription that did not take looks just
             # like a quiet balances feed.
-            waited = min(self.settings.reply_timeout, self.settings.subscribe_grace)
-            actions.append(Ignored(f"no reply to subscribe within {waited:g}s (taken as subscribed)", counted=False))
+            actions.append(Ignored(f"no reply to subscribe within {self.settings.subscribe_wait:g}s "
+                                   "(taken as subscribed)", counted=False))
             actions.extend(self._streaming(now))
         if now >= self._next_ping:
             actions.append(SendPing(PING_PAYLOAD))
@@ -306,7 +311,7 @@ class Session:
             self._pending_feeds = []
             self.subscribed = tuple(feeds)
             self.phase = Phase.SUBSCRIBING
-            self._phase_deadline = now + min(self.settings.reply_timeout, self.settings.subscribe_grace)
+            self._phase_deadline = now + self.settings.subscribe_wait
             return [SendRequest(json.dumps({"type": "subscribe", "feeds": feeds}), "subscribe"),
                     StatusChanged(FeedStatus.SUBSCRIBING)]
         if self.phase is Phase.SUBSCRIBING and (message.action in (None, "subscribe")

@@ -256,8 +256,8 @@ class MarketData:
         self.book.count_error(reason)
         delay = max(self._backoff.next(), wait or 0.0)  # a 429's Retry-After, never sooner than the backoff
         self._next_fetch = self._clock.monotonic() + delay
-        self._failures.failed("fetching the currency pairs failed (%s); retrying in %.1fs (counted in "
-                              "sfox_market_feed_errors_total)", detail, delay)
+        self._failures.failed("fetching the currency pairs failed (%s); retrying in %.1fs (counted in %s)",
+                              detail, delay, MarketSink.errors_metric)
 
     # --- routes and feeds --------------------------------------------------------------------------
 
