@@ -138,6 +138,11 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
     ("text", "env", "flags", "names"),
     [
         ("web: [", {}, {}, "not valid YAML"),
+        # PyYAML would keep the second and drop the first without a word, as Prometheus does not.
+        ("accounts: [{name: a, api_key_env: K}]\naccounts: []\n", {"K": "k" * 20}, {},
+         "line 2, column 1: found duplicate key 'accounts'"),
+        ("accounts:\n  - name: a\n    api_key_env: K\n    name: b\n", {"K": "k" * 20}, {},
+         "found duplicate key 'name'"),
         ("- a\n- b\n", {}, {}, "mapping at the top level"),
         ("webb: {}\n", {}, {}, "webb: unknown key (did you mean 'web'?)"),
         ("feed: {ping_intervall_seconds: 5}\n", {}, {}, "feed.ping_intervall_seconds: unknown key"),

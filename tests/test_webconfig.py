@@ -241,6 +241,7 @@ def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Pat
         ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "expected one of deny, sameorigin"),
         ("rate_limit:\n  interval: soon\n", "expected a duration"),
         ("tls_server_config: [\n", "not valid YAML"),
+        ("basic_auth_users:\n  admin: x\nbasic_auth_users: {{}}\n", "found duplicate key 'basic_auth_users'"),
         ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: [x]\n",
          "client_auth_type: expected a string"),
         ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: [TLS12]\n", "min_version"),

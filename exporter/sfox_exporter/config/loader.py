@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
+from sfox_exporter.config import yamlfile
 from sfox_exporter.config.files import MAX_CONFIG_FILE_BYTES, UnreadableFile, read_text_file
 from sfox_exporter.config.keys import KeyLoadError, KeySource, Secret, demo_key, read_key_file
 from sfox_exporter.config.schema import (
@@ -177,8 +176,8 @@ def _read_document(path_text: str) -> dict[str, Any]:
     except UnreadableFile as error:
         raise ConfigError(str(error)) from None
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        document = yamlfile.safe_load(text)
+    except yamlfile.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sfox_exporter.config import ConfigError
+from sfox_exporter.config import ConfigError, yamlfile
 from sfox_exporter.config.files import MAX_CONFIG_FILE_BYTES, UnreadableFile, read_text_file
 from sfox_exporter.web.auth import BCRYPT_HASH, BasicAuth
 from sfox_exporter.web.tls import ReloadingContext, TlsError, TlsSettings, peer_allowed
@@ -127,10 +125,10 @@ def load_web_config(path: Path) -> WebSecurity:
 def _load_web_config(path: Path) -> WebSecurity:
     origin = f"--web.config.file: {path}"
     try:
-        document = yaml.safe_load(read_text_file(path, origin, MAX_CONFIG_FILE_BYTES))
+        document = yamlfile.safe_load(read_text_file(path, origin, MAX_CONFIG_FILE_BYTES))
     except UnreadableFile as error:
         raise WebConfigError(str(error)) from None
-    except yaml.YAMLError as error:
+    except yamlfile.YAMLError as error:
         raise WebConfigError(f"{origin} is not valid YAML: {getattr(error, 'problem', None) or error}") from None
     document = document or {}
     _mapping(document, origin, _TOP_KEYS)
