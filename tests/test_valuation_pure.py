@@ -29,26 +29,29 @@ PAIRS = {
 
 def test_routes_direct_inverse_bridged_and_the_quote_itself() -> None:
     plan = routes.plan(PAIRS, ["usd", "btc", "eth", "usdc", "sol", "doge"], "usd", ["btc", "usdt"])
-    assert plan["usd"] == ()
-    assert plan["btc"] == (Leg("btcusd", False),)
-    assert plan["sol"] == (Leg("solusd", False),)  # direct beats a bridge
-    assert plan["eth"] == (Leg("ethbtc", False), Leg("btcusd", False))
-    assert plan["usdc"] == (Leg("usdtusdc", True), Leg("usdtusd", False))  # only through usdt, inverted
-    assert plan["doge"] is None
-    assert routes.feeds_of(plan.values()) == {"btcusd", "solusd", "ethbtc", "usdtusdc", "usdtusd"}
+    assert plan["usd"] == ((),)
+    assert plan["btc"] == ((Leg("btcusd", False),),)
+    # Direct first, then each bridge in order: a quiet direct pair gives way to a live bridge.
+    assert plan["sol"] == ((Leg("solusd", False),), (Leg("solbtc", False), Leg("btcusd", False)))
+    assert plan["eth"] == ((Leg("ethbtc", False), Leg("btcusd", False)),
+                           (Leg("usdteth", True), Leg("usdtusd", False)))
+    assert plan["usdc"] == ((Leg("usdtusdc", True), Leg("usdtusd", False)),)  # only through usdt, inverted
+    assert plan["doge"] == ()
+    assert routes.feeds_of(plan.values()) == {"btcusd", "solusd", "solbtc", "ethbtc", "usdteth", "usdtusdc",
+                                              "usdtusd"}
 
 
 def test_inverse_route_when_the_quote_is_the_base() -> None:
     plan = routes.plan(PAIRS, ["usd", "eth"], "btc", [])
-    assert plan["usd"] == (Leg("btcusd", True),)
-    assert plan["eth"] == (Leg("ethbtc", False),)
-    assert routes.price(plan["usd"] or (), {"btcusd": 50000.0}) == pytest.approx(1 / 50000)
+    assert plan["usd"] == ((Leg("btcusd", True),),)
+    assert plan["eth"] == ((Leg("ethbtc", False),),)
+    assert routes.price(plan["usd"][0], {"btcusd": 50000.0}) == pytest.approx(1 / 50000)
 
 
 def test_base_and_quote_come_from_the_listing_not_the_symbol() -> None:
     # A symbol that reads "usdt" + "usd" but is listed the other way round.
     plan = routes.plan({"usdtusd": ("usd", "usdt")}, ["usdt"], "usd", [])
-    assert plan["usdt"] == (Leg("usdtusd", True),)
+    assert plan["usdt"] == ((Leg("usdtusd", True),),)
     assert routes.quote_reachable(PAIRS, "usd")
     assert not routes.quote_reachable(PAIRS, "eur")
 
@@ -128,6 +131,25 @@ def test_a_stale_price_is_withdrawn_at_the_next_render() -> None:
     assert samples.get("sfox_price", currency="usd", quote="usd") == 1.0
     prices.update("btcusd", 40000.0)
     assert render(exposition).get("sfox_price", currency="eth", quote="usd") == pytest.approx(2000.0)
+
+
+def test_a_quiet_direct_pair_gives_way_to_a_live_bridge_and_back() -> None:
+    clock = FakeClock()
+    _, prices, exposition = book(clock, stale=60.0)
+    prices.set_routes(routes.plan(PAIRS, ["btc", "sol"], "usd", ["btc"]))
+    prices.update("solusd", 150.0)
+    clock.advance(40)
+    prices.update("btcusd", 50000.0)
+    prices.update("solbtc", 0.004)
+    assert render(exposition).get("sfox_price", currency="sol", quote="usd") == 150.0  # direct beats the bridge
+    clock.advance(21)  # solusd is 61 s old, the bridge's legs 21 s
+    bridged = render(exposition)
+    assert bridged.get("sfox_price", currency="sol", quote="usd") == 0.004 * 50000.0
+    assert bridged.get("sfox_price_updated_timestamp_seconds", currency="sol", quote="usd") == clock.time() - 21
+    prices.update("solusd", 160.0)
+    assert render(exposition).get("sfox_price", currency="sol", quote="usd") == 160.0
+    clock.advance(61)  # every leg stale: unpriced
+    assert render(exposition).get("sfox_price", currency="sol", quote="usd") is None
 
 
 def test_a_pair_that_vanishes_takes_its_price_with_it() -> None:

@@ -263,8 +263,8 @@ class MarketData:
 
     def _plan(self, pairs: dict[str, tuple[str, str]], currencies: Iterable[str]) -> None:
         planned = routes.plan(pairs, currencies, self._valuation.quote, self._valuation.bridges)
-        for currency, route in sorted(planned.items()):
-            if route is None and currency not in self._reported:
+        for currency, found in sorted(planned.items()):
+            if not found and currency not in self._reported:
                 self._reported.add(currency)
                 log.info("no pair, direct or through a bridge, prices %s in %s: it counts as unpriced",
                          currency, self._valuation.quote, extra={"account": NAME})

@@ -4,8 +4,8 @@ quote currency, and the market-data feed's health. Thread-safe.
 Kept apart from the balance State but rendered in the same cache: every change calls `on_change`
 (State.touch, which bumps the version), and the State asks `expire()` on every version check, so a
 price that goes stale disappears from the very next scrape. A stale price is withdrawn, never
-served: its currency then counts as unpriced. Ingesting a ticker is one dict write under a lock and
-a version bump, the cost of a balance entry.
+served: its currency then takes its next route whose legs are all fresh, or counts as unpriced.
+Ingesting a ticker is one dict write under a lock and a version bump, the cost of a balance entry.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.valuation.routes import Route
+from sfox_exporter.valuation.routes import Route, Routes
 from sfox_exporter.vocabulary import ERROR_REASONS, ErrorReason, FeedStatus
 
 
@@ -58,7 +58,7 @@ class PriceBook:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._last: dict[str, _Last] = {}
-        self._routes: dict[str, Route] = {quote: ()}
+        self._routes: dict[str, Routes] = {quote: ((),)}
         self._next_expiry = math.inf
         self._status = FeedStatus.STARTING
         self._messages = 0
@@ -83,12 +83,12 @@ class PriceBook:
             self._messages += 1
         self._on_change()
 
-    def set_routes(self, routes: Mapping[str, Route | None]) -> None:
-        """The currencies that can be priced, and how (None: no route); the quote is always priced at 1."""
+    def set_routes(self, routes: Mapping[str, Routes]) -> None:
+        """The currencies that can be priced, and their routes, best first; the quote is always priced at 1."""
         with self._lock:
-            self._routes = {currency: route for currency, route in routes.items() if route is not None}
-            self._routes[self.quote] = ()
-            needed = {leg.pair for route in self._routes.values() for leg in route}
+            self._routes = {currency: found for currency, found in routes.items() if found}
+            self._routes[self.quote] = ((),)
+            needed = {leg.pair for found in self._routes.values() for route in found for leg in route}
             for pair in [pair for pair in self._last if pair not in needed]:
                 del self._last[pair]  # a pair that vanished from sFOX's list: its price goes with it
         self._on_change()
@@ -132,19 +132,24 @@ class PriceBook:
     def view(self) -> MarketView:
         with self._lock:
             prices: dict[str, Price] = {}
-            for currency, route in self._routes.items():
-                value, updated = 1.0, None
-                for leg in route:
-                    entry = self._last.get(leg.pair)
-                    if entry is None:
+            for currency, found in self._routes.items():
+                for route in found:  # the first route with a fresh price on every leg
+                    price = self._price(route)
+                    if price is not None:
+                        prices[currency] = price
                         break
-                    value = value / entry.last if leg.inverse else value * entry.last
-                    updated = entry.wall if updated is None else max(updated, entry.wall)
-                else:
-                    if math.isfinite(value) and value > 0:
-                        prices[currency] = Price(value, updated)
             return MarketView(self.quote, self._status == FeedStatus.UP, self._status, MappingProxyType(prices),
                               self._messages, MappingProxyType(dict(self._errors)), self._reconnects)
+
+    def _price(self, route: Route) -> Price | None:
+        value, updated = 1.0, None
+        for leg in route:
+            entry = self._last.get(leg.pair)
+            if entry is None:
+                return None
+            value = value / entry.last if leg.inverse else value * entry.last
+            updated = entry.wall if updated is None else max(updated, entry.wall)
+        return Price(value, updated) if math.isfinite(value) and value > 0 else None
 
     def last_prices(self) -> dict[str, float]:
         with self._lock:

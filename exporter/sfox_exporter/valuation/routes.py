@@ -5,6 +5,10 @@ currencies have no pair with the quote at all. A route is the list of pairs to m
 as is (`last`) or inverted (`1/last`): the quote itself needs none, a direct or inverse pair one,
 and a currency reached through a bridge (`eth` via `ethbtc` * `btcusd`) two. Base and quote always
 come from sFOX's pair list, never from splitting a symbol.
+
+A currency keeps every route it has, best first, and is priced by the first whose legs all have a
+fresh price: a direct pair that falls quiet gives way to a bridge that is still trading, instead of
+leaving the currency unpriced.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ class Leg:
 
 
 Route = tuple[Leg, ...]
-
+Routes = tuple[Route, ...]  # best first; empty when the currency cannot be priced
 
 def _leg(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote: str) -> Leg | None:
     direct = pairs_by_ends.get((currency, quote))
@@ -39,31 +43,32 @@ def by_ends(pairs: Mapping[str, tuple[str, str]]) -> dict[tuple[str, str], str]:
     return ends
 
 
-def route(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote: str,
-          bridges: Iterable[str]) -> Route | None:
-    """The route from `currency` to `quote`, or None when no pair, nor one bridge, reaches it.
-    A direct pair beats an inverse one, which beats a bridge; bridges are tried in order."""
+def routes_of(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote: str,
+              bridges: Iterable[str]) -> Routes:
+    """Every route from `currency` to `quote`, best first: a direct pair beats an inverse one, which
+    beats a bridge; bridges in the order given. The quote's one route is empty."""
     if currency == quote:
-        return ()
+        return ((),)
+    found: list[Route] = []
     leg = _leg(pairs_by_ends, currency, quote)
     if leg is not None:
-        return (leg,)
+        found.append((leg,))
     for bridge in bridges:
         if bridge in (currency, quote):
             continue
         first = _leg(pairs_by_ends, currency, bridge)
         second = _leg(pairs_by_ends, bridge, quote)
         if first is not None and second is not None:
-            return (first, second)
-    return None
+            found.append((first, second))
+    return tuple(found)
 
 
 def plan(pairs: Mapping[str, tuple[str, str]], currencies: Iterable[str], quote: str,
-         bridges: Iterable[str]) -> dict[str, Route | None]:
-    """A route (or None) for every currency."""
+         bridges: Iterable[str]) -> dict[str, Routes]:
+    """The routes of every currency."""
     ends = by_ends(pairs)
     order = tuple(bridges)
-    return {currency: route(ends, currency, quote, order) for currency in currencies}
+    return {currency: routes_of(ends, currency, quote, order) for currency in currencies}
 
 
 def quote_reachable(pairs: Mapping[str, tuple[str, str]], quote: str) -> bool:
@@ -82,6 +87,6 @@ def price(route_: Route, last: Mapping[str, float]) -> float | None:
     return value
 
 
-def feeds_of(routes: Iterable[Route | None]) -> set[str]:
-    """The pairs the routes need ticker prices of."""
-    return {leg.pair for route_ in routes if route_ for leg in route_}
+def feeds_of(plans: Iterable[Routes]) -> set[str]:
+    """The pairs every route of every currency needs ticker prices of."""
+    return {leg.pair for routes in plans for route_ in routes for leg in route_}
