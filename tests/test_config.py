@@ -360,6 +360,16 @@ def test_an_auth_flag_on_a_user_account_is_pointed_out(tmp_path: Path) -> None:
 TEN_ACCOUNTS = "accounts:\n" + "".join(f"  - {{name: a{i}, api_key_env: K}}\n" for i in range(10))
 
 
+@pytest.mark.parametrize(("spelt", "value"), [("1e3", 1000.0), ("1.5e3", 1500.0), ("-.5E-1", -0.05), ("0.5", 0.5),
+                                             ("1_000", 1000.0), ("0x10", 16.0), ("0", 0.0)])
+def test_numbers_read_as_written(tmp_path: Path, spelt: str, value: float) -> None:
+    """YAML 1.1 reads 1e3 as the string "1e3": such a threshold was refused as not a number."""
+    path = tmp_path / "c.yaml"
+    path.write_text("accounts: [{name: a, api_key_env: K}]\n"
+                    f"thresholds: [{{account: a, currency: usd, below: {spelt}}}]\n")
+    assert load_config(Overrides(config_file=str(path)), {"K": "k" * 20}).thresholds[0].below == value
+
+
 @pytest.mark.parametrize(
     ("text", "names"),
     [
@@ -386,6 +396,16 @@ TEN_ACCOUNTS = "accounts:\n" + "".join(f"  - {{name: a{i}, api_key_env: K}}\n" f
         ("thresholds: [{account: a, currency: usd}]\n", "thresholds[0]: set exactly one of below and above"),
         ("thresholds: [{account: a, currency: usd, above: x}]\n", "thresholds[0].above: expected a number"),
         ("thresholds: [{account: a, currency: usd, above: .inf}]\n", "thresholds[0].above: must be a finite number"),
+        # An integer past float's range raised OverflowError: a traceback and exit status 1.
+        ("thresholds: [{account: a, currency: usd, above: 1%s}]\n" % ("0" * 400), "thresholds[0].above: must be"),
+        ("feed: {stale_after_seconds: 1%s}\n" % ("0" * 400), "feed.stale_after_seconds: must be a finite number"),
+        ("feed: {max_series: %s}\n" % ("9" * 5000), "line 2, column 20: a number far too long"),
+        ("sfox: {max_connections: 1%s}\n" % ("0" * 400), "must be between 1 and 10 (sFOX allows 10 WebSocket "
+         "connections per IP), got far more"),
+        # YAML 1.1 reads 010 as 8 and 1:30 as 90: a threshold other than the one written.
+        ("thresholds: [{account: a, currency: usd, below: 010}]\n", "'010' is an octal number in YAML 1.1"),
+        ("thresholds: [{account: a, currency: usd, below: 1:30}]\n", "'1:30' is a base-60 number in YAML 1.1"),
+        ("thresholds: [{account: a, currency: usd, below: 1:30.5}]\n", "'1:30.5' is a base-60 number"),
         (TEN_ACCOUNTS + "valuation: {enabled: true}\n",
          "sfox.max_connections: 11 WebSocket connections needed (10 accounts + 1 for valuation), "
          "but 10 allowed; remove accounts or set valuation.enabled: false"),

@@ -122,8 +122,7 @@ def seconds(*, positive: bool = True, maximum: int = MAX_SECONDS) -> Check:
     def check(value: Any, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number of seconds, got {type_name(value)}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{path}: must be a finite number")
+        value = _finite(value, path)
         if positive and value <= 0:
             raise ConfigError(f"{path}: must be greater than 0")
         if value < 0:
@@ -138,9 +137,18 @@ def seconds(*, positive: bool = True, maximum: int = MAX_SECONDS) -> Check:
 def number(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{path}: expected a number, got {type_name(value)}")
-    if not math.isfinite(value):
+    return _finite(value, path)
+
+
+def _finite(value: float, path: str) -> float:
+    """`value` as a finite float; an integer past float's range is not one (float() would raise)."""
+    try:
+        as_float = float(value)
+    except OverflowError:
+        as_float = math.inf
+    if not math.isfinite(as_float):
         raise ConfigError(f"{path}: must be a finite number")
-    return float(value)
+    return as_float
 
 
 def whole(low: int, high: int | None = None, why: str = "") -> Check:
@@ -152,7 +160,8 @@ def whole(low: int, high: int | None = None, why: str = "") -> Check:
         if high is None and value < low:
             raise ConfigError(f"{path}: must be at least {low}")
         if high is not None and not low <= value <= high:
-            raise ConfigError(f"{path}: must be between {low} and {high}{f' ({why})' if why else ''}, got {value}")
+            got = value if abs(value) < 10**18 else "far more"  # not a line of a thousand digits
+            raise ConfigError(f"{path}: must be between {low} and {high}{f' ({why})' if why else ''}, got {got}")
         return value
 
     return check
