@@ -45,7 +45,7 @@ def test_inverse_route_when_the_quote_is_the_base() -> None:
     plan = routes.plan(PAIRS, ["usd", "eth"], "btc", [])
     assert plan["usd"] == ((Leg("btcusd", True),),)
     assert plan["eth"] == ((Leg("ethbtc", False),),)
-    assert routes.price(plan["usd"][0], {"btcusd": 50000.0}) == pytest.approx(1 / 50000)
+    assert routes.price(plan["usd"][0], [50000.0]) == 1 / 50000
 
 
 def test_base_and_quote_come_from_the_listing_not_the_symbol() -> None:
@@ -150,6 +150,36 @@ def test_a_quiet_direct_pair_gives_way_to_a_live_bridge_and_back() -> None:
     assert render(exposition).get("sfox_price", currency="sol", quote="usd") == 160.0
     clock.advance(61)  # every leg stale: unpriced
     assert render(exposition).get("sfox_price", currency="sol", quote="usd") is None
+
+
+def test_a_bridged_price_is_rounded_once() -> None:
+    """(1/a) * b rounds twice: usdc through usdtusdc (inverted) and usdtusd was 1.0068907411308035,
+    one unit in the last place below the nearest float (a black-box probe)."""
+    clock = FakeClock()
+    _, prices, exposition = book(clock)
+    prices.update("usdtusdc", 0.99699)
+    prices.update("usdtusd", 1.00386)
+    exact = float(Fraction(1.00386) / Fraction(0.99699))
+    assert exact == 1.0068907411308037 != (1 / 0.99699) * 1.00386
+    assert render(exposition).get("sfox_price", currency="usdc", quote="usd") == exact
+
+
+def test_an_account_value_is_the_exact_sum_of_the_products_rounded_once() -> None:
+    """math.fsum of the rounded products gave 5840844.257029823 (a black-box probe)."""
+    clock = FakeClock()
+    state, prices, exposition = book(clock)
+    pairs = {"btc": ("btcusd", 9257.29), "sol": ("solusd", 67208.92), "usdt": ("usdtusd", 372.42)}
+    prices.set_routes(routes.plan({**PAIRS, "ltcusd": ("ltc", "usd")}, [*pairs, "ltc"], "usd", []))
+    for pair, last in [*pairs.values(), ("ltcusd", 11654.33)]:
+        prices.update(pair, last)
+    balances = {"btc": "44.48912026", "sol": "77.36163437", "ltc": "16.59398568", "usdt": "97.2340056"}
+    payload = ",".join(f'{{"currency":"{currency}","balance":"{amount}"}}' for currency, amount in balances.items())
+    state.ingest("main", parse_frame(b'{"sequence":1,"recipient":"private.user.balances","timestamp":1,"payload":[%s]}'
+                                     % payload.encode()))
+    lasts = {"btc": 9257.29, "sol": 67208.92, "ltc": 11654.33, "usdt": 372.42}
+    exact = float(sum(Fraction(float(balances[c])) * Fraction(lasts[c]) for c in balances))
+    assert exact == 5840844.257029822 != math.fsum(float(balances[c]) * lasts[c] for c in balances)
+    assert render(exposition).get("sfox_account_value", account="main", quote="usd") == exact
 
 
 def test_a_pair_that_vanishes_takes_its_price_with_it() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.valuation.routes import Route, Routes
+from sfox_exporter.valuation.routes import Route, Routes, price
 from sfox_exporter.vocabulary import ERROR_REASONS, ErrorReason, FeedStatus
 
 
@@ -142,13 +142,12 @@ class PriceBook:
                               self._messages, MappingProxyType(dict(self._errors)), self._reconnects)
 
     def _price(self, route: Route) -> Price | None:
-        value, updated = 1.0, None
-        for leg in route:
-            entry = self._last.get(leg.pair)
-            if entry is None:
-                return None
-            value = value / entry.last if leg.inverse else value * entry.last
-            updated = entry.wall if updated is None else max(updated, entry.wall)
+        entries = [self._last.get(leg.pair) for leg in route]
+        known = [entry for entry in entries if entry is not None]
+        if len(known) < len(entries):
+            return None
+        value = price(route, [entry.last for entry in known])
+        updated = max((entry.wall for entry in known), default=None)
         return Price(value, updated) if math.isfinite(value) and value > 0 else None
 
     def last_prices(self) -> dict[str, float]:

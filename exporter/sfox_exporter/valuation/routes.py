@@ -13,8 +13,10 @@ leaving the currency unpriced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from sfox_exporter.metrics.exact import nearest_float
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +78,19 @@ def quote_reachable(pairs: Mapping[str, tuple[str, str]], quote: str) -> bool:
     return any(quote in ends for ends in pairs.values())
 
 
-def price(route_: Route, last: Mapping[str, float]) -> float | None:
-    """The route's price from the pairs' last prices, or None when a leg has no price."""
-    value = 1.0
-    for leg in route_:
-        pair_last = last.get(leg.pair)
-        if pair_last is None:
-            return None
-        value = value / pair_last if leg.inverse else value * pair_last
-    return value
+def price(route_: Route, lasts: Sequence[float]) -> float:
+    """The route's price from its legs' last prices (in the route's order), rounded once: a product of
+    two rounded quotients, (1/a) * b, is off by one in the last place in a quarter of cases. Each
+    price is a ratio of integers, so the route's is too, and int / int is correctly rounded. An
+    infinity or 0 when it leaves float's range."""
+    numerator = denominator = 1
+    for leg, last in zip(route_, lasts, strict=True):
+        top, bottom = last.as_integer_ratio()
+        if leg.inverse:
+            top, bottom = bottom, top
+        numerator *= top
+        denominator *= bottom
+    return nearest_float(numerator, denominator)
 
 
 def feeds_of(plans: Iterable[Routes]) -> set[str]:
