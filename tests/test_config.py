@@ -334,8 +334,8 @@ accounts:
 valuation: {enabled: true, quote: USDC, bridges: [BTC, eth, btc, usdc], stale_after_seconds: 60}
 end_users: {per_user_series: true, shard: " 2 / 4 "}
 thresholds:
-  - {account: platform, currency: btc, above: 10}
-  - {account: platform, currency: btc, below: 1}
+  - {account: own, currency: btc, above: 10}
+  - {account: own, currency: btc, below: 1}
 """
     config = load_config(Overrides(config_file=write(tmp_path, text)), {"K": CANARY})
     assert (config.sfox.max_connections, config.sfox.max_requests_per_minute) == (4, 12)
@@ -355,6 +355,16 @@ def test_an_auth_flag_on_a_user_account_is_pointed_out(tmp_path: Path) -> None:
     text = "accounts: [{name: a, api_key_env: K, enterprise_auth_flag: string}]\n"
     config = load_config(Overrides(config_file=write(tmp_path, text)), {"K": CANARY})
     assert config.warnings == ("accounts[0].enterprise_auth_flag: ignored, the account is not kind: enterprise",)
+
+
+def test_a_threshold_on_an_enterprise_account_is_pointed_out(tmp_path: Path) -> None:
+    """No sfox_balance series exists for it, so no rule could ever compare it (a review of the rules)."""
+    text = ("accounts: [{name: p, kind: enterprise, api_key_env: K}, {name: u, api_key_env: K}]\n"
+            "thresholds: [{account: u, currency: usd, below: 1}, {account: p, currency: btc, below: 1}]\n")
+    config = load_config(Overrides(config_file=write(tmp_path, text)), {"K": CANARY})
+    assert config.warnings == ("thresholds[1]: account p is kind: enterprise, which has no sfox_balance series "
+                               "(its end users' totals are sfox_end_users_balance): no rule can compare it with "
+                               "this threshold",)
 
 
 TEN_ACCOUNTS = "accounts:\n" + "".join(f"  - {{name: a{i}, api_key_env: K}}\n" for i in range(10))

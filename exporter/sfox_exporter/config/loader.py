@@ -145,6 +145,12 @@ def _build_config(overrides: Overrides, environ: Mapping[str, str], raw: dict[st
                 warnings.append(f"{origin} is not encrypted: the API key would cross the network in clear")
 
     thresholds = _thresholds(document.thresholds, {account.name for account in accounts})
+    enterprise = {account.name for account in accounts if account.kind == AccountKind.ENTERPRISE}
+    for index, threshold in enumerate(thresholds):
+        if threshold.account in enterprise:
+            warnings.append(f"thresholds[{index}]: account {threshold.account} is kind: enterprise, which has no "
+                            "sfox_balance series (its end users' totals are sfox_end_users_balance): no rule can "
+                            "compare it with this threshold")
     if overrides.demo and "thresholds" not in raw:
         thresholds = demo_thresholds(account.name for account in accounts if account.kind == AccountKind.USER)
     return Config(web, endpoints, accounts, feed, thresholds, log, overrides.demo, tuple(warnings),
