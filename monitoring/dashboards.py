@@ -1,6 +1,6 @@
-"""The two dashboards. Balance-like series are taken `max by` their meaningful labels, so two HA
-replicas scraping the same account draw one line, not two; Connect sums keep a `shard` label apart
-first, since shards hold disjoint end users and add up."""
+"""The two dashboards. Balance-like series (and the rates of an account's feed counters) are taken
+`max by` their meaningful labels, so two HA replicas scraping the same account draw one line, not
+two; Connect sums keep a `shard` label apart first, since shards hold disjoint end users and add up."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ STAT: dict[str, Any] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": ""
                         "colorMode": "background",
         "textMode": "value_and_name"}
 TABLE: dict[str, Any] = {"showHeader": True}
+# A table of three instant queries shows one at a time unless they are merged into one row per currency.
+MERGE_BALANCES = [{"id": "merge", "options": {}},
+                  {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {
+                      "Value #A": "balance", "Value #B": "available", "Value #C": "held"}}}]
 OWED = f"sum by (currency) (max by (account, currency, shard) (sfox_end_users_balance{{{CURRENCY}}}))"
 OWN = (f"sum by (currency) (max by (account, currency) (sfox_balance{{{CURRENCY}}} "
        "unless ignoring (currency) sfox_end_users))")
@@ -38,10 +42,10 @@ def _feed_rows() -> list[dict[str, Any]]:
         panel("state-timeline", "Feed state per account",
               (f"max by (account) (sfox_feed_up{{{ACCOUNT}}}) + 2 * max by (account) (sfox_feed_stale{{{ACCOUNT}}})",
                "{{account}}"), w=12, h=6, mappings=FEED),
-        panel("timeseries", "Reconnects", (f"sum by (account) (rate(sfox_feed_reconnects_total{{{ACCOUNT}}}"
+        panel("timeseries", "Reconnects", (f"max by (account) (rate(sfox_feed_reconnects_total{{{ACCOUNT}}}"
                                            "[$__rate_interval]))", "{{account}}"), w=6, h=6, unit="ops"),
         panel("timeseries", "Errors by reason",
-              (f"sum by (account, reason) (rate(sfox_feed_errors_total{{{ACCOUNT}}}[$__rate_interval]))",
+              (f"max by (account, reason) (rate(sfox_feed_errors_total{{{ACCOUNT}}}[$__rate_interval]))",
                "{{account}} {{reason}}"), w=6, h=6, unit="ops"),
     ]
 
@@ -61,7 +65,7 @@ def balances() -> dict[str, Any]:
               (f"max by (account, currency) (sfox_balance{{{CURRENCY}}})", "balance"),
               (f"max by (account, currency) (sfox_balance_available{{{CURRENCY}}})", "available"),
               (f"max by (account, currency) (sfox_balance_held{{{CURRENCY}}})", "held"),
-              w=12, h=9, instant=True, table=True, **TABLE),
+              w=12, h=9, instant=True, table=True, transformations=MERGE_BALANCES, **TABLE),
         panel("table", "Wallet breakdown by currency",
               (f"max by (account, currency, wallet) (sfox_wallet_balance{{{CURRENCY}}})", "{{wallet}}"),
               w=12, h=9, instant=True, table=True, description=WALLETS, **TABLE),
@@ -119,7 +123,9 @@ def health() -> dict[str, Any]:
     panels = [
         panel("stat", "Data", (f"max by (instance) (sfox_exporter_demo_mode{{{TARGET}}})", "{{instance}}"), w=4, h=4,
               mappings=DEMO, steps=[("green", None), ("red", 1)], **STAT),
-        panel("stat", "Scrape up", (f"up{{{TARGET}}} and on (job, instance) {exporter}", "{{instance}}"), w=4, h=4,
+        # Remembered for a day: a failed scrape marks build_info stale at once, and `and` would drop the 0.
+        panel("stat", "Scrape up", (f"up{{{TARGET}}} and on (job, instance) present_over_time({exporter}[1d])",
+                                    "{{instance}}"), w=4, h=4,
               steps=[("red", None), ("green", 1)], **STAT),
         panel("stat", "Config reload", (f"min by (instance) (sfox_exporter_config_last_reload_successful{{{TARGET}}})",
                                         "{{instance}}"), w=4, h=4, steps=[("red", None), ("green", 1)], **STAT),
@@ -127,7 +133,7 @@ def health() -> dict[str, Any]:
         panel("stat", "Uptime", (f"time() - (process_start_time_seconds{{{TARGET}}} and on (job, instance) {exporter})",
                                  "{{instance}}"), w=8, h=4, unit="s", **STAT),
         row("Feeds"),
-        panel("timeseries", "Messages by kind", (f"sum by (account, kind) (rate(sfox_feed_messages_total{{{ACCOUNT}}}"
+        panel("timeseries", "Messages by kind", (f"max by (account, kind) (rate(sfox_feed_messages_total{{{ACCOUNT}}}"
                                                  "[$__rate_interval]))", "{{account}} {{kind}}"), w=8, unit="ops"),
         panel("timeseries", "Time since last message", (f"time() - sfox_feed_last_message_timestamp_seconds"
                                                         f"{{{ACCOUNT}}}", "{{account}} {{instance}}"), w=8, unit="s"),

@@ -1,15 +1,16 @@
 """Small builders for Grafana dashboard JSON: plain dicts, so a panel reads as what it shows.
 
-Every panel, target and variable takes its data source from the `DS_PROMETHEUS` variable: on import,
-Grafana's dialog replaces `${DS_PROMETHEUS}` with the picked data source; when provisioned from a
-file, the variable of that name resolves to the default Prometheus data source.
+Every panel, target and variable takes its data source from the `datasource` variable, which starts
+at the default Prometheus data source and can be switched at the top of the dashboard. There are no
+`__inputs`: on import Grafana would write the data source picked into every panel, and the variable
+would then switch nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # schemaVersion 39 is what Grafana 10.4 writes and needs; state-timeline and table transformations used
 # here are older than that.
 SCHEMA_VERSION = 39
@@ -29,7 +30,7 @@ def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False, t
 def panel(kind: str, title: str, *queries: tuple[str, str], w: int = 8, h: int = 8, unit: str = "short",
           description: str = "", instant: bool = False, table: bool = False,
           mappings: list[dict[str, Any]] | None = None, steps: list[tuple[str, float | None]] | None = None,
-          **options: Any) -> dict[str, Any]:
+          transformations: list[dict[str, Any]] | None = None, **options: Any) -> dict[str, Any]:
     refs = "ABCDEFGH"
     steps = steps or [("green", None)]
     return {
@@ -42,6 +43,7 @@ def panel(kind: str, title: str, *queries: tuple[str, str], w: int = 8, h: int =
             "overrides": []},
         "options": options,
         "targets": [target(expr, legend, refs[i], instant, table) for i, (expr, legend) in enumerate(queries)],
+        "transformations": transformations or [],
     }
 
 
@@ -79,7 +81,7 @@ def variable(name: str, label: str, query: str, include_all: bool = True) -> dic
 
 
 VARIABLES = [
-    {"name": "DS_PROMETHEUS", "label": "Data source", "type": "datasource", "query": "prometheus",
+    {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
      "current": {}, "hide": 0, "includeAll": False, "multi": False, "options": [], "refresh": 1, "regex": ""},
     variable("job", "Job", "label_values(sfox_exporter_build_info, job)"),
     variable("instance", "Instance", 'label_values(sfox_exporter_build_info{job=~"$job"}, instance)'),
@@ -91,8 +93,6 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any
               variables: list[dict[str, Any]]) -> dict[str, Any]:
     kinds = sorted({item["type"] for item in panels if item["type"] != "row"})
     return {
-        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "description": "The Prometheus that scrapes "
-                      "sfox-exporter", "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}],
         "__elements": {},
         "__requires": [{"type": "grafana", "id": "grafana", "name": "Grafana", "version": GRAFANA_VERSION},
                        {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},

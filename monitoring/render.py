@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -83,8 +84,14 @@ def _grafana_rule(alert: Alert) -> dict[str, Any]:
         "execErrState": "Error",
         "for": alert.duration,
         "labels": {"severity": alert.severity, **alert.labels},
-        "annotations": {key: value.replace("$value", "$values.B") for key, value in _annotations(alert).items()},
+        "annotations": {key: _grafana_template(value) for key, value in _annotations(alert).items()},
     }
+
+
+def _grafana_template(text: str) -> str:
+    """Prometheus's $value is Grafana's $values.B, whose number is $values.B.Value."""
+    text = re.sub(r'printf "([^"]*)" \$value\b', r'printf "\1" $values.B.Value', text)
+    return re.sub(r"\$value\b", "$values.B", text)
 
 
 def grafana_alerts() -> str:

@@ -58,9 +58,17 @@ def _threshold(op: str, metric: str) -> str:
         for name, series in fields)
 
 
+# A currency gone from an account that still has others holds 0 (a REST snapshot replaces the account's
+# balances wholesale): its low threshold is crossed, though no series is left to compare with it.
+MISSING_BELOW = (f"({dedup('sfox_balance_low_threshold')} > 0) * 0\nunless ignoring (field) {dedup('sfox_balance')}\n"
+                 f"and ignoring (field, currency) count without ({REPLICA}, currency) (sfox_balance)")
+# Deployments are told apart by namespace and cluster, not job: the platform's own accounts may be
+# scraped under another job than its Connect account, but one platform's treasury never covers another's.
+DEPLOYMENT = "cluster, namespace"
 PLATFORM_OWN = dedup("sfox_balance unless ignoring (currency) sfox_end_users", extra="shard")
-OWED = f"sum by (currency) ({dedup('sfox_end_users_balance')})"
-OWN = f"sum by (currency) ({PLATFORM_OWN})"
+OWED = f"sum by ({DEPLOYMENT}, currency) ({dedup('sfox_end_users_balance')})"
+OWN = f"sum by ({DEPLOYMENT}, currency) ({PLATFORM_OWN})"
+AMOUNT = '{{ printf "%.15g" $value }}'  # not 2.74340309e+06, as {{ $value }} prints an amount
 
 ALERTS: tuple[Alert, ...] = (
     Alert("SfoxExporterDown",
@@ -93,21 +101,21 @@ ALERTS: tuple[Alert, ...] = (
           "The feed of account {{ $labels.account }} is up but the exporter has no balance for it: the "
           "REST snapshot fails and nothing was pushed since. (Replaces SfoxBalancesNotUpdated, which "
           "fired for every quiet account: sFOX pushes only changes.)", "sfoxbalancesmissing", duration="15m"),
-    Alert("SfoxBalanceLow", _threshold("<", "sfox_balance_low_threshold"),
+    Alert("SfoxBalanceLow", _threshold("<", "sfox_balance_low_threshold") + "\nor\n" + MISSING_BELOW,
           "warning", "sFOX {{ $labels.account }}: {{ $labels.field }} {{ $labels.currency }} below its threshold",
           "The {{ $labels.field }} {{ $labels.currency }} of sFOX account {{ $labels.account }} is "
-          "{{ $value }}, below its `below:` threshold, for 5 minutes.", "sfoxbalancelow"),
+          f"{AMOUNT}, below its `below:` threshold, for 5 minutes.", "sfoxbalancelow"),
     Alert("SfoxBalanceHigh", _threshold(">", "sfox_balance_high_threshold"),
           "warning", "sFOX {{ $labels.account }}: {{ $labels.field }} {{ $labels.currency }} above its threshold",
           "The {{ $labels.field }} {{ $labels.currency }} of sFOX account {{ $labels.account }} is "
-          "{{ $value }}, above its `above:` threshold, for 5 minutes: for `held`, funds pile up in open "
+          f"{AMOUNT}, above its `above:` threshold, for 5 minutes: for `held`, funds pile up in open "
           "orders or pending withdrawals.", "sfoxbalancehigh"),
     Alert("SfoxAccountValueDrop",
           f"({dedup('sfox_account_value')}\n  < {1 - VALUE_DROP_SHARE:g} * "
           f"{dedup('max_over_time(sfox_account_value[1h])')})\n"
           f"unless\n({dedup('sfox_account_unpriced_currencies')} > 0)",
           "warning", "sFOX {{ $labels.account }}: value dropped over " + f"{VALUE_DROP_SHARE:.0%}" + " in an hour",
-          "The value of account {{ $labels.account }} in {{ $labels.quote }} is {{ $value }}, more than "
+          "The value of account {{ $labels.account }} in {{ $labels.quote }} is " + AMOUNT + ", more than "
           f"{VALUE_DROP_SHARE:.0%} below its peak of the last hour (with every currency priced).",
           "sfoxaccountvaluedrop"),
     Alert("SfoxCurrenciesUnpriced", f"{dedup('sfox_account_unpriced_currencies')} > 0",
@@ -118,17 +126,19 @@ ALERTS: tuple[Alert, ...] = (
     Alert("SfoxMarketFeedDown", f"{dedup('sfox_market_feed_up')} == 0",
           "warning", "sFOX market-data feed down", "The valuation's market-data connection has not been up "
           "for 10 minutes: prices go stale and are withdrawn.", "sfoxmarketfeeddown", duration="10m"),
-    Alert("SfoxExporterDemoMode", f"{dedup('sfox_exporter_demo_mode')} == 1",
-          "warning", "sfox-exporter of job {{ $labels.job }} serves DEMO data",
+    # Each replica runs with its own command line and reloads on its own: the alert names the instance.
+    Alert("SfoxExporterDemoMode", "sfox_exporter_demo_mode == 1",
+          "warning", "sfox-exporter {{ $labels.instance }} of job {{ $labels.job }} serves DEMO data",
           "An exporter has served simulated balances (--demo) for over 10 minutes; its numbers are not "
           "real.", "sfoxexporterdemomode", duration="10m"),
-    Alert("SfoxExporterConfigReloadFailed", f"{dedup('sfox_exporter_config_last_reload_successful', 'min')} == 0",
-          "warning", "sfox-exporter of job {{ $labels.job }}: config reload failed",
-          "The last config reload failed; the exporter still runs the previous config.",
+    Alert("SfoxExporterConfigReloadFailed", "sfox_exporter_config_last_reload_successful == 0",
+          "warning", "sfox-exporter {{ $labels.instance }} of job {{ $labels.job }}: config reload failed",
+          "The last config reload of {{ $labels.instance }} failed; it still runs the previous config, and "
+          "its log names the key at fault.",
           "sfoxexporterconfigreloadfailed"),
-    Alert("SfoxEndUsersOwedExceedBalance", f"{OWED}\n> on (currency)\n({OWN} or {OWED} * 0)",
+    Alert("SfoxEndUsersOwedExceedBalance", f"{OWED}\n> on ({DEPLOYMENT}, currency)\n({OWN} or {OWED} * 0)",
           "critical", "sFOX Connect: owed {{ $labels.currency }} exceeds the platform's own balance",
-          "End users are owed {{ $value }} {{ $labels.currency }} in total, more than the platform's own "
+          "End users are owed " + AMOUNT + " {{ $labels.currency }} in total, more than the platform's own "
           "sFOX accounts hold of it.", "sfoxendusersowedexceedbalance", duration="15m"),
 )
 

@@ -78,6 +78,26 @@ SCENARIOS: list[tuple[str, list[Series], Expected]] = [
      [("3m", "SfoxBalanceLow", []),
       ("10m", "SfoxBalanceLow", [{"job": "sfox-exporter", "account": "main", "currency": "usd",
                                   "field": "available", "value": 750}])]),
+    ("each field against its own threshold: balance and held below theirs alert, a low available under a "
+     "balance threshold does not; amounts print in full, not as 2.74340309e+06",
+     [*both("sfox_balance", "2743403.09x20", account="main", currency="usd"),
+      *both("sfox_balance_available", "10x20", account="main", currency="usd"),
+      *both("sfox_balance_low_threshold", "3000000x20", account="main", currency="usd", field="balance"),
+      *both("sfox_balance_held", "0.25x20", account="main", currency="btc"),
+      *both("sfox_balance_available", "100x20", account="main", currency="btc"),
+      *both("sfox_balance", "100.25x20", account="main", currency="btc"),
+      *both("sfox_balance_low_threshold", "0.5x20", account="main", currency="btc", field="held")],
+     [("10m", "SfoxBalanceLow", [
+         {"job": "sfox-exporter", "account": "main", "currency": "usd", "field": "balance", "value": 2743403.09},
+         {"job": "sfox-exporter", "account": "main", "currency": "btc", "field": "held", "value": 0.25}])]),
+    ("a currency gone from an account that has others is 0, below its threshold; not for a threshold of 0, "
+     "nor for an account with no balances at all (SfoxFeedDown and SfoxBalancesMissing cover it)",
+     [*both("sfox_balance", "5x20", account="main", currency="btc"),
+      *both("sfox_balance_low_threshold", "1000x20", account="main", currency="usd", field="available"),
+      *both("sfox_balance_low_threshold", "0x20", account="main", currency="eth", field="balance"),
+      *both("sfox_balance_low_threshold", "1000x20", account="empty", currency="usd", field="available")],
+     [("10m", "SfoxBalanceLow", [{"job": "sfox-exporter", "account": "main", "currency": "usd",
+                                  "field": "available", "value": 0}])]),
     ("held btc grows above its high threshold; held usd stays under its own",
      [*both("sfox_balance_held", "1+1x20", account="main", currency="btc"),
       *both("sfox_balance_high_threshold", "5x20", account="main", currency="btc", field="held"),
@@ -106,13 +126,15 @@ SCENARIOS: list[tuple[str, list[Series], Expected]] = [
      [("5m", "SfoxMarketFeedDown", []), ("15m", "SfoxMarketFeedDown", [{"job": "sfox-exporter", "value": 0}])]),
     ("an exporter in demo mode for over 10 minutes; a real one beside it",
      [*both("sfox_exporter_demo_mode", "1x30"), s("sfox_exporter_demo_mode", 'job="prod",instance="p:9841"', "0x30")],
-     [("5m", "SfoxExporterDemoMode", []), ("15m", "SfoxExporterDemoMode", [{"job": "sfox-exporter", "value": 1}])]),
+     [("5m", "SfoxExporterDemoMode", []),
+      ("15m", "SfoxExporterDemoMode", [{"job": "sfox-exporter", "instance": "sfox-a:9841", "value": 1},
+                                       {"job": "sfox-exporter", "instance": "sfox-b:9841", "value": 1}])]),
     ("one of two replicas fails to reload its config; another job reloads fine",
      [s("sfox_exporter_config_last_reload_successful", R1, "1 1 0x15"),
       s("sfox_exporter_config_last_reload_successful", R2, "1x17"),
       s("sfox_exporter_config_last_reload_successful", 'job="prod",instance="p:9841"', "1x17")],
      [("4m", "SfoxExporterConfigReloadFailed", []),
-      ("10m", "SfoxExporterConfigReloadFailed", [{"job": "sfox-exporter", "value": 0}])]),
+      ("10m", "SfoxExporterConfigReloadFailed", [{"job": "sfox-exporter", "instance": "sfox-a:9841", "value": 0}])]),
     ("Connect, two replicas: btc and eth owed beyond the platform's own balance, usd covered; the enterprise "
      "account's own btc does not count",
      [*both("sfox_end_users", "1000x30", account="connect"),
@@ -124,6 +146,17 @@ SCENARIOS: list[tuple[str, list[Series], Expected]] = [
       *both("sfox_balance", "5000x30", account="treasury", currency="usd")],
      [("10m", "SfoxEndUsersOwedExceedBalance", []),
       ("20m", "SfoxEndUsersOwedExceedBalance", [{"currency": "btc", "value": 12}, {"currency": "eth", "value": 3}])]),
+    ("Connect, two platforms in two namespaces: one's treasury does not cover the other's end users; the "
+     "platform's own account may be scraped under another job",
+     [s("sfox_end_users_balance", 'job="connect",namespace="a",instance="c:9841"', "12x30", account="p",
+        currency="btc"),
+      s("sfox_end_users", 'job="connect",namespace="a",instance="c:9841"', "10x30", account="p"),
+      s("sfox_balance", 'job="treasury",namespace="a",instance="t:9841"', "1x30", account="own", currency="btc"),
+      s("sfox_end_users_balance", 'job="connect",namespace="b",instance="d:9841"', "5x30", account="q",
+        currency="btc"),
+      s("sfox_end_users", 'job="connect",namespace="b",instance="d:9841"', "10x30", account="q"),
+      s("sfox_balance", 'job="treasury",namespace="b",instance="u:9841"', "100x30", account="own", currency="btc")],
+     [("20m", "SfoxEndUsersOwedExceedBalance", [{"namespace": "a", "currency": "btc", "value": 12}])]),
 ]
 
 RECORDING: list[tuple[list[Series], str, list[tuple[str, float]]]] = [
@@ -140,7 +173,7 @@ RECORDING: list[tuple[list[Series], str, list[tuple[str, float]]]] = [
 
 def _render(template: str, labels: dict[str, str], value: float) -> str:
     text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda match: labels[match.group(1)], template)
-    return text.replace("{{ $value }}", f"{value:g}")
+    return text.replace("{{ $value }}", f"{value:g}").replace('{{ printf "%.15g" $value }}', f"{value:.15g}")
 
 
 def _alert(name: str, expected: dict[str, Any]) -> dict[str, Any]:

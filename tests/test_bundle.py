@@ -77,16 +77,17 @@ def _walk(value: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)
-def test_dashboards_use_the_import_input_and_have_job_and_instance(path: Path) -> None:
+def test_dashboards_use_the_datasource_variable_and_have_job_and_instance(path: Path) -> None:
     dashboard = json.loads(path.read_text())
-    assert [item["name"] for item in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
+    # Import inputs would write the data source picked into every panel and leave the variable dead.
+    assert "__inputs" not in dashboard
     grafana = next(item for item in dashboard["__requires"] if item["id"] == "grafana")
     assert grafana["version"] == GRAFANA_VERSION and dashboard["schemaVersion"] == SCHEMA_VERSION
     variables = {item["name"]: item for item in dashboard["templating"]["list"]}
-    assert {"DS_PROMETHEUS", "job", "instance", "account"} <= set(variables)
-    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    assert {"datasource", "job", "instance", "account"} <= set(variables)
+    assert variables["datasource"]["type"] == "datasource"
     sources = [node["datasource"] for node in _walk(dashboard) if isinstance(node, dict) and "datasource" in node]
-    assert sources and all(source == {"type": "prometheus", "uid": "${DS_PROMETHEUS}"} for source in sources)
+    assert sources and all(source == {"type": "prometheus", "uid": "${datasource}"} for source in sources)
     for node in _walk(dashboard):
         if isinstance(node, dict) and node.get("type") not in (None, "row", "text") and "gridPos" in node:
             assert node.get("datasource"), f"{node['title']} has no data source"
@@ -156,6 +157,8 @@ def test_the_systemd_unit_is_hardened() -> None:
     for setting in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "LoadCredential=sfox-api-key:",
                     "CapabilityBoundingSet=\n", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert setting in unit, setting
+    # ProcSubset=pid hides /proc/stat, without which prometheus_client exports no process_* metric.
+    assert "\nProcSubset=" not in unit
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")

@@ -36,7 +36,7 @@ GRAFANA_ALERTS = ROOT / "grafana" / "provisioning" / "alerting" / "sfox-alerts.y
 KEYS = {"main": "prom-key-main-0123456789", "rejected": "prom-key-rejected-0123456789",
         "quiet": "prom-key-quiet-0123456789"}
 # What Grafana would put in place of each variable, with "All" selected.
-SUBSTITUTIONS = {"DS_PROMETHEUS": "prometheus", "job": ".*", "instance": ".*", "account": ".*",
+SUBSTITUTIONS = {"job": ".*", "instance": ".*", "account": ".*",
                   "currency": ".*", "__rate_interval": "15s", "__interval": "5s",
                  "__range": "1m", "datasource": "prometheus"}
 KEY_PLATFORM = "prom-key-platform-0123456789"
@@ -188,6 +188,22 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
                 if target.get("expr"):
                     queries.append((path.name, panel.get("title", "?"), target["expr"]))
     return queries
+
+
+def test_the_scrape_up_panel_shows_a_target_that_is_down(tmp_path: Path) -> None:
+    """A failed scrape marks build_info stale at once: `up and build_info` hid the very 0 the panel is for."""
+    expr = next(substitute(e) for name, title, e in dashboard_queries() if title == "Scrape up")
+    target = 'job="sfox",instance="a:9841"'
+    test = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f"up{{{target}}}", "values": "1 1 0 0"},
+                         {"series": f'sfox_exporter_build_info{{{target},version="1"}}', "values": "1 1 stale"}],
+        "promql_expr_test": [{"expr": expr, "eval_time": "3m",
+                              "exp_samples": [{"labels": f"up{{{target}}}", "value": 0}]}]}]}
+    path = tmp_path / "scrape-up.test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run([require("promtool"), "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_bundle_has_dashboards_and_queries() -> None:
