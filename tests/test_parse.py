@@ -195,8 +195,17 @@ def test_timestamps_are_read_by_magnitude(raw: Any, seconds: float) -> None:
     assert value == pytest.approx(seconds, abs=1e-5)
 
 
+@pytest.mark.parametrize("spelt", ["1649899310281716289.0", "1.649899310281716289e18", "+1649899310281716289",
+                                   "164989931028171628.9e1"])
+def test_a_timestamp_string_is_rounded_once_however_spelt(spelt: str) -> None:
+    """float() and then a division rounded twice: 1649899310.281716, not 1649899310.2817163 (a black-box probe)."""
+    exact = parse_timestamp("1649899310281716289")
+    assert exact == 1649899310281716289 / 10**9 == 1649899310.2817163
+    assert parse_timestamp(spelt) == exact
+
+
 @pytest.mark.parametrize("raw", [None, True, -5, 0, "soon", float("nan"), float("inf"), 10**30, [1], {},
-                                 94694399, 10**20, 9.5e20, 1e11 * 10**9, "1e400"])
+                                 94694399, 10**20, 9.5e20, 1e11 * 10**9, "1e400", "1e999999999", "-1e18", "0.0"])
 def test_unusable_timestamps_are_none(raw: Any) -> None:
     assert parse_timestamp(raw) is None
 

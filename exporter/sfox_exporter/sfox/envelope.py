@@ -6,6 +6,7 @@ Pure, like the rest of the decoding: values as msgspec or json.loads made them i
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 from msgspec import UNSET
@@ -30,7 +31,9 @@ def parse_timestamp(raw: Any) -> float | None:
     if isinstance(raw, str):
         if len(raw) > 32 or not is_decimal(raw):
             return None
-        raw = int(raw) if raw.isdigit() else float(raw)
+        if not raw.isdigit():
+            return _decimal_timestamp(Decimal(raw))
+        raw = int(raw)
     seconds: float
     if isinstance(raw, int):
         if raw <= 0 or raw >= 10**21:
@@ -53,6 +56,20 @@ def parse_timestamp(raw: Any) -> float | None:
                 break
     else:
         return None
+    return seconds if EARLIEST_TIMESTAMP <= seconds < LATEST_TIMESTAMP else None
+
+
+def _decimal_timestamp(value: Decimal) -> float | None:
+    """A timestamp spelt "1649899310281716289.0" or "1.649899310281716289e18": scaled exactly (a power
+    of ten only moves a Decimal's exponent) and rounded once, to what the same instant in digits gives.
+    float() first, then a division, rounded twice."""
+    if not 0 < value < 10**21:
+        return None
+    for threshold, exponent in ((10**17, -9), (10**14, -6), (10**11, -3)):
+        if value >= threshold:
+            value = value.scaleb(exponent)
+            break
+    seconds = float(value)
     return seconds if EARLIEST_TIMESTAMP <= seconds < LATEST_TIMESTAMP else None
 
 
