@@ -242,6 +242,14 @@ def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Pat
         ("rate_limit:\n  interval: soon\n", "expected a duration"),
         ("tls_server_config: [\n", "not valid YAML"),
         ("basic_auth_users:\n  admin: x\nbasic_auth_users: {{}}\n", "found duplicate key 'basic_auth_users'"),
+        # A decoy hash of the highest cost was made at load: at cost 99 (run as 31), 45 hours of a
+        # SIGHUP's main thread, deaf to SIGTERM. bcrypt cannot read cost 3, nor "$2$".
+        ("basic_auth_users:\n  p: $2y$99$X0h1gDsPszWURQaxFh.zoubFi6DXNSjdpwF8mn/5m.CP1gvZ..Tp2\n",
+         "p: a bcrypt cost of 99 is outside 4..20"),
+        ("basic_auth_users:\n  p: $2y$03$X0h1gDsPszWURQaxFh.zoubFi6DXNSjdpwF8mn/5m.CP1gvZ..Tp2\n",
+         "p: a bcrypt cost of 3 is outside 4..20"),
+        ("basic_auth_users:\n  p: $2$10$X0h1gDsPszWURQaxFh.zoubFi6DXNSjdpwF8mn/5m.CP1gvZ..Tp2\n",
+         "p: the password must be a bcrypt hash"),
         ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_auth_type: [x]\n",
          "client_auth_type: expected a string"),
         ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: [TLS12]\n", "min_version"),
@@ -418,6 +426,15 @@ def test_the_decoy_for_unknown_users_costs_what_the_configured_hashes_cost() -> 
     security = load_web_config_text(f"basic_auth_users:\n  one: '{cheap}'\n  two: '{dear}'\n")
     assert security.auth.decoy.split(b"$")[2] == b"08"
     assert not security.authorized(basic("nobody", "b")["Authorization"])
+
+
+def test_loading_users_runs_no_bcrypt() -> None:
+    """The decoy is a configured hash, not one made at load, where a high cost held start-up or a SIGHUP."""
+    hashed = "$2y$20$X0h1gDsPszWURQaxFh.zoubFi6DXNSjdpwF8mn/5m.CP1gvZ..Tp2"
+    started = time.perf_counter()
+    security = load_web_config_text(f"basic_auth_users:\n  p: {hashed}\n")
+    assert time.perf_counter() - started < 5  # one cost-20 bcrypt takes minutes
+    assert security.auth.decoy == hashed.encode()
 
 
 @pytest.mark.parametrize(("broken", "named"), [("cert", "server.crt"), ("key", "server.key"), ("ca", "ca.crt")])

@@ -16,7 +16,6 @@ import base64
 import binascii
 import hashlib
 import re
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,7 +24,10 @@ AUTH_CACHE_SIZE = 256
 MAX_QUEUED_CHECKS = 8  # running or waiting
 CHECK_WAIT_SECONDS = 5.0
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt reads no further; the library refuses longer ones
-BCRYPT_HASH = re.compile(r"\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}")
+BCRYPT_HASH = re.compile(r"\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}")  # the prefixes the bcrypt library reads
+# bcrypt's own range starts at 4; each step doubles the time, and at 21 one check takes minutes (cost
+# 12 takes a quarter of a second here), so a higher cost would only make every scrape time out.
+BCRYPT_COSTS = range(4, 21)
 
 
 class BasicAuth:
@@ -41,7 +43,9 @@ class BasicAuth:
         # and a flood of guesses would grow the queue, and the threads, without end.
         self._queued = threading.BoundedSemaphore(MAX_QUEUED_CHECKS)
         self._cache: OrderedDict[tuple[str, bytes, bytes], bool] = OrderedDict()
-        self.decoy = _decoy_hash(max((_cost(hashed) for hashed in users.values()), default=0))
+        # An unknown user's password is checked against the dearest configured hash, and refused
+        # whatever the answer: it costs what a known user's check costs, and nothing at start-up.
+        self.decoy = max(users.values(), key=cost, default=b"")
 
     @property
     def cached(self) -> int:
@@ -99,19 +103,10 @@ class BasicAuth:
             self._queued.release()
 
 
-def _cost(hashed: bytes) -> int:
+def cost(hashed: bytes) -> int:
+    """The cost a bcrypt hash states; 0 for what is no hash."""
     match = BCRYPT_HASH.fullmatch(hashed.decode("ascii", "replace"))
     return int(match.group(1)) if match else 0
-
-
-def _decoy_hash(cost: int) -> bytes:
-    """A hash of a random password at `cost`: checking any password against it takes as long as
-    checking against a configured user's hash."""
-    if cost == 0:
-        return b""
-    import bcrypt  # noqa: PLC0415 - as in BasicAuth
-
-    return bcrypt.hashpw(secrets.token_urlsafe(32).encode(), bcrypt.gensalt(max(4, min(cost, 31))))
 
 
 def basic_credentials(header: str | None) -> tuple[str, bytes] | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sfox_exporter.config import ConfigError, yamlfile
 from sfox_exporter.config.files import MAX_CONFIG_FILE_BYTES, UnreadableFile, read_text_file
-from sfox_exporter.web.auth import BCRYPT_HASH, BasicAuth
+from sfox_exporter.web.auth import BCRYPT_COSTS, BCRYPT_HASH, BasicAuth, cost
 from sfox_exporter.web.tls import ReloadingContext, TlsError, TlsSettings, peer_allowed
 
 _TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
@@ -204,6 +204,10 @@ def _users(value: Any, origin: str) -> dict[str, bytes]:
         if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
             raise WebConfigError(f"{origin}: {user}: the password must be a bcrypt hash "
                                  "(htpasswd -nBC 10 \"\" | tr -d ':\\n')")
+        if cost(hashed.encode()) not in BCRYPT_COSTS:
+            raise WebConfigError(f"{origin}: {user}: a bcrypt cost of {cost(hashed.encode())} is outside "
+                                 f"{BCRYPT_COSTS.start}..{BCRYPT_COSTS.stop - 1} (each step doubles the time a "
+                                 "check takes; 10 to 12 is usual)")
         users[user] = hashed.encode()
     return users
 
