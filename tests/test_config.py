@@ -134,6 +134,11 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
     assert parse_listen_address(value, "x") == expected
 
 
+# A list of 10**9 "x" in a few hundred bytes: each level names the one before it ten times.
+ALIAS_BOMB = "[&a0 [" + ", ".join(["x"] * 10) + "], " + ", ".join(
+    f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]" for level in range(1, 9)) + "]"
+
+
 @pytest.mark.parametrize(
     ("text", "env", "flags", "names"),
     [
@@ -163,6 +168,11 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
         ("web: {telemetry_path: /-/reload}\n", {}, {}, "web.telemetry_path: /-/reload is reserved"),
         ("web: {telemetry_path: '/metrics?x=1'}\n", {}, {}, "web.telemetry_path: must be a path starting with '/'"),
         ("sfox: {ws_url: 'https://ws.sfox.com/ws'}\n", {}, {}, "sfox.ws_url: expected a ws:// or wss:// URL"),
+        # repr() of a YAML alias bomb walks a billion elements: an error quotes a value by its type.
+        (f"accounts: [{{name: a, api_key_env: K, kind: {ALIAS_BOMB}}}]\n", {"K": "k"}, {},
+         "accounts[0].kind: expected one of user, enterprise, got a list"),
+        ("accounts: [{name: a, api_key_file: \"/run/a\\0b\"}]\n", {}, {},
+         "accounts[0].api_key_file: expected a file path"),
         ("accounts: []\n", {}, {}, "accounts: at least one account"),
         ("accounts: {name: a}\n", {}, {}, "accounts: expected a list"),
         ("accounts: [{name: a}]\n", {}, {}, "accounts[0]: set exactly one of api_key_env and api_key_file"),
@@ -190,6 +200,11 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
         ("", {"SFOX_API_KEY": "k"}, {"log_format": "xml"}, "--log.format: expected one of"),
         ("", {"SFOX_API_KEY": "k"}, {"listen_address": "0.0.0.0:99999"}, "--web.listen-address: port 99999"),
         ("", {"SFOX_API_KEY": "k", "SFOX_WS_URL": "nonsense"}, {}, "SFOX_WS_URL: expected a ws://"),
+        # Never sent, and the error line echoed the password to stderr, the log and a reload's 500.
+        ("", {"SFOX_API_KEY": "k", "SFOX_WS_URL": "wss://user:s3cr3t@ws.example/ws"}, {},
+         "SFOX_WS_URL: a user name or password in the URL is never sent; remove it"),
+        ("", {"SFOX_API_KEY": "k", "SFOX_REST_URL": "ftp://user:s3cr3t@example/"}, {},
+         "SFOX_REST_URL: a user name or password in the URL is never sent"),
     ],
 )
 def test_bad_config_names_the_offending_key(tmp_path: Path, text: str, env: dict[str, str],
@@ -198,7 +213,7 @@ def test_bad_config_names_the_offending_key(tmp_path: Path, text: str, env: dict
         load(tmp_path, text, env, **flags)
     message = str(caught.value)
     assert names in message
-    assert "\n" not in message
+    assert "\n" not in message and "s3cr3t" not in message and len(message) < 400
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:

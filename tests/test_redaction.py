@@ -127,3 +127,17 @@ def test_a_key_loaded_after_its_echo_was_rendered_is_scrubbed_at_the_next_scrape
     redactor.add(echo)
     body = exposition.render().body
     assert echo.encode() not in body and b"[REDACTED]" in body
+
+
+def test_readiness_and_health_texts_are_scrubbed_like_the_landing_page() -> None:
+    """An account named with its own key (pasted in the wrong place): /readyz showed it to anyone."""
+    key = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+    redactor = Redactor()
+    redactor.add(key)
+    exporter = Exporter(make_config(accounts={key: key}), redactor=redactor)
+    try:
+        ready, text = exporter.readiness()
+        assert not ready and key not in text and "[REDACTED]" in text
+        assert key not in exporter.landing_page()
+    finally:
+        exporter.stop()

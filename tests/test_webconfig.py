@@ -261,6 +261,9 @@ def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Pat
         ("basic_auth_users: [admin]\n", "basic_auth_users: expected a mapping"),
         ("http_server_config:\n  headers: [x]\n", "headers: expected a mapping"),
         ("rate_limit:\n  interval: 1s\n  burst: many\n", "burst: expected a whole number"),
+        ("rate_limit:\n  interval: 1s\n  burst: 1%s\n" % ("0" * 400), "burst: expected a whole number from 0 to"),
+        ("[]\n", "expected a mapping"),  # not an empty web config: no TLS and no auth without a word
+        ("false\n", "expected a mapping"),
     ],
 )
 def test_invalid_web_config_is_refused(pki: Pki, tmp_path: Path, text: str, message: str) -> None:

@@ -187,12 +187,16 @@ class Exporter:
     def render_metrics(self, accept: str | None, accept_encoding: str | None) -> Rendered:
         return self.exposition.render(accept, accept_encoding)
 
+    # Account names go into these texts, and a name may be a key pasted in the wrong place: scrubbed,
+    # as /metrics and the landing page are.
     def health(self) -> tuple[bool, str]:
         dead = [thread.name for thread in self.workers.threads() if not thread.is_alive()]
-        return routes.health(dead, self.stop_event.is_set())
+        healthy, text = routes.health(dead, self.stop_event.is_set())
+        return healthy, self.redactor.scrub(text)
 
     def readiness(self) -> tuple[bool, str]:
-        return routes.readiness(self.state.statuses())
+        ready, text = routes.readiness(self.state.statuses())
+        return ready, self.redactor.scrub(text)
 
     def landing_page(self) -> str:
         # Label values come from sFOX: one that echoes a key must not show it here either.

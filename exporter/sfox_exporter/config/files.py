@@ -41,6 +41,8 @@ def read_regular_file(path: Path, origin: str, limit: int, too_large: str = "") 
                              f"uid (chown {uid} or mount with fsGroup)") from None
     except OSError as error:
         raise UnreadableFile(f"{origin} cannot be read: {error.strerror or 'unreadable'}") from None
+    except ValueError:  # a NUL in the path, which no file can have
+        raise UnreadableFile(f"{origin} is not a valid path") from None
     try:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):

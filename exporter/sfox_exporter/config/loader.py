@@ -40,7 +40,7 @@ from sfox_exporter.config.schema import (
     WebConfig,
     WebSection,
 )
-from sfox_exporter.config.validate import ConfigError, choice, parse_section
+from sfox_exporter.config.validate import ConfigError, choice, parse_section, shown
 from sfox_exporter.logs import Redactor
 
 MAX_ACCOUNTS = SFOX_MAX_CONNECTIONS  # each account takes one of sFOX's connections per IP
@@ -167,7 +167,7 @@ def parse_listen_address(value: str, origin: str) -> tuple[str, int]:
     """HOST:PORT, [IPv6]:PORT, or :PORT for every interface."""
     match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.%a-zA-Z]+)\]|([^:\[\]]*)):(\d{1,5})", value.strip())
     if not match:
-        raise ConfigError(f"{origin}: expected HOST:PORT, got {value!r}")
+        raise ConfigError(f"{origin}: expected HOST:PORT, got {shown(value)}")
     host = match.group(1) or match.group(2) or ""
     port = int(match.group(3))
     if port > 65535:
@@ -205,7 +205,8 @@ def _web_config(overrides: Overrides, section: WebSection) -> WebConfig:
     # A query or fragment is never part of the path a request is matched by: such a path could never be served.
     if (not telemetry_path.startswith("/") or any(ch in "?#" or ch.isspace() or not ch.isprintable()
                                                   for ch in telemetry_path)):
-        raise ConfigError(f"{origin}: must be a path starting with '/', without '?' or '#', got {telemetry_path!r}")
+        raise ConfigError(f"{origin}: must be a path starting with '/', without '?' or '#', "
+                          f"got {shown(telemetry_path)}")
     if telemetry_path in RESERVED_PATHS:
         raise ConfigError(f"{origin}: {telemetry_path} is reserved for the landing page, health checks and reload")
     web_config_file = None
@@ -234,8 +235,10 @@ def _check_url(url: str, origin: str, schemes: tuple[str, ...]) -> None:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
         raise ConfigError(f"{origin}: not a valid URL") from None
+    if "@" in parts.netloc:  # never sent, and no secret belongs in a config's error lines or a URL
+        raise ConfigError(f"{origin}: a user name or password in the URL is never sent; remove it")
     if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(f"{origin}: expected a {' or '.join(s + '://' for s in schemes)} URL, got {url!r}")
+        raise ConfigError(f"{origin}: expected a {' or '.join(s + '://' for s in schemes)} URL, got {shown(url)}")
 
 
 def _is_encrypted_or_local(url: str) -> bool:

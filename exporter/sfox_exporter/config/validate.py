@@ -82,6 +82,15 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def shown(value: Any) -> str:
+    """A value from the file, quoted for an error line: a string or number, cut short; anything else
+    by its type alone. repr() of a YAML alias bomb would walk a billion elements."""
+    if isinstance(value, (str, int, float)):  # bool too
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return type_name(value)
+
+
 def type_name(value: Any) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
              dict: "a mapping", type(None): "nothing"}
@@ -183,7 +192,7 @@ def choice(value: Any, path: str, allowed: Iterable[str]) -> str:
     """One of `allowed`, in any case; lower-cased."""
     options = tuple(allowed)
     if not isinstance(value, str) or value.lower() not in options:
-        raise ConfigError(f"{path}: expected one of {', '.join(options)}, got {value!r}")
+        raise ConfigError(f"{path}: expected one of {', '.join(options)}, got {shown(value)}")
     return value.lower()
 
 
@@ -214,7 +223,7 @@ def account_name(value: Any, path: str) -> str:
         raise ConfigError(f"{path}: expected a string, got {type_name(value)}")
     if not _ACCOUNT_NAME.fullmatch(value):
         raise ConfigError(
-            f"{path}: {value!r} is not a valid account name "
+            f"{path}: {shown(value)} is not a valid account name "
             "(letters, digits, '_', '.', '-'; at most 64; starting with a letter or digit)"
         )
     return value
@@ -227,7 +236,7 @@ def env_name(value: Any, path: str) -> str:
 
 
 def file_path(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or "\0" in value:
         raise ConfigError(f"{path}: expected a file path")
     return value
 
@@ -236,5 +245,5 @@ def shard(value: Any, path: str) -> str:
     """"i/n": this exporter keeps the i-th of n shares, 0 <= i < n."""
     match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", value) if isinstance(value, str) else None
     if match is None or not int(match.group(1)) < int(match.group(2)):
-        raise ConfigError(f"{path}: expected \"i/n\" with 0 <= i < n, such as \"0/1\" or \"1/4\", got {value!r}")
+        raise ConfigError(f"{path}: expected \"i/n\" with 0 <= i < n, such as \"0/1\" or \"1/4\", got {shown(value)}")
     return f"{int(match.group(1))}/{int(match.group(2))}"

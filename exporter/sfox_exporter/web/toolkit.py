@@ -19,6 +19,7 @@ from typing import Any
 
 from sfox_exporter.config import ConfigError, yamlfile
 from sfox_exporter.config.files import MAX_CONFIG_FILE_BYTES, UnreadableFile, read_text_file
+from sfox_exporter.config.validate import shown
 from sfox_exporter.web.auth import BCRYPT_COSTS, BCRYPT_HASH, BasicAuth, cost
 from sfox_exporter.web.tls import ReloadingContext, TlsError, TlsSettings, peer_allowed
 
@@ -62,6 +63,9 @@ _CLIENT_AUTH = {"": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE,
 _UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+MAX_BURST = 2**31 - 1  # Go's int32: more is no limit, and past float's range a crash
 
 
 class WebConfigError(ConfigError):
@@ -117,7 +121,7 @@ def load_web_config(path: Path) -> WebSecurity:
         return _load_web_config(path)
     except WebConfigError:
         raise
-    except (TypeError, ValueError, AttributeError, KeyError) as error:
+    except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as error:
         # A value of a shape no check above foresaw: still one line and exit status 2.
         raise WebConfigError(f"--web.config.file: {path}: invalid value ({error})") from None
 
@@ -130,7 +134,8 @@ def _load_web_config(path: Path) -> WebSecurity:
         raise WebConfigError(str(error)) from None
     except yamlfile.YAMLError as error:
         raise WebConfigError(f"{origin} is not valid YAML: {getattr(error, 'problem', None) or error}") from None
-    document = document or {}
+    if document is None:  # an empty file: no TLS, no auth. But [] or false is no web config at all.
+        document = {}
     _mapping(document, origin, _TOP_KEYS)
     base = path.parent
     security = WebSecurity()
@@ -168,7 +173,7 @@ def _mapping(value: Any, origin: str, allowed: tuple[str, ...]) -> dict[str, Any
         raise WebConfigError(f"{origin}: expected a mapping")
     for key in value:
         if key not in allowed:
-            raise WebConfigError(f"{origin}: unknown key {key!r}")
+            raise WebConfigError(f"{origin}: unknown key {shown(key)}")
     return value
 
 
@@ -180,13 +185,13 @@ def _headers(value: Any, origin: str) -> dict[str, str]:
     headers = {}
     for name, text in value.items():
         if name not in ALLOWED_HEADERS:
-            raise WebConfigError(f"{origin}: HTTP header {name!r} can not be configured "
+            raise WebConfigError(f"{origin}: HTTP header {shown(name)} can not be configured "
                                  f"(allowed: {', '.join(ALLOWED_HEADERS)})")
         if not isinstance(text, str) or "\n" in text or "\r" in text:
             raise WebConfigError(f"{origin}: {name}: expected a one-line string")
         allowed = ALLOWED_HEADERS[name]
         if allowed is not None and text not in allowed:
-            raise WebConfigError(f"{origin}: {name}: expected one of {', '.join(allowed)}, got {text!r}")
+            raise WebConfigError(f"{origin}: {name}: expected one of {', '.join(allowed)}, got {shown(text)}")
         if text:
             headers[name] = text
     return headers
@@ -200,7 +205,7 @@ def _users(value: Any, origin: str) -> dict[str, bytes]:
     users = {}
     for user, hashed in value.items():
         if not isinstance(user, str) or not user or ":" in user:
-            raise WebConfigError(f"{origin}: {user!r} is not a valid user name")
+            raise WebConfigError(f"{origin}: {shown(user)} is not a valid user name")
         if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
             raise WebConfigError(f"{origin}: {user}: the password must be a bcrypt hash "
                                  "(htpasswd -nBC 10 \"\" | tr -d ':\\n')")
@@ -218,8 +223,8 @@ def _rate_limit(value: Any, origin: str) -> _TokenBucket | None:
         return None
     interval = _duration(document.get("interval", 0), f"{origin}.interval")
     burst = document.get("burst", 0)
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
-        raise WebConfigError(f"{origin}.burst: expected a whole number")
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 0 <= burst <= MAX_BURST:
+        raise WebConfigError(f"{origin}.burst: expected a whole number from 0 to {MAX_BURST}")
     return _TokenBucket(interval, burst) if interval > 0 else None
 
 
@@ -228,7 +233,7 @@ def _duration(value: Any, origin: str) -> float:
     if isinstance(value, int) and not isinstance(value, bool) and value == 0:
         return 0.0
     if not isinstance(value, str) or not re.fullmatch(f"(?:{_DURATION.pattern})+", value):
-        raise WebConfigError(f"{origin}: expected a duration such as 100ms or 1s, got {value!r}")
+        raise WebConfigError(f"{origin}: expected a duration such as 100ms or 1s, got {shown(value)}")
     return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(value))
 
 
@@ -278,7 +283,7 @@ def _verify_mode(doc: dict[str, Any], origin: str, has_ca: bool) -> ssl.VerifyMo
                              "this exporter does not support; use RequireAndVerifyClientCert (or "
                              "VerifyClientCertIfGiven)")
     if auth not in _CLIENT_AUTH:
-        raise WebConfigError(f"{origin}.client_auth_type: invalid ClientAuth {auth!r}")
+        raise WebConfigError(f"{origin}.client_auth_type: invalid ClientAuth {shown(auth)}")
     verify_mode = _CLIENT_AUTH[auth]
     if has_ca and verify_mode == ssl.CERT_NONE:
         raise WebConfigError(f"{origin}: client CAs have been configured without a client_auth_type")
@@ -297,7 +302,7 @@ def _curve(curves: Any, origin: str) -> str | None:
 
 def _version(value: Any, origin: str) -> ssl.TLSVersion:
     if not isinstance(value, str) or value not in _VERSIONS:
-        raise WebConfigError(f"{origin}: expected one of {', '.join(_VERSIONS)}, got {value!r}")
+        raise WebConfigError(f"{origin}: expected one of {', '.join(_VERSIONS)}, got {shown(value)}")
     return _VERSIONS[value]
 
 
@@ -309,9 +314,9 @@ def _ciphers(value: Any, origin: str) -> str | None:
     names = []
     for suite in value:
         if not isinstance(suite, str):
-            raise WebConfigError(f"{origin}: expected cipher suite names, got {suite!r}")
+            raise WebConfigError(f"{origin}: expected cipher suite names, got {shown(suite)}")
         if suite in _CIPHERS:
             names.append(_CIPHERS[suite])
         elif suite not in _TLS13_CIPHERS:
-            raise WebConfigError(f"{origin}: unknown cipher {suite!r}")
+            raise WebConfigError(f"{origin}: unknown cipher {shown(suite)}")
     return ":".join(names) or None
