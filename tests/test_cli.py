@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from sfox_exporter.command import parse_args
+
 from .conftest import Samples, scrape, scrape_until, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,3 +125,18 @@ def test_port_in_use_exits_1_with_a_clear_line() -> None:
     assert process.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--config", "c.yaml"], "unrecognized arguments: --config c.yaml"),  # no abbreviations, as Go's flag parsers
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--config.file="], "argument --config.file: an empty value"),  # "$UNSET" must not mean "no config"
+    (["--web.listen-address", " "], "argument --web.listen-address: an empty value"),
+    (["--web.listen-address"], "argument --web.listen-address: expected one argument"),
+])
+def test_a_bad_flag_is_one_line_and_status_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error == f"sfox-exporter: {message} (see --help)\n"

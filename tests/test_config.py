@@ -134,6 +134,20 @@ def test_listen_addresses(value: str, expected: tuple[str, int]) -> None:
     assert parse_listen_address(value, "x") == expected
 
 
+def test_a_listen_address_with_a_control_character_is_refused() -> None:
+    """bind() raised TypeError for a NUL: a traceback and status 1."""
+    with pytest.raises(ConfigError, match=r"x: expected HOST:PORT, got 'a\\x00b:0'"):
+        parse_listen_address("a\0b:0", "x")
+
+
+def test_a_web_config_that_is_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    """It was said not to exist; the web config's own reader says what it is."""
+    config = load_config(Overrides(demo=True, web_config_file=str(tmp_path)), {})
+    assert config.web.config_file == tmp_path
+    with pytest.raises(ConfigError, match="is a directory, not a regular file"):
+        load_web_config(tmp_path)
+
+
 # A list of 10**9 "x" in a few hundred bytes: each level names the one before it ten times.
 ALIAS_BOMB = "[&a0 [" + ", ".join(["x"] * 10) + "], " + ", ".join(
     f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]" for level in range(1, 9)) + "]"

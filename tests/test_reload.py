@@ -221,3 +221,14 @@ def test_the_rest_rate_limit_outlives_the_unit_a_reload_replaces(simulator: Simu
     exporter.reconfigure(dataclasses.replace(config, feed=dataclasses.replace(config.feed, ping_interval_seconds=7.0)),
                          None)
     assert exporter.snapshots["main"] is not first and exporter.snapshots["main"].window is first.window
+
+
+def test_a_reload_that_moves_the_metrics_says_so(simulator: Simulator, start_exporter: Callable[..., Exporter]) -> None:
+    """Scrapes of the old path fail from then on: the reload's line was the only place to say why."""
+    config = make_config(simulator)
+    exporter = start_exporter(config)
+    moved = dataclasses.replace(config, web=dataclasses.replace(config.web, telemetry_path="/m2"))
+    summary = exporter.reconfigure(moved, None)
+    assert summary.endswith("; metrics moved from /metrics to /m2")
+    assert http_get(exporter.url + "/m2")[0] == 200 and http_get(exporter.url + "/metrics")[0] == 404
+    assert "moved" not in exporter.reconfigure(moved, None)

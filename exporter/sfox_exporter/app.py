@@ -173,9 +173,11 @@ class Exporter:
         changes = self.workers.apply(self.plan(config), RELOAD_WAIT_SECONDS, between=between)
         if changes.stuck:
             log.warning("config reload: thread(s) still stopping: %s", ", ".join(changes.stuck))
+        moved = "" if config.web.telemetry_path == self.telemetry_path else \
+            f"; metrics moved from {self.telemetry_path} to {config.web.telemetry_path}"  # scrapes of the old one fail
         self.telemetry_path = config.web.telemetry_path
         self.config = config
-        return f"{changes.summary()}; {len(config.thresholds)} threshold(s)"
+        return f"{changes.summary()}; {len(config.thresholds)} threshold(s){moved}"
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         self.stop_event.set()

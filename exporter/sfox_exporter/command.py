@@ -13,7 +13,7 @@ import gc
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from sfox_exporter import build
 from sfox_exporter.app import Exporter
@@ -24,23 +24,37 @@ from sfox_exporter.signals import Signals
 log = logging.getLogger("sfox_exporter")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line and status 2, like a config error, not the usage block first."""
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _given(text: str) -> str:
+    """A flag's value, which may not be empty: `--config.file="$UNSET"` must not mean "no config"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value")
+    return text
+
+
 def parse_args(argv: list[str] | None) -> Overrides:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sfox-exporter",
+        allow_abbrev=False,  # --config is no --config.file, as Go's flag parsers have it
         description="Prometheus exporter for sFOX account balances, fed by sFOX's WebSocket push feed.",
         epilog="Environment: SFOX_API_KEY or SFOX_API_KEY_FILE (single account 'default'), SFOX_WS_URL, "
         "SFOX_REST_URL. Flags beat environment variables, which beat the config file.",
     )
-    parser.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML config file")
-    parser.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
+    parser.add_argument("--config.file", dest="config_file", metavar="PATH", type=_given, help="YAML config file")
+    parser.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT", type=_given,
                         help="where to serve HTTP (default: from config, else 0.0.0.0:9841)")
-    parser.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH",
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH", type=_given,
                         help="path of the metrics (default: /metrics)")
-    parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", type=_given,
                         help="TLS and basic auth, in the Prometheus exporter-toolkit web-config.yml format")
-    parser.add_argument("--log.level", dest="log_level", metavar="LEVEL", default=None,
+    parser.add_argument("--log.level", dest="log_level", metavar="LEVEL", type=_given, default=None,
                         help="debug, info, warn or error (default: info)")
-    parser.add_argument("--log.format", dest="log_format", metavar="FORMAT", default=None,
+    parser.add_argument("--log.format", dest="log_format", metavar="FORMAT", type=_given, default=None,
                         help="logfmt or json (default: logfmt)")
     parser.add_argument("--demo", action="store_true",
                         help="run against the built-in sFOX simulator on loopback; no API key needed")

@@ -169,6 +169,8 @@ def parse_listen_address(value: str, origin: str) -> tuple[str, int]:
     if not match:
         raise ConfigError(f"{origin}: expected HOST:PORT, got {shown(value)}")
     host = match.group(1) or match.group(2) or ""
+    if not host.isprintable():  # a NUL made bind() raise TypeError: a traceback, not this line
+        raise ConfigError(f"{origin}: expected HOST:PORT, got {shown(value)}")
     port = int(match.group(3))
     if port > 65535:
         raise ConfigError(f"{origin}: port {port} is out of range")
@@ -212,7 +214,7 @@ def _web_config(overrides: Overrides, section: WebSection) -> WebConfig:
     web_config_file = None
     if overrides.web_config_file:
         web_config_file = Path(overrides.web_config_file)
-        if not web_config_file.is_file():
+        if not web_config_file.exists():  # a directory or a FIFO: the web config's reader says so
             raise ConfigError(f"--web.config.file: {web_config_file} does not exist")
     return WebConfig(host, port, telemetry_path, web_config_file)
 
