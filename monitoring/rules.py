@@ -58,17 +58,19 @@ def _threshold(op: str, metric: str) -> str:
         for name, series in fields)
 
 
-# A currency gone from an account that still has others holds 0 (a REST snapshot replaces the account's
-# balances wholesale): its low threshold is crossed, though no series is left to compare with it.
+# A currency gone from an account that still has others holds 0, once a REST snapshot has replaced the
+# account's balances wholesale (the WebSocket feed only upserts, so without one absence means nothing):
+# its low threshold is crossed, though no series is left to compare with it.
 MISSING_BELOW = (f"({dedup('sfox_balance_low_threshold')} > 0) * 0\nunless ignoring (field) {dedup('sfox_balance')}\n"
-                 f"and ignoring (field, currency) count without ({REPLICA}, currency) (sfox_balance)")
+                 f"and ignoring (field, currency) count without ({REPLICA}, currency) (sfox_balance)\n"
+                 f"and ignoring (field, currency) {dedup('sfox_balances_snapshot_timestamp_seconds')}")
 # Deployments are told apart by namespace and cluster, not job: the platform's own accounts may be
 # scraped under another job than its Connect account, but one platform's treasury never covers another's.
 DEPLOYMENT = "cluster, namespace"
 PLATFORM_OWN = dedup("sfox_balance unless ignoring (currency) sfox_end_users", extra="shard")
 OWED = f"sum by ({DEPLOYMENT}, currency) ({dedup('sfox_end_users_balance')})"
 OWN = f"sum by ({DEPLOYMENT}, currency) ({PLATFORM_OWN})"
-AMOUNT = '{{ printf "%.15g" $value }}'  # not 2.74340309e+06, as {{ $value }} prints an amount
+AMOUNT = '{{ printf "%.15g" $value }}'  # 15 significant digits, not 2.74340309e+06 as {{ $value }} prints
 
 ALERTS: tuple[Alert, ...] = (
     Alert("SfoxExporterDown",

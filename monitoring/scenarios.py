@@ -90,9 +90,13 @@ SCENARIOS: list[tuple[str, list[Series], Expected]] = [
      [("10m", "SfoxBalanceLow", [
          {"job": "sfox-exporter", "account": "main", "currency": "usd", "field": "balance", "value": 2743403.09},
          {"job": "sfox-exporter", "account": "main", "currency": "btc", "field": "held", "value": 0.25}])]),
-    ("a currency gone from an account that has others is 0, below its threshold; not for a threshold of 0, "
-     "nor for an account with no balances at all (SfoxFeedDown and SfoxBalancesMissing cover it)",
+    ("a currency gone after a REST snapshot from an account that has others is 0, below its threshold; not "
+     "for a threshold of 0, nor for an account with no balances at all (SfoxFeedDown and SfoxBalancesMissing "
+     "cover it), nor without a snapshot (the feed only upserts: absence means nothing)",
      [*both("sfox_balance", "5x20", account="main", currency="btc"),
+      *both("sfox_balances_snapshot_timestamp_seconds", "1700000000x20", account="main"),
+      *both("sfox_balance", "5x20", account="pushed", currency="btc"),
+      *both("sfox_balance_low_threshold", "1000x20", account="pushed", currency="usd", field="available"),
       *both("sfox_balance_low_threshold", "1000x20", account="main", currency="usd", field="available"),
       *both("sfox_balance_low_threshold", "0x20", account="main", currency="eth", field="balance"),
       *both("sfox_balance_low_threshold", "1000x20", account="empty", currency="usd", field="available")],

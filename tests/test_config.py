@@ -441,6 +441,12 @@ def test_numbers_read_as_written(tmp_path: Path, spelt: str, value: float) -> No
         ("feed: {max_series: %s}\n" % ("9" * 5000), "line 2, column 20: a number far too long"),
         ("sfox: {max_connections: 1%s}\n" % ("0" * 400), "must be between 1 and 10 (sFOX allows 10 WebSocket "
          "connections per IP), got far more"),
+        # Hexadecimal escapes int()'s 4300-digit limit; repr() in the error line then raised.
+        (f"accounts: [{{name: a, api_key_env: K, kind: 0x{'f' * 4000}}}]\n",
+         "accounts[0].kind: expected one of user, enterprise, got a number far too long"),
+        (f"end_users: {{shard: -0x{'f' * 4000}}}\n", "end_users.shard: expected"),
+        (f"thresholds: [{{account: a, currency: usd, below: 0{'7' * 5000}}}]\n", "7... is an octal number in YAML 1.1"),
+        (f"sfox: {{max_connections: -1{'0' * 40}}}\n", "got far less"),
         # YAML 1.1 reads 010 as 8 and 1:30 as 90: a threshold other than the one written.
         ("thresholds: [{account: a, currency: usd, below: 010}]\n", "'010' is an octal number in YAML 1.1"),
         ("thresholds: [{account: a, currency: usd, below: 1:30}]\n", "'1:30' is a base-60 number in YAML 1.1"),

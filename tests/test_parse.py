@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -195,8 +196,14 @@ def test_timestamps_are_read_by_magnitude(raw: Any, seconds: float) -> None:
     assert value == pytest.approx(seconds, abs=1e-5)
 
 
+def test_a_31_digit_timestamp_string_is_scaled_exactly() -> None:
+    """Decimal's default 28 digits rounded it before float() did: one unit in the last place off."""
+    spelt = "1649899310281716465.950012207032"
+    assert parse_timestamp(spelt) == float(Fraction(spelt) / 10**9)
+
+
 @pytest.mark.parametrize("spelt", ["1649899310281716289.0", "1.649899310281716289e18", "+1649899310281716289",
-                                   "164989931028171628.9e1"])
+                                   "164989931028171628.9e1", "1649899310281716289.000000000000"])
 def test_a_timestamp_string_is_rounded_once_however_spelt(spelt: str) -> None:
     """float() and then a division rounded twice: 1649899310.281716, not 1649899310.2817163 (a black-box probe)."""
     exact = parse_timestamp("1649899310281716289")

@@ -41,6 +41,13 @@ def test_routes_direct_inverse_bridged_and_the_quote_itself() -> None:
                                               "usdtusd"}
 
 
+def test_a_currency_keeps_its_best_route_and_one_backup() -> None:
+    pairs = {"xusd": ("x", "usd"), "xbtc": ("x", "btc"), "xusdt": ("x", "usdt"), "xeth": ("x", "eth"),
+             **{f"{bridge}usd": (bridge, "usd") for bridge in ("btc", "usdt", "eth")}}
+    plan = routes.plan(pairs, ["x"], "usd", ["btc", "usdt", "eth"])
+    assert plan["x"] == ((Leg("xusd", False),), (Leg("xbtc", False), Leg("btcusd", False)))
+
+
 def test_inverse_route_when_the_quote_is_the_base() -> None:
     plan = routes.plan(PAIRS, ["usd", "eth"], "btc", [])
     assert plan["usd"] == ((Leg("btcusd", True),),)

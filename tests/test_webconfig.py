@@ -241,7 +241,8 @@ def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Pat
         ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", "expected one of deny, sameorigin"),
         ("rate_limit:\n  interval: soon\n", "expected a duration"),
         ("tls_server_config: [\n", "not valid YAML"),
-        ("basic_auth_users:\n  admin: x\nbasic_auth_users: {{}}\n", "found duplicate key 'basic_auth_users'"),
+        ("basic_auth_users:\n  admin: x\nbasic_auth_users: {{}}\n",
+         "at line 3, column 1: found duplicate key 'basic_auth_users'"),
         # A decoy hash of the highest cost was made at load: at cost 99 (run as 31), 45 hours of a
         # SIGHUP's main thread, deaf to SIGTERM. bcrypt cannot read cost 3, nor "$2$".
         ("basic_auth_users:\n  p: $2y$99$X0h1gDsPszWURQaxFh.zoubFi6DXNSjdpwF8mn/5m.CP1gvZ..Tp2\n",

@@ -85,6 +85,8 @@ def _join(path: str, key: str) -> str:
 def shown(value: Any) -> str:
     """A value from the file, quoted for an error line: a string or number, cut short; anything else
     by its type alone. repr() of a YAML alias bomb would walk a billion elements."""
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() raises past 4300 digits
+        return "a number far too long"
     if isinstance(value, (str, int, float)):  # bool too
         text = repr(value)
         return text if len(text) <= 80 else text[:77] + "..."
@@ -169,7 +171,7 @@ def whole(low: int, high: int | None = None, why: str = "") -> Check:
         if high is None and value < low:
             raise ConfigError(f"{path}: must be at least {low}")
         if high is not None and not low <= value <= high:
-            got = value if abs(value) < 10**18 else "far more"  # not a line of a thousand digits
+            got = value if abs(value) < 10**18 else "far more" if value > 0 else "far less"  # not 1000 digits
             raise ConfigError(f"{path}: must be between {low} and {high}{f' ({why})' if why else ''}, got {got}")
         return value
 

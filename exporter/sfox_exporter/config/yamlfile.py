@@ -22,6 +22,8 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, ScalarNode
 
+from sfox_exporter.config.validate import shown
+
 __all__ = ["YAMLError", "safe_load"]
 
 YAMLError = yaml.YAMLError
@@ -65,7 +67,8 @@ def _refuse_yaml11_spelling(node: ScalarNode, *, octal: bool) -> None:
     if octal or ":" in digits:
         how = "an octal number in YAML 1.1: write it without the leading zero" if octal else \
             "a base-60 number in YAML 1.1: write it without ':'"
-        raise ConstructorError(None, None, f"{node.value!r} is {how}, or quote it if it is text", node.start_mark)
+        raise ConstructorError(None, None, f"{shown(str(node.value))} is {how}, or quote it if it is text",
+                               node.start_mark)
 
 
 _Loader.add_constructor(_INT_TAG, _Loader.construct_plain_int)

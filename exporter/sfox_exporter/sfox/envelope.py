@@ -6,7 +6,7 @@ Pure, like the rest of the decoding: values as msgspec or json.loads made them i
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from msgspec import UNSET
@@ -17,6 +17,8 @@ from sfox_exporter.sfox.entries import is_decimal
 # 1973-01-01T00:00:00Z up to 1e11 s (year 5138); outside it, the magnitude gave no real date.
 EARLIEST_TIMESTAMP = 94_694_400.0
 LATEST_TIMESTAMP = 1e11
+# A timestamp string has at most 32 characters, so 31 digits: scaled in 40, it is scaled exactly.
+_EXACT = Context(prec=40)
 
 
 def parse_timestamp(raw: Any) -> float | None:
@@ -67,7 +69,7 @@ def _decimal_timestamp(value: Decimal) -> float | None:
         return None
     for threshold, exponent in ((10**17, -9), (10**14, -6), (10**11, -3)):
         if value >= threshold:
-            value = value.scaleb(exponent)
+            value = value.scaleb(exponent, _EXACT)
             break
     seconds = float(value)
     return seconds if EARLIEST_TIMESTAMP <= seconds < LATEST_TIMESTAMP else None

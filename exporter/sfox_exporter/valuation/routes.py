@@ -6,9 +6,9 @@ as is (`last`) or inverted (`1/last`): the quote itself needs none, a direct or 
 and a currency reached through a bridge (`eth` via `ethbtc` * `btcusd`) two. Base and quote always
 come from sFOX's pair list, never from splitting a symbol.
 
-A currency keeps every route it has, best first, and is priced by the first whose legs all have a
+A currency keeps its best route and one backup, and is priced by the first whose legs all have a
 fresh price: a direct pair that falls quiet gives way to a bridge that is still trading, instead of
-leaving the currency unpriced.
+leaving the currency unpriced. One backup, not all of them: each route is tickers subscribed and streamed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class Leg:
 
 Route = tuple[Leg, ...]
 Routes = tuple[Route, ...]  # best first; empty when the currency cannot be priced
+MAX_ROUTES = 2
 
 def _leg(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote: str) -> Leg | None:
     direct = pairs_by_ends.get((currency, quote))
@@ -47,8 +48,8 @@ def by_ends(pairs: Mapping[str, tuple[str, str]]) -> dict[tuple[str, str], str]:
 
 def routes_of(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote: str,
               bridges: Iterable[str]) -> Routes:
-    """Every route from `currency` to `quote`, best first: a direct pair beats an inverse one, which
-    beats a bridge; bridges in the order given. The quote's one route is empty."""
+    """The best MAX_ROUTES routes from `currency` to `quote`, best first: a direct pair beats an inverse
+    one, which beats a bridge; bridges in the order given. The quote's one route is empty."""
     if currency == quote:
         return ((),)
     found: list[Route] = []
@@ -62,7 +63,7 @@ def routes_of(pairs_by_ends: Mapping[tuple[str, str], str], currency: str, quote
         second = _leg(pairs_by_ends, bridge, quote)
         if first is not None and second is not None:
             found.append((first, second))
-    return tuple(found)
+    return tuple(found[:MAX_ROUTES])
 
 
 def plan(pairs: Mapping[str, tuple[str, str]], currencies: Iterable[str], quote: str,

@@ -133,7 +133,9 @@ def _load_web_config(path: Path) -> WebSecurity:
     except UnreadableFile as error:
         raise WebConfigError(str(error)) from None
     except yamlfile.YAMLError as error:
-        raise WebConfigError(f"{origin} is not valid YAML: {getattr(error, 'problem', None) or error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise WebConfigError(f"{origin} is not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
     if document is None:  # an empty file: no TLS, no auth. But [] or false is no web config at all.
         document = {}
     _mapping(document, origin, _TOP_KEYS)
