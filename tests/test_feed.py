@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sfox_exporter.config import EndUsersConfig, FeedConfig, KeySource, Secret
+from sfox_exporter.logs import Throttle
 from sfox_exporter.metrics.endusers import EndUserBook
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.account import AccountSink
@@ -417,3 +418,25 @@ def test_the_reconnect_log_line_says_when_the_budget_allows_the_next_attempt(
     said = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
     assert len(said) == 1 and said[0].endswith(
         "reconnecting in about 61s, when the request budget (sfox.max_requests_per_minute) allows"), said
+
+
+def test_error_notices_of_ever_new_text_are_one_kind_of_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """The throttle was keyed by sFOX's text: every new text was logged, and remembered for ever (a
+    hostile sFOX grew the exporter by 300 MB in 40 s with 1 MB notices)."""
+    notices = [text({"type": "error", "action": "noise", "sequence": 3 + n, "message": f"boom {n} " + "x" * 10_000})
+               for n in range(300)]
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]}, after=notices))
+    with caplog.at_level(logging.WARNING, logger="sfox_exporter.sfox.feed"):
+        harness.run_once()
+    warnings = [record.getMessage() for record in caplog.records if "control message" in record.getMessage()]
+    assert len(warnings) == 1 and "boom 0" in warnings[0]
+    assert len(harness.worker._throttle._last) <= 2  # noqa: SLF001 - the memory this is about
+
+
+def test_the_throttle_forgets_its_oldest_topics() -> None:
+    throttle = Throttle(FakeClock())
+    for n in range(1000):
+        assert throttle.allow(f"topic {n}")
+    assert len(throttle._last) == Throttle.MAX_TOPICS  # noqa: SLF001
+    assert not throttle.allow("topic 999") and throttle.allow("topic 0")

@@ -214,7 +214,10 @@ class Episode:
 
 
 class Throttle:
-    """Lets a warning through at most once a minute per topic."""
+    """Lets a warning through at most once a minute per topic. Topics are fixed phrases; should many
+    come anyway, the oldest are forgotten, so that memory stays bounded."""
+
+    MAX_TOPICS = 64
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -225,5 +228,8 @@ class Throttle:
         last = self._last.get(topic)
         if last is not None and now - last < THROTTLE_SECONDS:
             return False
+        self._last.pop(topic, None)  # re-inserted last: the dict's order is the age of each topic
         self._last[topic] = now
+        while len(self._last) > self.MAX_TOPICS:
+            del self._last[next(iter(self._last))]
         return True

@@ -324,7 +324,7 @@ class FeedWorker:
                 self._resync(action)
             elif isinstance(action, Ignored):
                 if self._throttle.allow(action.what):
-                    log.warning("ignored %s from sFOX%s", action.what,
+                    log.warning("ignored %s from sFOX%s%s", action.what, f" ({action.detail})" if action.detail else "",
                                 f" (counted in {self._sink.errors_metric})" if action.counted else "",
                                 extra={"account": self.name})
             else:

@@ -142,8 +142,9 @@ class Ignored:
     """Input worth a (throttled) log line; the counting, when there is any, happens where the event
     is delivered."""
 
-    what: str
+    what: str  # a fixed phrase: the log's throttle is keyed by it
     counted: bool = True  # in the sink's errors_metric
+    detail: str = ""  # what sFOX said, for the log line only: a topic of its text would make every line news
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ class Session:
         if failed and message.action == "subscribe":  # a refusal after the grace period still counts
             return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
         if failed:
-            return [Ignored(f"a control message ({detail}, action {message.action})", counted=False)]
+            return [Ignored("a control message", counted=False, detail=f"{detail}, action {message.action}")]
         return []
 
     def _streaming(self, now: float) -> list[Action]:
