@@ -225,3 +225,15 @@ def test_an_account_value_is_the_correctly_rounded_sum() -> None:
                                      b'{"currency":"eth","balance":"0.1"}]}'))
     assert 1.0 + 0.1 + 0.1 != 1.2  # the drift this guards against
     assert render(exposition).get("sfox_account_value", account="main", quote="usd") == 1.2
+
+
+def test_tickers_of_pairs_no_route_uses_are_counted_not_kept() -> None:
+    """A hostile sFOX sending ticker.sfox.<anything> grew the book by 300,000 entries (and 70 MB), kept
+    until they went stale, and every scrape then scanned them all."""
+    clock = FakeClock()
+    _, prices, _ = book(clock)
+    for n in range(10_000):
+        prices.update(f"zz{n}usd", 1.5)
+    prices.update("btcusd", 50000.0)
+    assert prices.last_prices() == {"btcusd": 50000.0}
+    assert prices.view().messages == 10_001

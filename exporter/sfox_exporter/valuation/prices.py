@@ -59,6 +59,7 @@ class PriceBook:
         self._lock = threading.Lock()
         self._last: dict[str, _Last] = {}
         self._routes: dict[str, Routes] = {quote: ((),)}
+        self._needed: frozenset[str] = frozenset()  # the pairs some route uses
         self._next_expiry = math.inf
         self._status = FeedStatus.STARTING
         self._messages = 0
@@ -68,11 +69,13 @@ class PriceBook:
     # --- writes -----------------------------------------------------------------------------------
 
     def update(self, pair: str, last: float) -> None:
-        """A ticker's last price: the hot path."""
+        """A ticker's last price: the hot path. A pair no route uses is only counted: kept, every
+        pair sFOX cared to send would be, until it went stale."""
         received = self._clock.monotonic()
         entry = _Last(last, received, self._clock.time())
         with self._lock:
-            self._last[pair] = entry
+            if pair in self._needed:
+                self._last[pair] = entry
             self._messages += 1
             expiry = received + self._stale_after
             self._next_expiry = min(self._next_expiry, expiry)
@@ -88,7 +91,8 @@ class PriceBook:
         with self._lock:
             self._routes = {currency: found for currency, found in routes.items() if found}
             self._routes[self.quote] = ((),)
-            needed = {leg.pair for found in self._routes.values() for route in found for leg in route}
+            needed = self._needed = frozenset(
+                leg.pair for found in self._routes.values() for route in found for leg in route)
             for pair in [pair for pair in self._last if pair not in needed]:
                 del self._last[pair]  # a pair that vanished from sFOX's list: its price goes with it
         self._on_change()
