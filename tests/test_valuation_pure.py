@@ -237,3 +237,15 @@ def test_tickers_of_pairs_no_route_uses_are_counted_not_kept() -> None:
     prices.update("btcusd", 50000.0)
     assert prices.last_prices() == {"btcusd": 50000.0}
     assert prices.view().messages == 10_001
+
+
+def test_a_late_ticker_does_not_undo_a_newer_price() -> None:
+    """sFOX's messages may arrive out of order: the older one, arriving last, set the price."""
+    clock = FakeClock()
+    _, prices, exposition = book(clock)
+    prices.update("btcusd", 60000.0, sent=1_700_000_000.0)
+    prices.update("btcusd", 50000.0, sent=1_700_000_002.0)
+    prices.update("btcusd", 40000.0, sent=1_700_000_001.0)  # late
+    assert render(exposition).get("sfox_price", currency="btc", quote="usd") == 50000.0
+    prices.update("btcusd", 45000.0)  # no timestamp: nothing to tell it by, so it is taken
+    assert render(exposition).get("sfox_price", currency="btc", quote="usd") == 45000.0

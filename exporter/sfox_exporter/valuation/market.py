@@ -62,7 +62,7 @@ class MarketSink:
 
     def deliver(self, event: Event) -> None:
         if isinstance(event, Ticker):
-            self._book.update(event.pair, event.last)
+            self._book.update(event.pair, event.last, event.timestamp)
         else:
             self._book.count_message()
             if isinstance(event, BadFrame):

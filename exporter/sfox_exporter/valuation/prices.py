@@ -47,6 +47,7 @@ class _Last:
     last: float
     received: float  # monotonic, for staleness
     wall: float  # time.time(), for the exported timestamp
+    sent: float | None  # sFOX's timestamp of the message, to tell a late one
 
 
 class PriceBook:
@@ -68,13 +69,16 @@ class PriceBook:
 
     # --- writes -----------------------------------------------------------------------------------
 
-    def update(self, pair: str, last: float) -> None:
+    def update(self, pair: str, last: float, sent: float | None = None) -> None:
         """A ticker's last price: the hot path. A pair no route uses is only counted: kept, every
-        pair sFOX cared to send would be, until it went stale."""
+        pair sFOX cared to send would be, until it went stale. So is a ticker sFOX sent before the
+        one already kept (`sent`, its message's timestamp): a late message must not undo a newer price."""
         received = self._clock.monotonic()
-        entry = _Last(last, received, self._clock.time())
+        entry = _Last(last, received, self._clock.time(), sent)
         with self._lock:
-            if pair in self._needed:
+            kept = self._last.get(pair)
+            late = kept is not None and sent is not None and kept.sent is not None and sent < kept.sent
+            if pair in self._needed and not late:
                 self._last[pair] = entry
             self._messages += 1
             expiry = received + self._stale_after
