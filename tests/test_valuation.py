@@ -186,7 +186,10 @@ def test_a_failed_pairs_fetch_is_retried_when_its_backoff_says_not_at_the_next_p
     """The log says "retrying in 0.7s"; with a poll of 30 s the retry must still come then."""
     config = make_config(simulator, valuation=ValuationConfig())
     state = State([account.name for account in config.accounts], clock=SystemClock())
-    answers = [FetchResult(500), FetchResult(503), FetchResult(200, b'{"btcusd":{"base":"btc","quote":"usd"}}')]
+    # A 200 that lists no usable pair (maintenance, an error object) is a failure too: taken as the list,
+    # it withdrew every price until the next hourly fetch.
+    answers = [FetchResult(500), FetchResult(200, b'{"error":"temporarily offline for maintenance"}'),
+               FetchResult(200, b'{"btcusd":{"base":"btc","quote":"usd"}}')]
 
     def fetch(url: str, key: Secret, timeout: float, agent: str) -> FetchResult:
         return answers.pop(0) if len(answers) > 1 else answers[0]

@@ -237,8 +237,8 @@ class MarketData:
                 self.keys.rejected()
             return
         pairs = parse_currency_pairs(result.body)
-        if pairs is None:
-            self._failed(ErrorReason.REST, "the currency-pairs response is neither a JSON object nor a list", None)
+        if not pairs:  # {} or an error object: taken as the pair list, it would withdraw every price for an hour
+            self._failed(ErrorReason.REST, "the currency-pairs response lists no pair with a base and a quote", None)
             return
         self._backoff.reset()
         self._failures.recovered("currency pairs fetched")
