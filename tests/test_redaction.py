@@ -141,3 +141,30 @@ def test_readiness_and_health_texts_are_scrubbed_like_the_landing_page() -> None
         assert key not in exporter.landing_page()
     finally:
         exporter.stop()
+
+
+def test_keys_rotated_without_end_keep_the_redactor_small_and_quick() -> None:
+    """Each new key recompiled one regex of every fragment of every key, and re's cache kept hundreds
+    of them: 400 reloads with new keys grew the exporter to 268 MB, and a log line took milliseconds."""
+    redactor = Redactor()
+    keys = [f"rotated-key-{n:04d}-" + "0123456789abcdef" * 2 for n in range(1000)]
+    for key in keys:
+        redactor.add(key)
+    assert len(redactor._secrets) == Redactor.MAX_SECRETS  # noqa: SLF001 - the memory this is about
+    assert redactor.redact(f"x {keys[-1]} y") == "x [REDACTED] y"
+    assert redactor.redact(f"x {keys[-1][:12].upper()} y") == "x [REDACTED] y"  # a fragment, any case
+    redactor.add(keys[-Redactor.MAX_SECRETS])  # in use again: the newest, not the next to go
+    redactor.add("one-more-key-0123456789abcdef")
+    assert keys[-Redactor.MAX_SECRETS] in redactor._secrets  # noqa: SLF001
+
+
+def test_a_long_field_is_redacted_where_it_is_cut() -> None:
+    """Only what reaches the line is redacted: a 2 MB field cost the whole text's scan per line."""
+    key = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+    redactor = Redactor()
+    redactor.add(key)
+    formatter = LogfmtFormatter(redactor)
+    text = "x" * (MAX_FIELD_CHARS - 5) + key + "y" * 2_000_000
+    record = logging.LogRecord("t", logging.WARNING, __file__, 1, "%s", (text,), None)
+    line = formatter.format(record)
+    assert key[:5] not in line and line.endswith("[REDA...") and len(line) < MAX_FIELD_CHARS + 200

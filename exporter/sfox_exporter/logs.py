@@ -43,11 +43,17 @@ THROTTLE_SECONDS = 60.0
 class Redactor:
     """The secrets that must never appear in a log line."""
 
+    # Keys are read again before every connection, so a rotated key file or a reload brings new ones:
+    # the oldest are forgotten past this many, far more than the 11 connections sFOX allows can hold.
+    MAX_SECRETS = 256
+
     def __init__(self) -> None:
+        self._recent: dict[str, None] = {}  # every key kept, oldest first
         # Longest first: a key that holds another must not be left half-shown by the shorter one.
         self._secrets: tuple[str, ...] = ()
-        # Finds (without consuming) every position where MIN_FRAGMENT characters of a key start.
-        self._fragments: re.Pattern[str] | None = None
+        # Every MIN_FRAGMENT characters of a key, lower-cased: a set, so that a log line costs the
+        # same however many keys there are (one regex of them all grew, and was compiled, per key).
+        self._grams: frozenset[str] = frozenset()
         self._output_secrets: tuple[str, ...] = ()  # lower-cased, for label values
         self._generation = 0
         self._echo_logged = False
@@ -58,18 +64,25 @@ class Redactor:
         (and must not: a new generation makes /metrics render every series afresh)."""
         if len(secret) >= 4:  # shorter "keys" would blank out ordinary words
             with self._lock:
-                if secret in self._secrets:
+                if secret in self._recent:
+                    self._recent[secret] = self._recent.pop(secret)  # in use again: newest
                     return
-                self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
+                self._recent[secret] = None
+                while len(self._recent) > self.MAX_SECRETS:
+                    del self._recent[next(iter(self._recent))]
+                self._secrets = tuple(sorted(self._recent, key=len, reverse=True))
                 output = tuple(s.lower() for s in self._secrets if len(s) >= MIN_OUTPUT_SECRET)
                 if output != self._output_secrets:
                     self._output_secrets = output
                     self._generation += 1
-                grams = sorted({s[i : i + MIN_FRAGMENT] for s in self._secrets
-                                for i in range(len(s) - MIN_FRAGMENT + 1)})
                 # Any case: a server or proxy echoing the key upper-cased still echoes the key.
-                self._fragments = (re.compile("(?=(?:" + "|".join(map(re.escape, grams)) + "))", re.IGNORECASE)
-                                   if grams else None)
+                self._grams = frozenset(s[i : i + MIN_FRAGMENT].lower() for s in self._secrets
+                                        for i in range(len(s) - MIN_FRAGMENT + 1))
+
+    @property
+    def longest(self) -> int:
+        """The length of the longest key kept."""
+        return len(self._secrets[0]) if self._secrets else 0
 
     @property
     def generation(self) -> int:
@@ -95,14 +108,18 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        fragments = self._fragments
-        if fragments is None or len(text) < MIN_FRAGMENT:
+        grams = self._grams
+        if not grams or len(text) < MIN_FRAGMENT:
             return text
         # Every fragment of MIN_FRAGMENT+ characters is a run of overlapping MIN_FRAGMENT-grams of
         # the key: blank the union of the spans they cover.
+        lowered = text.lower()
+        if len(lowered) != len(text):  # a character whose lower case is longer: window by window
+            starts = [i for i in range(len(text) - MIN_FRAGMENT + 1) if text[i : i + MIN_FRAGMENT].lower() in grams]
+        else:
+            starts = [i for i in range(len(text) - MIN_FRAGMENT + 1) if lowered[i : i + MIN_FRAGMENT] in grams]
         spans: list[list[int]] = []
-        for match in fragments.finditer(text):
-            start = match.start()
+        for start in starts:
             if spans and start <= spans[-1][1]:
                 spans[-1][1] = start + MIN_FRAGMENT
             else:
@@ -144,8 +161,12 @@ class _Formatter(logging.Formatter):
         return fields
 
     def _safe(self, text: str, limit: int) -> str:
-        """Redacted first, cut second: a cut inside a key must not leave its head unrecognised."""
-        return _cut(self._redactor.redact(text), limit)
+        """Redacted first, cut second: a cut inside a key must not leave its head unrecognised. What
+        lies a key's length past the cut cannot reach the line, and is not worth redacting."""
+        reach = limit + self._redactor.longest
+        if len(text) <= reach:
+            return _cut(self._redactor.redact(text), limit)
+        return self._redactor.redact(text[:reach])[:limit] + "..."
 
     def format(self, record: logging.LogRecord) -> str:
         return self.render(self.fields(record))
