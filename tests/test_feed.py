@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -390,7 +391,7 @@ def test_a_later_subscribe_never_waits_for_budget_in_the_reading_thread() -> Non
 
     def ask() -> None:
         if holder and holder[0].statuses and holder[0].statuses[-1] == "up":
-            holder[0].worker.want_feeds(["ticker.sfox.ethusd"])
+            holder[0].worker.wanted.add(["ticker.sfox.ethusd"])
 
     harness = Harness(lambda clock: WantingConnection(
         clock, ask, replies={"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]},
@@ -440,3 +441,24 @@ def test_the_throttle_forgets_its_oldest_topics() -> None:
         assert throttle.allow(f"topic {n}")
     assert len(throttle._last) == Throttle.MAX_TOPICS  # noqa: SLF001
     assert not throttle.allow("topic 999") and throttle.allow("topic 0")
+
+
+def test_the_next_connection_asks_only_for_the_feeds_wanted_now_and_not_those_refused() -> None:
+    """Feeds only ever grew: a pair sFOX delisted was asked for at every reconnect, and one it
+    refused by name ended the market connection every time."""
+    refused = {"type": "error", "sequence": 2, "action": "subscribe",
+               "payload": {"action": "subscribe", "feeds": ["ticker.sfox.solusd"]}}
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(refused)]}, after=[balances(3)]))
+    harness.worker.settings = dataclasses.replace(harness.worker.settings, feeds=(), partial_subscribe=True)
+    harness.worker.wanted.set(["ticker.sfox.btcusd", "ticker.sfox.solusd", "ticker.sfox.ltcusd"])
+    harness.run_once()
+    assert harness.connections[0].sent[1]["feeds"] == ["ticker.sfox.btcusd", "ticker.sfox.solusd",
+                                                       "ticker.sfox.ltcusd"]
+    assert "up" in harness.statuses and harness.errors("subscribe") == 1  # counted, not the end
+    harness.worker.wanted.set(["ticker.sfox.btcusd", "ticker.sfox.solusd", "ticker.sfox.ethusd"])  # ltc delisted
+    harness.run_once()
+    assert harness.connections[1].sent[1]["feeds"] == ["ticker.sfox.btcusd", "ticker.sfox.ethusd"]
+    harness.worker.wanted.forgive()  # sFOX's pair list changed: solusd may be back
+    harness.run_once()
+    assert "ticker.sfox.solusd" in harness.connections[2].sent[1]["feeds"]

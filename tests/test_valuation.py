@@ -169,16 +169,26 @@ def test_drop_and_half_open_reconnect_and_resubscribe(simulator: Simulator, star
                  and s.get("sfox_price", currency="ltc", quote="usd") == 90.0)
 
 
-def test_refused_subscription_and_failing_pairs_endpoint_are_counted(simulator: Simulator,
-                                                                    start_exporter: Start) -> None:
+def test_a_refused_feed_costs_only_its_own_prices_and_failing_pairs_are_counted(simulator: Simulator,
+                                                                                   start_exporter: Start) -> None:
+    """A subscribe sFOX refuses for one feed (a delisted pair, say) ended the market connection on
+    every attempt, with that feed asked for again each time: no price at all, for good."""
     simulator.market.fail_pairs(500, times=2)
-    simulator.refused_feeds.add("ticker.sfox.btcusd")
+    simulator.refused_feeds.add("ticker.sfox.solusd")
     exporter = start_exporter(make_config(simulator, valuation=ValuationConfig()))
+    wait_until(lambda: simulator.market.subscribers("btcusd") == 1, message="the other feeds taken")
+    assert simulator.market.set_price("btcusd", 50000.0) == 1
     samples = scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_errors_total", reason="rest") >= 2
-                           and s.number("sfox_market_feed_errors_total", reason="subscribe") >= 1)
-    assert samples.get("sfox_market_feed_up") == 0.0
+                           and s.number("sfox_market_feed_errors_total", reason="subscribe") >= 1
+                           and s.get("sfox_price", currency="btc", quote="usd") == 50000.0)
+    assert market_up(samples) and samples.number("sfox_market_feed_reconnects_total") == 0
+    assert samples.get("sfox_price", currency="sol", quote="usd") is None
+    # Named as refused, the feed is not asked for again, on this connection or the next.
     simulator.refused_feeds.clear()
-    scrape_until(exporter.url, market_up)
+    simulator.drop_connections(KEY_MAIN)
+    scrape_until(exporter.url, lambda s: s.number("sfox_market_feed_reconnects_total") >= 1 and market_up(s))
+    wait_until(lambda: simulator.market.subscribers("btcusd") == 1, message="the feeds taken again")
+    assert simulator.market.subscribers("solusd") == 0
     assert scrape(exporter.url).get("sfox_feed_up", account="main") == 1.0  # the account feed never cared
 
 

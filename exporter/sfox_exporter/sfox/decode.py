@@ -76,6 +76,7 @@ __all__ = [
 BALANCES_FEED = documented.BALANCES_FEED
 END_USERS_FEED = documented.END_USERS_FEED
 TICKER_PREFIX = "ticker.sfox."
+MAX_LISTED_FEEDS = 10_000  # of a control message's payload.feeds: more than any connection asks for
 
 KIND_BALANCES = MessageKind.BALANCES
 KIND_WEB3 = MessageKind.WEB3
@@ -110,6 +111,7 @@ class ControlMessage:
     action: str | None
     detail: str | None  # error text, when sFOX sends one
     schema_errors: int = 0
+    feeds: tuple[str, ...] = ()  # payload.feeds: all feeds subscribed, in an ack; in an error, those refused
 
     kind: MessageKind = KIND_CONTROL
 
@@ -331,7 +333,15 @@ def _control(message: dict[str, Any], message_type: str, sequence: int | None, e
         action if valid_action else None,
         _error_detail(message),
         schema_errors=errors + (0 if valid_type and valid_action else 1),
+        feeds=_feeds(payload),
     )
+
+
+def _feeds(payload: Any) -> tuple[str, ...]:
+    feeds = payload.get("feeds") if isinstance(payload, dict) else None
+    if not isinstance(feeds, list):
+        return ()
+    return tuple(feed for feed in feeds[:MAX_LISTED_FEEDS] if isinstance(feed, str) and is_label(feed))
 
 
 def _error_detail(message: dict[str, Any]) -> str | None:

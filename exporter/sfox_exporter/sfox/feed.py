@@ -8,10 +8,11 @@ What the conversation means lives in session.py; where its results go is the `Fe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -37,6 +38,7 @@ from sfox_exporter.sfox.session import (
     StatusChanged,
     WentUp,
 )
+from sfox_exporter.sfox.wanted import WantedFeeds
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
 log = logging.getLogger("sfox_exporter.sfox.feed")
@@ -128,7 +130,7 @@ class FeedWorker:
         self._key: Secret | None = None
         self._connection: Connection | None = None
         self._lock = threading.Lock()
-        self._wanted: list[str] = []
+        self.wanted = WantedFeeds()
         self._failures = Episode(log, name)
         self._rejections = Episode(log, name, logging.ERROR)
         self._throttle = Throttle(clock)
@@ -143,10 +145,6 @@ class FeedWorker:
             if self._connection is not None:
                 self._connection.abort()
 
-    def want_feeds(self, feeds: Iterable[str]) -> None:
-        """Subscribe to more feeds, on this connection and every later one (thread-safe)."""
-        with self._lock:
-            self._wanted.extend(f for f in feeds if f not in self._wanted)
 
     def run(self) -> None:
         first = True
@@ -217,7 +215,7 @@ class FeedWorker:
             return _Outcome(ErrorReason.CONNECTION, describe(error))
         with self._lock:
             self._connection = connection
-        session = Session(self.settings, key)
+        session = Session(dataclasses.replace(self.settings, feeds=()) if self.wanted.replaced else self.settings, key)
         try:
             return self._converse(session, connection, reservation)
         except Exception as error:  # noqa: BLE001 - a broken socket surfaces as many exception types
@@ -244,10 +242,10 @@ class FeedWorker:
     def _converse_with(self, session: Session, connection: Connection, slots: Slots) -> _Outcome:
         clock = self._clock
         actions = session.start(clock.monotonic())
-        actions += session.subscribe(self._wanted_feeds())  # known now: they join the handshake's subscribe
+        wanted, settled = self.wanted.current()  # settled: the version of them this connection has taken up
+        actions += session.subscribe(wanted)  # known now: they join the handshake's subscribe
         ended = self._carry_out(actions, connection, slots)
         next_subscribe = 0.0
-        settled = 0  # how many of the wanted feeds (a list that only grows) this connection has taken up
         while ended is None and not self._stop.is_set():
             deadline = session.next_deadline(connection.receiving_since)
             if self._max_wait is not None:
@@ -256,18 +254,17 @@ class FeedWorker:
             now = clock.monotonic()
             actions = [] if frame is None else self._receive_buffered(session, connection, frame, now)
             actions += session.tick(now, connection.receiving_since)
-            # len() without the lock: the list only grows, and a feed seen one frame late is no harm.
-            if session.phase is Phase.STREAMING and now >= next_subscribe and len(self._wanted) > settled:
-                wanted = self._wanted_feeds()
+            if session.phase is Phase.STREAMING and now >= next_subscribe and self.wanted.version != settled:
+                wanted, version = self.wanted.current()
                 new = session.unsubscribed(wanted)
                 # Never wait for budget here: this thread must keep reading and answering pings.
                 slot = self._budget.try_reserve(1) if new else None
                 if not new:
-                    settled = len(wanted)
+                    settled = version
                 elif isinstance(slot, Reservation):
                     slots.add(slot)
                     actions += session.subscribe(new)
-                    settled = len(wanted)
+                    settled = version
                     next_subscribe = now + LATER_SUBSCRIBE_SECONDS
             ended = self._carry_out(actions, connection, slots)
         if ended is None:
@@ -323,19 +320,21 @@ class FeedWorker:
             elif isinstance(action, Resync):
                 self._resync(action)
             elif isinstance(action, Ignored):
-                if self._throttle.allow(action.what):
-                    log.warning("ignored %s from sFOX%s%s", action.what, f" ({action.detail})" if action.detail else "",
-                                f" (counted in {self._sink.errors_metric})" if action.counted else "",
-                                extra={"account": self.name})
+                self._ignored(action)
             else:
                 return action
         if events:
             self._sink.deliver_many(events)
         return None
 
-    def _wanted_feeds(self) -> list[str]:
-        with self._lock:
-            return list(self._wanted)
+    def _ignored(self, action: Ignored) -> None:
+        if action.reason is not None:
+            self._sink.count_error(action.reason)
+        self.wanted.refuse(action.refused)
+        if self._throttle.allow(action.what):
+            log.warning("ignored %s from sFOX%s%s", action.what, f" ({action.detail})" if action.detail else "",
+                        f" (counted in {self._sink.errors_metric})" if action.counted else "",
+                        extra={"account": self.name})
 
     def _progress(self, status: FeedStatus) -> None:
         """Show a step of the next attempt, unless the key was rejected: that stays the news until

@@ -15,6 +15,7 @@ feeds, more of which may be subscribed while it runs).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -80,6 +81,9 @@ class SessionSettings:
     # whose pages show a string (the protocol notes: sFOX's own pages disagree).
     enterprise: bool | str | None = None
     subscribe_grace: float = SUBSCRIBE_GRACE_SECONDS
+    # Many feeds, each of which sFOX may refuse alone (market data: a delisted pair): a refused
+    # subscribe is counted and the connection goes on with what sFOX took, instead of ending.
+    partial_subscribe: bool = False
 
     @property
     def reply_timeout(self) -> float:
@@ -145,6 +149,8 @@ class Ignored:
     what: str  # a fixed phrase: the log's throttle is keyed by it
     counted: bool = True  # in the sink's errors_metric
     detail: str = ""  # what sFOX said, for the log line only: a topic of its text would make every line news
+    reason: ErrorReason | None = None  # counted by the worker (nothing else delivers it)
+    refused: tuple[str, ...] = ()  # feeds sFOX refused by name: not to be asked for again
 
 
 @dataclass(frozen=True)
@@ -317,10 +323,14 @@ class Session:
                     StatusChanged(FeedStatus.SUBSCRIBING)]
         if self.phase is Phase.SUBSCRIBING and (message.action in (None, "subscribe")
                                                 or (failed and message.action != "authenticate")):
+            if failed and self.settings.partial_subscribe:
+                return [self._refused(message, detail), *self._streaming(now)]
             if failed:
                 return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
             return self._streaming(now)
         if failed and message.action == "subscribe":  # a refusal after the grace period still counts
+            if self.settings.partial_subscribe:
+                return [self._refused(message, detail)]
             return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
         if failed:
             return [Ignored("a control message", counted=False, detail=f"{detail}, action {message.action}")]
@@ -334,6 +344,15 @@ class Session:
             pending, self._pending_feeds = self._pending_feeds, []
             actions.extend(self.subscribe(pending))
         return actions
+
+    def _refused(self, message: ControlMessage, detail: str) -> Ignored:
+        """A subscribe refused on a connection of many feeds. The feeds it names (in payload.feeds, or
+        in its text) are not asked for again; the rest are taken to stream, as their tickers will show."""
+        named = {*message.feeds, *re.findall(r"[\w.-]+", message.detail or "")}
+        refused = tuple(feed for feed in self.subscribed if feed in named)
+        self.subscribed = tuple(feed for feed in self.subscribed if feed not in named)
+        return Ignored("a refused subscription", detail=detail + (f" ({len(refused)} feed(s) dropped)" if refused
+                                                               else ""), reason=ErrorReason.SUBSCRIBE, refused=refused)
 
     def _end(self, reason: ErrorReason, detail: str, rejected: bool = False) -> list[Action]:
         self.phase = Phase.ENDED

@@ -268,9 +268,12 @@ class Simulator(SimulatorHooks):
         if not isinstance(feeds, list) or not all(isinstance(f, str) for f in feeds):
             await self._send(connection, type="error", payload={"action": request_type}, action=request_type)
             return
-        if set(feeds) & self.refused_feeds:
-            await self._send(connection, type="error", payload={"action": request_type,
+        refused = [feed for feed in feeds if feed in self.refused_feeds]
+        if refused:  # the error names them; the others are taken (the answer is the error alone)
+            await self._send(connection, type="error", payload={"action": request_type, "feeds": refused,
                              "message": "subscription refused"}, action=request_type)
+            feeds = [feed for feed in feeds if feed not in self.refused_feeds]
+            self.market.subscription(connection, request_type, feeds)
             return
         if any(f.startswith(PRIVATE_PREFIX) for f in feeds) and connection.key is None:
             await self._send(connection, type="error", payload={"action": request_type,

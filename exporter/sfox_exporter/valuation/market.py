@@ -5,7 +5,7 @@ the pairs (`GET /v1/markets/currency-pairs`, with backoff on failure), plans a r
 for every currency held in any account or Web3 wallet and for the bridges, and hands the ticker
 feeds those routes need to one FeedWorker: the same lifecycle as an account feed (pings, backoff,
 reconnect, resubscribe, the shared per-IP budget). A currency that appears later is routed within
-a poll (1 s) and its feeds join in one batched subscribe through `FeedWorker.want_feeds`.
+a poll (1 s) and its feeds join in one batched subscribe through `FeedWorker.wanted`.
 
 Market data is the same whoever reads it, so any user account's key will do: when sFOX rejects the
 one in use (or it cannot be loaded), the next account's key is tried (`KeyRing`), and valuation
@@ -173,6 +173,7 @@ class MarketData:
         self._pairs_generation = 0
         self._reported: set[str] = set()
         self._asked: set[str] = set()
+        self._forgiven = 0  # the pairs generation whose refusals were last forgiven
         self.worker: FeedWorker | None = None
         self.pair_fetches = 0
         self.thread = threading.Thread(target=self.run, name="market-data", daemon=True)
@@ -269,31 +270,37 @@ class MarketData:
                 log.info("no pair, direct or through a bridge, prices %s in %s: it counts as unpriced",
                          currency, self._valuation.quote, extra={"account": NAME})
         self.book.set_routes(planned)
+        if self.worker is not None and self._forgiven != self._pairs_generation:
+            self._forgiven = self._pairs_generation
+            self.worker.wanted.forgive()  # sFOX's list changed: a feed it refused may be back
         self._subscribe({ticker_feed(pair) for pair in routes.feeds_of(planned.values())})
 
     def _subscribe(self, feeds: set[str]) -> None:
-        new = sorted(feeds - self._asked)
-        if not new:
+        """The plan's feeds, and only them, on every later connection (a delisted pair's feed, asked
+        for again, could be refused)."""
+        if feeds == self._asked:
             return
-        self._asked.update(new)
+        self._asked = set(feeds)
         if self.worker is None:
-            self.worker = self._start_worker(tuple(new))
+            self.worker = self._start_worker(tuple(sorted(feeds)))
         else:
-            self.worker.want_feeds(new)
+            self.worker.wanted.set(sorted(feeds))
 
     def _start_worker(self, feeds: tuple[str, ...]) -> FeedWorker:
         feed = self._config.feed
-        settings = SessionSettings(feeds, ping_interval=feed.ping_interval_seconds,
-                                   ping_timeout=feed.ping_timeout_seconds)
+        # No feeds of its own: all are wanted ones, which follow the plan and leave out refused ones.
+        settings = SessionSettings((), ping_interval=feed.ping_interval_seconds,
+                                   ping_timeout=feed.ping_timeout_seconds, partial_subscribe=True)
         account = self.keys.account
         if account.kind == AccountKind.ENTERPRISE:  # then the ring holds this one account alone
-            settings = dataclasses.replace(enterprise_settings(account, settings), feeds=feeds)
+            settings = dataclasses.replace(enterprise_settings(account, settings), feeds=())
         worker = FeedWorker(
             NAME, key_source=self.keys, settings=settings, ws_url=self._config.sfox.ws_url, feed=feed,
             sink=MarketSink(self.book, self.keys.rejected), budget=self._budget, connector=self._connector,
             clock=self._clock, stop=self._stop, rng=random.Random(self._rng.random()), on_key=self._on_key,
             max_wait=FEED_MAX_WAIT_SECONDS,
         )
+        worker.wanted.set(feeds)
         worker.start()
         return worker
 
