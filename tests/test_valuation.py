@@ -4,6 +4,7 @@ that goes silent, valuation off, and the market-data connection's failures."""
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from sfox_exporter.clock import SystemClock
 from sfox_exporter.config import Secret, ValuationConfig
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.connection import Connection
+from sfox_exporter.sfox.decode import AccountBalance
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.snapshot import FetchResult
 from sfox_exporter.simulator import Simulator
@@ -241,3 +243,27 @@ def test_an_unexpected_error_in_the_pairs_fetch_does_not_spin(simulator: Simulat
         data.thread.join(5)
     assert len(calls) <= 12, len(calls)  # 0.1-0.4 s apart, not tens of thousands a second
     assert min(later - earlier for earlier, later in itertools.pairwise(calls)) >= 0.09
+
+
+def test_currencies_no_pair_prices_are_said_once_each_and_only_those_held_are_remembered(
+        simulator: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    """REST snapshots replace an account's currencies wholesale: one bringing new names every time
+    made a log line per name (441,000 lines in 2 minutes) and a set of every name ever held."""
+    config = make_config(simulator, valuation=ValuationConfig())
+    state = State(["main"], clock=SystemClock())
+
+    def fetch(url: str, key: Secret, timeout: float, agent: str) -> FetchResult:
+        return FetchResult(200, b'{"btcusd":{"base":"btc","quote":"usd"}}')
+
+    data = MarketData(config, state=state, book=PriceBook("usd", 300, SystemClock()),
+                      budget=RequestBudget(SystemClock()), connector=lambda url, timeout: None,  # type: ignore[arg-type,return-value]
+                      fetch=fetch, clock=SystemClock(), stop=threading.Event(), user_agent="test")
+    data._start_worker = lambda feeds: None  # type: ignore[method-assign,assignment,return-value]  # noqa: SLF001
+    with caplog.at_level(logging.INFO, logger="sfox_exporter.valuation"):
+        for round_ in range(20):
+            held = tuple(AccountBalance(f"c{round_}x{n}", 1.0, None, None, ()) for n in range(100))
+            state.apply_snapshot("main", held, state.generation("main"))
+            data.step()
+    lines = [r.getMessage() for r in caplog.records if "no pair, direct or through a bridge" in r.getMessage()]
+    assert len(lines) == 20 and lines[-1].endswith("and 90 more in usd: counted as unpriced"), lines[-1]
+    assert len(data._reported) <= 100 + 2  # noqa: SLF001 - those held now and the bridges

@@ -264,11 +264,15 @@ class MarketData:
 
     def _plan(self, pairs: dict[str, tuple[str, str]], currencies: Iterable[str]) -> None:
         planned = routes.plan(pairs, currencies, self._valuation.quote, self._valuation.bridges)
-        for currency, found in sorted(planned.items()):
-            if not found and currency not in self._reported:
-                self._reported.add(currency)
-                log.info("no pair, direct or through a bridge, prices %s in %s: it counts as unpriced",
-                         currency, self._valuation.quote, extra={"account": NAME})
+        unpriced = {currency for currency, found in planned.items() if not found}
+        # One line for those not said before; only the currencies held now are remembered (REST
+        # snapshots may bring new names every time: a line each, and a set of them all, grew for ever).
+        new = sorted(unpriced - self._reported)
+        self._reported = unpriced | (self._reported & {"quote"})
+        if new:
+            shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
+            log.info("no pair, direct or through a bridge, prices %s in %s: counted as unpriced",
+                     shown, self._valuation.quote, extra={"account": NAME})
         self.book.set_routes(planned)
         if self.worker is not None and self._forgiven != self._pairs_generation:
             self._forgiven = self._pairs_generation
