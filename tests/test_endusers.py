@@ -225,3 +225,15 @@ def test_incremental_render_matches_prometheus_client() -> None:
 
     assert samples(ours) == samples(reference)
     assert len(samples(ours)) > 500
+
+
+def test_end_users_past_max_users_are_refused_and_counted() -> None:
+    """Every user id ever seen was kept: a feed of ever-new ids grew the exporter without end."""
+    book = EndUserBook(EndUsersConfig(max_users=3), max_series=100)
+    refused = [book.apply(EndUserBalances(None, None, f"u{n}", (AccountBalance("btc", 1.0, 1.0, 0.0, ()),), 0))
+               for n in range(5)]
+    assert refused == [0, 0, 0, 1, 1]
+    view = book.view()
+    assert view.users == 3 and view.currencies[0].balance == 3.0
+    assert book.apply(EndUserBalances(None, None, "u1", (AccountBalance("btc", 2.0, 2.0, 0.0, ()),), 0)) == 0
+    assert book.view().currencies[0].balance == 4.0  # one already held still moves

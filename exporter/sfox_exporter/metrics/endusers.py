@@ -103,6 +103,8 @@ class EndUserBook:
         previous = self._users.get(user_id)
         if previous is None and event.invalid_entries and not event.accounts:
             return 0  # every entry invalid: nothing is known of this user, not even that it holds nothing
+        if previous is None and len(self._users) >= self._config.max_users:
+            return 1  # a user past end_users.max_users: refused, and counted like a series past max_series
         fresh, complete, refused = self._pack(event, previous)
         if fresh == previous:
             return refused
