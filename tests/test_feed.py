@@ -462,3 +462,28 @@ def test_the_next_connection_asks_only_for_the_feeds_wanted_now_and_not_those_re
     harness.worker.wanted.forgive()  # sFOX's pair list changed: solusd may be back
     harness.run_once()
     assert "ticker.sfox.solusd" in harness.connections[2].sent[1]["feeds"]
+
+
+def test_a_feed_left_out_of_the_answer_is_asked_for_once_more_then_taken_as_refused() -> None:
+    """sFOX's answer lists every feed subscribed: one left out was taken as subscribed, and its
+    currency stayed unpriced until the next reconnect."""
+    def answer(feeds: list[str], sequence: int) -> Frame:
+        return text({"type": "success", "sequence": sequence, "action": "subscribe",
+                     "payload": {"action": "subscribe", "feeds": feeds}})
+
+    class OneAnswerEach(ScriptedConnection):
+        answers = [answer(["ticker.sfox.btcusd"], 2), answer(["ticker.sfox.btcusd"], 3)]
+
+        def send_text(self, data: str) -> None:
+            super().send_text(data)
+            if json.loads(data)["type"] == "subscribe" and self.answers:
+                self.frames.append(self.answers.pop(0))
+
+    harness = Harness(lambda clock: OneAnswerEach(clock, {"authenticate": [text(AUTH_OK)]}, idle_until=1000 + 30))
+    harness.worker.settings = dataclasses.replace(harness.worker.settings, feeds=(), partial_subscribe=True)
+    harness.worker.wanted.set(["ticker.sfox.btcusd", "ticker.sfox.solusd"])
+    harness.run_once()
+    subscribes = [request["feeds"] for request in harness.connections[0].sent if request["type"] == "subscribe"]
+    assert subscribes == [["ticker.sfox.btcusd", "ticker.sfox.solusd"], ["ticker.sfox.solusd"]]
+    assert harness.errors("subscribe") == 2  # left out twice: the second time, refused
+    assert harness.worker.wanted.current()[0] == ["ticker.sfox.btcusd"]

@@ -331,6 +331,8 @@ class FeedWorker:
         if action.reason is not None:
             self._sink.count_error(action.reason)
         self.wanted.refuse(action.refused)
+        if action.ask_again:
+            self.wanted.touch()
         if self._throttle.allow(action.what):
             log.warning("ignored %s from sFOX%s%s", action.what, f" ({action.detail})" if action.detail else "",
                         f" (counted in {self._sink.errors_metric})" if action.counted else "",

@@ -151,6 +151,7 @@ class Ignored:
     detail: str = ""  # what sFOX said, for the log line only: a topic of its text would make every line news
     reason: ErrorReason | None = None  # counted by the worker (nothing else delivers it)
     refused: tuple[str, ...] = ()  # feeds sFOX refused by name: not to be asked for again
+    ask_again: bool = False  # feeds sFOX's answer left out: the worker asks for them once more
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ class Session:
         self._next_ping = 0.0
         self._pong_deadline: float | None = None
         self._pending_feeds: list[str] = []
+        self._request: tuple[str, ...] = ()  # the feeds of the last subscribe sent
+        self._omitted: set[str] = set()  # left out of an answer once already: the next time is a refusal
         self._parse = parser_for(settings.feeds)
 
     # --- inputs --------------------------------------------------------------------------------
@@ -280,6 +283,7 @@ class Session:
             self._pending_feeds.extend(new)
             return []
         self.subscribed += tuple(new)
+        self._request = tuple(new)
         return [SendRequest(json.dumps({"type": "subscribe", "feeds": new}), "subscribe")]
 
     def unsubscribed(self, feeds: Iterable[str]) -> list[str]:
@@ -316,7 +320,7 @@ class Session:
                 return self._end(ErrorReason.AUTH, f"authenticate answered {detail}", rejected=True)
             feeds = [*self.settings.feeds, *(f for f in self._pending_feeds if f not in self.settings.feeds)]
             self._pending_feeds = []
-            self.subscribed = tuple(feeds)
+            self.subscribed = self._request = tuple(feeds)
             self.phase = Phase.SUBSCRIBING
             self._phase_deadline = now + self.settings.subscribe_wait
             return [SendRequest(json.dumps({"type": "subscribe", "feeds": feeds}), "subscribe"),
@@ -327,7 +331,9 @@ class Session:
                 return [self._refused(message, detail), *self._streaming(now)]
             if failed:
                 return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
-            return self._streaming(now)
+            return [*self._checked(message), *self._streaming(now)]
+        if message.success and message.action == "subscribe":  # the answer to a later subscribe
+            return self._checked(message)
         if failed and message.action == "subscribe":  # a refusal after the grace period still counts
             if self.settings.partial_subscribe:
                 return [self._refused(message, detail)]
@@ -344,6 +350,23 @@ class Session:
             pending, self._pending_feeds = self._pending_feeds, []
             actions.extend(self.subscribe(pending))
         return actions
+
+    def _checked(self, message: ControlMessage) -> list[Action]:
+        """sFOX's answer lists every feed subscribed (protocol notes): one asked for and left out did
+        not take. On a connection of many feeds it is asked for once more, then taken as refused."""
+        if not (self.settings.partial_subscribe and message.feeds):
+            return []
+        listed = set(message.feeds)
+        missing = [feed for feed in self._request if feed not in listed]
+        if not missing:
+            return []
+        refused = tuple(feed for feed in missing if feed in self._omitted)
+        self._omitted.update(missing)
+        gone = set(missing)
+        self.subscribed = tuple(feed for feed in self.subscribed if feed not in gone)
+        return [Ignored("feeds left out of sFOX's answer to subscribe", reason=ErrorReason.SUBSCRIBE,
+                        detail=f"{len(missing)} feed(s), such as {missing[0]}", refused=refused,
+                        ask_again=len(refused) < len(missing))]
 
     def _refused(self, message: ControlMessage, detail: str) -> Ignored:
         """A subscribe refused on a connection of many feeds. The feeds it names (in payload.feeds, or

@@ -40,6 +40,11 @@ class WantedFeeds:
         with self._lock:
             self._refused.update(feeds)
 
+    def touch(self) -> None:
+        """Nothing changed here, but the connection lost some of its feeds: look again."""
+        with self._lock:
+            self.version += 1
+
     def forgive(self) -> None:
         with self._lock:
             self._refused.clear()
