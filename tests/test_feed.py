@@ -487,3 +487,32 @@ def test_a_feed_left_out_of_the_answer_is_asked_for_once_more_then_taken_as_refu
     assert subscribes == [["ticker.sfox.btcusd", "ticker.sfox.solusd"], ["ticker.sfox.solusd"]]
     assert harness.errors("subscribe") == 2  # left out twice: the second time, refused
     assert harness.worker.wanted.current()[0] == ["ticker.sfox.btcusd"]
+
+
+@pytest.mark.parametrize("error", [
+    {"type": "error", "sequence": 2, "action": "subscribe", "message": "rate limit exceeded"},
+    {"type": "error", "sequence": 2, "action": "subscribe",
+     "payload": {"action": "subscribe", "feeds": ["ticker.sfox.btcusd", "ticker.sfox.solusd"]}},
+], ids=["names-none", "names-all"])
+def test_a_subscribe_refused_as_a_whole_ends_the_market_connection(error: dict[str, Any]) -> None:
+    """Taken as feeds refused, it left the market connection up with nothing streaming, for good."""
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(error)]}, idle_until=1000 + 3600))
+    harness.worker.settings = dataclasses.replace(harness.worker.settings, feeds=(), partial_subscribe=True)
+    harness.worker.wanted.set(["ticker.sfox.btcusd", "ticker.sfox.solusd"])
+    outcome = harness.run_once()
+    assert FeedStatus.UP not in harness.statuses and outcome.reason == "subscribe"
+    refused_all = "payload" in error  # named: not asked for again; a rate limit refuses no feed
+    assert harness.worker.wanted.current()[0] == ([] if refused_all else ["ticker.sfox.btcusd", "ticker.sfox.solusd"])
+
+
+def test_the_market_feed_up_line_names_its_feeds(caplog: pytest.LogCaptureFixture) -> None:
+    ack = {"type": "success", "sequence": 2, "action": "subscribe",
+           "payload": {"action": "subscribe", "feeds": ["ticker.sfox.btcusd"]}}
+    harness = Harness(lambda clock: ScriptedConnection(
+        clock, {"authenticate": [text(AUTH_OK)], "subscribe": [text(ack)]}))
+    harness.worker.settings = dataclasses.replace(harness.worker.settings, feeds=(), partial_subscribe=True)
+    harness.worker.wanted.set(["ticker.sfox.btcusd"])
+    with caplog.at_level(logging.INFO, logger="sfox_exporter.sfox.feed"):
+        harness.run_once()
+    assert "feed up: authenticated and subscribed to ticker.sfox.btcusd" in caplog.messages

@@ -168,3 +168,23 @@ def test_a_long_field_is_redacted_where_it_is_cut() -> None:
     record = logging.LogRecord("t", logging.WARNING, __file__, 1, "%s", (text,), None)
     line = formatter.format(record)
     assert key[:5] not in line and line.endswith("[REDA...") and len(line) < MAX_FIELD_CHARS + 200
+
+
+def test_the_cut_never_shows_the_head_of_a_key_that_straddles_it() -> None:
+    """Keys redacted before the pre-cut shorten the text and pulled a key's unrecognised head inside."""
+    key = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
+    redactor = Redactor()
+    redactor.add(key)
+    text = key + key + "x" * (MAX_FIELD_CHARS + len(key) - 7 - 2 * len(key)) + key + "y" * 50
+    line = LogfmtFormatter(redactor).format(logging.LogRecord("t", logging.WARNING, __file__, 1, "%s", (text,), None))
+    assert key[:7] not in line
+
+
+def test_a_key_in_use_is_never_forgotten_while_others_rotate() -> None:
+    """A connection up for weeks re-adds nothing: 256 rotated keys elsewhere evicted its key."""
+    live = "live-account-key-0123456789abcdef0123"
+    redactor = Redactor()
+    redactor.add(live, owner="main")
+    for n in range(Redactor.MAX_SECRETS + 10):
+        redactor.add(f"rotated-{n:04d}-" + "fedcba9876543210" * 2, owner="other")
+    assert redactor.redact(f"sFOX said: {live}") == "sFOX said: [REDACTED]"

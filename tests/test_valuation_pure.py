@@ -249,3 +249,13 @@ def test_a_late_ticker_does_not_undo_a_newer_price() -> None:
     assert render(exposition).get("sfox_price", currency="btc", quote="usd") == 50000.0
     prices.update("btcusd", 45000.0)  # no timestamp: nothing to tell it by, so it is taken
     assert render(exposition).get("sfox_price", currency="btc", quote="usd") == 45000.0
+
+
+def test_a_ticker_dated_far_ahead_does_not_freeze_the_price() -> None:
+    """Every later ticker was 'late' behind it: a wrong price stayed, shown as fresh, for stale_after."""
+    clock = FakeClock()
+    _, prices, exposition = book(clock)
+    prices.update("btcusd", 1.0, sent=clock.time() + 10 * 365 * 86400)
+    clock.advance(3)
+    prices.update("btcusd", 61000.0, sent=clock.time())
+    assert render(exposition).get("sfox_price", currency="btc", quote="usd") == 61000.0

@@ -46,9 +46,11 @@ class Redactor:
     # Keys are read again before every connection, so a rotated key file or a reload brings new ones:
     # the oldest are forgotten past this many, far more than the 11 connections sFOX allows can hold.
     MAX_SECRETS = 256
+    MAX_OWNERS = 32  # connections whose key is pinned: sFOX allows 10 per IP (and renames come and go)
 
     def __init__(self) -> None:
         self._recent: dict[str, None] = {}  # every key kept, oldest first
+        self._pinned: dict[str, str] = {}  # each connection's key in use: never forgotten
         # Longest first: a key that holds another must not be left half-shown by the shorter one.
         self._secrets: tuple[str, ...] = ()
         # Every MIN_FRAGMENT characters of a key, lower-cased: a set, so that a log line costs the
@@ -59,17 +61,26 @@ class Redactor:
         self._echo_logged = False
         self._lock = threading.Lock()
 
-    def add(self, secret: str) -> None:
-        """Every feed adds its key before each connection attempt: a key already known changes nothing
-        (and must not: a new generation makes /metrics render every series afresh)."""
+    def add(self, secret: str, owner: str | None = None) -> None:
+        """Every feed adds its key before each connection attempt, naming itself as `owner`: its key
+        in use is pinned, since a connection up for weeks re-adds nothing while other keys rotate. A
+        key already known changes nothing (and must not: a new generation makes /metrics render
+        every series afresh)."""
         if len(secret) >= 4:  # shorter "keys" would blank out ordinary words
             with self._lock:
+                if owner is not None:  # the owners of late re-add most recently: those of a reload's past go
+                    self._pinned.pop(owner, None)
+                    self._pinned[owner] = secret
+                    while len(self._pinned) > self.MAX_OWNERS:
+                        del self._pinned[next(iter(self._pinned))]
                 if secret in self._recent:
                     self._recent[secret] = self._recent.pop(secret)  # in use again: newest
                     return
                 self._recent[secret] = None
-                while len(self._recent) > self.MAX_SECRETS:
-                    del self._recent[next(iter(self._recent))]
+                pinned = set(self._pinned.values())
+                for old in [key for key in self._recent if key not in pinned][: max(0, len(self._recent) -
+                                                                                   self.MAX_SECRETS)]:
+                    del self._recent[old]
                 self._secrets = tuple(sorted(self._recent, key=len, reverse=True))
                 output = tuple(s.lower() for s in self._secrets if len(s) >= MIN_OUTPUT_SECRET)
                 if output != self._output_secrets:
@@ -163,10 +174,12 @@ class _Formatter(logging.Formatter):
     def _safe(self, text: str, limit: int) -> str:
         """Redacted first, cut second: a cut inside a key must not leave its head unrecognised. What
         lies a key's length past the cut cannot reach the line, and is not worth redacting."""
-        reach = limit + self._redactor.longest
+        reach = limit + max(self._redactor.longest, MIN_FRAGMENT)
         if len(text) <= reach:
             return _cut(self._redactor.redact(text), limit)
-        return self._redactor.redact(text[:reach])[:limit] + "..."
+        # The pre-cut may split a key, leaving a head too short to recognise; keys redacted before it
+        # shorten the text and can pull that head inside the limit: drop what may be one.
+        return self._redactor.redact(text[:reach])[: -(MIN_FRAGMENT - 1)][:limit] + "..."
 
     def format(self, record: logging.LogRecord) -> str:
         return self.render(self.fields(record))

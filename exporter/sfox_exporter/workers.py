@@ -11,6 +11,7 @@ place in the request budget. Each unit has its own stop event, so one can end wh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 import threading
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import AccountConfig, Config
+from sfox_exporter.config import AccountConfig, Config, Secret
 from sfox_exporter.logs import Redactor
 from sfox_exporter.metrics.endusers import EndUserBook
 from sfox_exporter.metrics.state import State
@@ -248,7 +249,8 @@ class AccountUnits:
         redactor = self.redactor
         data = market.build(config, self.state, budget=self.budget, connector=self.connector, fetch=self.fetch,
                             clock=self.clock, stop=stop, user_agent=self.user_agent,
-                            rng=random.Random(self.rng.random()), on_key=lambda key: redactor.add(key.reveal()))
+                            rng=random.Random(self.rng.random()),
+                            on_key=lambda key: redactor.add(key.reveal(), owner="market-data"))
         assert data is not None  # planned only with valuation enabled and an account
         return MarketUnit(data, stop)
 
@@ -298,7 +300,8 @@ class AccountUnits:
         feed = FeedWorker(
             account.name, key_source=account.key, settings=settings, ws_url=config.sfox.ws_url, feed=config.feed,
             sink=sink, budget=self.budget, connector=self.connector, clock=self.clock, stop=stop,
-            rng=random.Random(self.rng.random()), on_key=lambda key: redactor.add(key.reveal()))
+            rng=random.Random(self.rng.random()),
+            on_key=functools.partial(_add_key, redactor, account.name))
         return AccountUnit(feed, snapshot, sink, stop)
 
 
@@ -325,3 +328,7 @@ MARKET_UNIT = "market-data"
 
 def account_unit_name(account: str) -> str:
     return f"account:{account}"
+
+
+def _add_key(redactor: Redactor, owner: str, key: Secret) -> None:
+    redactor.add(key.reveal(), owner=owner)

@@ -184,6 +184,8 @@ class FeedWorker:
 
     def connect_once(self) -> _Outcome:
         """One connection, from loading the key to its end; the worker's loop, without the waiting."""
+        if not self._feeds_to_ask():
+            return STOPPED
         key = self._load_key()
         if key is None:
             self._sink.count_error(ErrorReason.AUTH)
@@ -316,7 +318,7 @@ class FeedWorker:
                 else:
                     self._sink.set_status(action.status)
             elif isinstance(action, WentUp):
-                self._went_up()
+                self._went_up(action.feeds)
             elif isinstance(action, Resync):
                 self._resync(action)
             elif isinstance(action, Ignored):
@@ -326,6 +328,16 @@ class FeedWorker:
         if events:
             self._sink.deliver_many(events)
         return None
+
+    def _feeds_to_ask(self) -> bool:
+        """False once stopped. A connection whose feeds are all wanted ones (market data) waits while
+        none is left to ask for (sFOX refused them all): it would only spend requests on showing up
+        with nothing streaming."""
+        while self.wanted.replaced and not self.wanted.current()[0]:
+            self._sink.set_status(FeedStatus.BACKING_OFF)
+            if self._stop.wait(self._max_wait or 1.0):
+                return False
+        return not self._stop.is_set()
 
     def _ignored(self, action: Ignored) -> None:
         if action.reason is not None:
@@ -359,13 +371,12 @@ class FeedWorker:
                             extra={"account": self.name})
         return self._key
 
-    def _went_up(self) -> None:
+    def _went_up(self, feeds: tuple[str, ...]) -> None:
         self._sink.set_status(FeedStatus.UP)
         self._rejections.recovered("sFOX accepted the API key again")
         self._failures.recovered("feed connected")
-        log.info("feed up: authenticated and subscribed to %s", ", ".join(self.settings.feeds[:3]) +
-                 (f" and {len(self.settings.feeds) - 3} more" if len(self.settings.feeds) > 3 else ""),
-                 extra={"account": self.name})
+        log.info("feed up: authenticated and subscribed to %s", ", ".join(feeds[:3]) +
+                 (f" and {len(feeds) - 3} more" if len(feeds) > 3 else ""), extra={"account": self.name})
         self._sink.went_up()
 
     def _resync(self, action: Resync) -> None:

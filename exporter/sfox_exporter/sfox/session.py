@@ -125,6 +125,8 @@ class StatusChanged:
 class WentUp:
     """Authenticated and subscribed: the feed is up."""
 
+    feeds: tuple[str, ...] = field(default=(), compare=False)  # for the log line
+
 
 @dataclass(frozen=True)
 class Deliver:
@@ -328,7 +330,9 @@ class Session:
         if self.phase is Phase.SUBSCRIBING and (message.action in (None, "subscribe")
                                                 or (failed and message.action != "authenticate")):
             if failed and self.settings.partial_subscribe:
-                return [self._refused(message, detail), *self._streaming(now)]
+                refusal = self._refused(message, detail)
+                return refusal if any(isinstance(action, Ended) for action in refusal) else [
+                    *refusal, *self._streaming(now)]
             if failed:
                 return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
             return [*self._checked(message), *self._streaming(now)]
@@ -336,7 +340,7 @@ class Session:
             return self._checked(message)
         if failed and message.action == "subscribe":  # a refusal after the grace period still counts
             if self.settings.partial_subscribe:
-                return [self._refused(message, detail)]
+                return self._refused(message, detail)
             return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
         if failed:
             return [Ignored("a control message", counted=False, detail=f"{detail}, action {message.action}")]
@@ -345,7 +349,7 @@ class Session:
     def _streaming(self, now: float) -> list[Action]:
         self.phase = Phase.STREAMING
         self.up_at = now
-        actions: list[Action] = [WentUp()]
+        actions: list[Action] = [WentUp(self.subscribed)]
         if self._pending_feeds:  # asked for while the handshake's subscribe was on its way
             pending, self._pending_feeds = self._pending_feeds, []
             actions.extend(self.subscribe(pending))
@@ -368,14 +372,19 @@ class Session:
                         detail=f"{len(missing)} feed(s), such as {missing[0]}", refused=refused,
                         ask_again=len(refused) < len(missing))]
 
-    def _refused(self, message: ControlMessage, detail: str) -> Ignored:
+    def _refused(self, message: ControlMessage, detail: str) -> list[Action]:
         """A subscribe refused on a connection of many feeds. The feeds it names (in payload.feeds, or
-        in its text) are not asked for again; the rest are taken to stream, as their tickers will show."""
+        in its text) are not asked for again; the rest are taken to stream, as their tickers will show.
+        One naming no feed (a rate limit, say), or every one, refuses the request: the connection ends,
+        as on any other, lest it show up with nothing streaming."""
         named = {*message.feeds, *re.findall(r"[\w.-]+", message.detail or "")}
         refused = tuple(feed for feed in self.subscribed if feed in named)
+        if not refused or len(refused) == len(self.subscribed):
+            remembered = [Ignored("a refused subscription", detail=detail, refused=refused)] if refused else []
+            return [*remembered, *self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")]
         self.subscribed = tuple(feed for feed in self.subscribed if feed not in named)
-        return Ignored("a refused subscription", detail=detail + (f" ({len(refused)} feed(s) dropped)" if refused
-                                                               else ""), reason=ErrorReason.SUBSCRIBE, refused=refused)
+        return [Ignored("a refused subscription", detail=f"{detail} ({len(refused)} feed(s) dropped)",
+                        reason=ErrorReason.SUBSCRIBE, refused=refused)]
 
     def _end(self, reason: ErrorReason, detail: str, rejected: bool = False) -> list[Action]:
         self.phase = Phase.ENDED

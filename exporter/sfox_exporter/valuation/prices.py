@@ -20,6 +20,8 @@ from sfox_exporter.clock import Clock
 from sfox_exporter.valuation.routes import Route, Routes, price
 from sfox_exporter.vocabulary import ERROR_REASONS, ErrorReason, FeedStatus
 
+MAX_CLOCK_SKEW_SECONDS = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class Price:
@@ -77,7 +79,9 @@ class PriceBook:
         entry = _Last(last, received, self._clock.time(), sent)
         with self._lock:
             kept = self._last.get(pair)
-            late = kept is not None and sent is not None and kept.sent is not None and sent < kept.sent
+            # A kept time far in the future is no order to keep: one bad ticker would freeze the price.
+            late = (kept is not None and sent is not None and kept.sent is not None and sent < kept.sent
+                    <= entry.wall + MAX_CLOCK_SKEW_SECONDS)
             if pair in self._needed and not late:
                 self._last[pair] = entry
             self._messages += 1
