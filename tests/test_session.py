@@ -253,3 +253,22 @@ def test_a_sequence_that_is_no_number_is_said_on_data_and_control_messages() -> 
     control = frame({"type": "success", "sequence": "8", "action": "subscribe"})
     assert of(session.receive(OP_TEXT, control, 1.0), Ignored) == [
         Ignored("invalid fields (type, action or sequence) of a control message")]
+
+
+def test_a_late_answer_to_the_first_subscribe_is_held_against_its_own_request() -> None:
+    """It was checked against the last subscribe sent: the later feed, not in it, was taken as left out."""
+    tickers = ["ticker.sfox.btcusd", "ticker.sfox.ethusd", "ticker.sfox.solusd"]
+    session = Session(SessionSettings((), 20.0, 10.0, partial_subscribe=True), Secret("k" * 32))
+    session.start(0.0)
+    session.subscribe(tickers[:2])
+    session.receive(OP_TEXT, json.dumps({"type": "success", "sequence": 1, "action": "authenticate"}).encode(), 0.1)
+    session.tick(3.0)  # no answer within the grace: taken as subscribed
+    session.subscribe(tickers[2:])
+    late = {"type": "success", "sequence": 2, "action": "subscribe",
+            "payload": {"action": "subscribe", "feeds": tickers[:2]}}
+    actions = session.receive(OP_TEXT, json.dumps(late).encode(), 3.5)
+    assert not [action for action in actions if isinstance(action, Ignored) and action.reason is not None]
+    assert tickers[2] in session.subscribed
+    answer = {"type": "success", "sequence": 3, "action": "subscribe",
+              "payload": {"action": "subscribe", "feeds": tickers}}
+    assert not [a for a in session.receive(OP_TEXT, json.dumps(answer).encode(), 4.0) if isinstance(a, Ignored)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +55,7 @@ PING_PAYLOAD = b"sfox-exporter"
 MIN_REPLY_TIMEOUT_SECONDS = 5.0
 # sFOX documents no reply to subscribe: silence this long counts as subscribed.
 SUBSCRIBE_GRACE_SECONDS = 2.0
+MAX_UNANSWERED = 16  # subscribes kept waiting for their answer: a server that never answers fills no memory
 
 
 TOO_BIG = f"a message over the size limit ({DEFAULT_MAX_MESSAGE_BYTES >> 20} MiB or {MAX_FRAGMENTS} fragments)"
@@ -182,7 +184,9 @@ class Session:
         self._next_ping = 0.0
         self._pong_deadline: float | None = None
         self._pending_feeds: list[str] = []
-        self._request: tuple[str, ...] = ()  # the feeds of the last subscribe sent
+        # The feeds of each subscribe sent and not yet answered, oldest first: sFOX answers in order,
+        # and an answer late past the grace period must be held against its own request.
+        self._requests: deque[tuple[str, ...]] = deque(maxlen=MAX_UNANSWERED)
         self._omitted: set[str] = set()  # left out of an answer once already: the next time is a refusal
         self._parse = parser_for(settings.feeds)
 
@@ -285,7 +289,7 @@ class Session:
             self._pending_feeds.extend(new)
             return []
         self.subscribed += tuple(new)
-        self._request = tuple(new)
+        self._requests.append(tuple(new))
         return [SendRequest(json.dumps({"type": "subscribe", "feeds": new}), "subscribe")]
 
     def unsubscribed(self, feeds: Iterable[str]) -> list[str]:
@@ -322,7 +326,8 @@ class Session:
                 return self._end(ErrorReason.AUTH, f"authenticate answered {detail}", rejected=True)
             feeds = [*self.settings.feeds, *(f for f in self._pending_feeds if f not in self.settings.feeds)]
             self._pending_feeds = []
-            self.subscribed = self._request = tuple(feeds)
+            self.subscribed = tuple(feeds)
+            self._requests.append(self.subscribed)
             self.phase = Phase.SUBSCRIBING
             self._phase_deadline = now + self.settings.subscribe_wait
             return [SendRequest(json.dumps({"type": "subscribe", "feeds": feeds}), "subscribe"),
@@ -358,18 +363,18 @@ class Session:
     def _checked(self, message: ControlMessage) -> list[Action]:
         """sFOX's answer lists every feed subscribed (protocol notes): one asked for and left out did
         not take. On a connection of many feeds it is asked for once more, then taken as refused."""
+        request = self._requests.popleft() if self._requests else ()
         if not (self.settings.partial_subscribe and message.feeds):
             return []
         listed = set(message.feeds)
-        missing = [feed for feed in self._request if feed not in listed]
+        missing = dict.fromkeys(feed for feed in request if feed not in listed)  # in order, and quick to look in
         if not missing:
             return []
         refused = tuple(feed for feed in missing if feed in self._omitted)
         self._omitted.update(missing)
-        gone = set(missing)
-        self.subscribed = tuple(feed for feed in self.subscribed if feed not in gone)
+        self.subscribed = tuple(feed for feed in self.subscribed if feed not in missing)
         return [Ignored("feeds left out of sFOX's answer to subscribe", reason=ErrorReason.SUBSCRIBE,
-                        detail=f"{len(missing)} feed(s), such as {missing[0]}", refused=refused,
+                        detail=f"{len(missing)} feed(s), such as {next(iter(missing))}", refused=refused,
                         ask_again=len(refused) < len(missing))]
 
     def _refused(self, message: ControlMessage, detail: str) -> list[Action]:
@@ -377,6 +382,7 @@ class Session:
         in its text) are not asked for again; the rest are taken to stream, as their tickers will show.
         One naming no feed (a rate limit, say), or every one, refuses the request: the connection ends,
         as on any other, lest it show up with nothing streaming."""
+        _ = self._requests.popleft() if self._requests else None  # answered
         named = {*message.feeds, *re.findall(r"[\w.-]+", message.detail or "")}
         refused = tuple(feed for feed in self.subscribed if feed in named)
         if not refused or len(refused) == len(self.subscribed):
