@@ -246,11 +246,10 @@ class AccountUnits:
 
     def build_market(self, config: Config) -> MarketUnit:
         stop = threading.Event()
-        redactor = self.redactor
         data = market.build(config, self.state, budget=self.budget, connector=self.connector, fetch=self.fetch,
                             clock=self.clock, stop=stop, user_agent=self.user_agent,
                             rng=random.Random(self.rng.random()),
-                            on_key=lambda key: redactor.add(key.reveal(), owner="market-data"))
+                            on_key=functools.partial(_add_key, self.redactor, "market-data"))
         assert data is not None  # planned only with valuation enabled and an account
         return MarketUnit(data, stop)
 
@@ -296,12 +295,11 @@ class AccountUnits:
         else:
             inner = AccountSink(self.state, account.name, request)
         sink = RetirableSink(inner)
-        redactor = self.redactor
         feed = FeedWorker(
             account.name, key_source=account.key, settings=settings, ws_url=config.sfox.ws_url, feed=config.feed,
             sink=sink, budget=self.budget, connector=self.connector, clock=self.clock, stop=stop,
             rng=random.Random(self.rng.random()),
-            on_key=functools.partial(_add_key, redactor, account.name))
+            on_key=functools.partial(_add_key, self.redactor, account.name))
         return AccountUnit(feed, snapshot, sink, stop)
 
 

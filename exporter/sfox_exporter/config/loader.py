@@ -186,10 +186,8 @@ def _read_document(path_text: str) -> dict[str, Any]:
     try:
         document = yamlfile.safe_load(text)
     except yamlfile.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError(f"--config.file: {path} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"--config.file: {path} is not valid YAML{yamlfile.where(error)}: {problem}") from None
     if document is None:
         return {}
     if not isinstance(document, dict):

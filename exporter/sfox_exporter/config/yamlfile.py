@@ -24,7 +24,7 @@ from yaml.nodes import MappingNode, ScalarNode
 
 from sfox_exporter.config.validate import shown
 
-__all__ = ["YAMLError", "safe_load"]
+__all__ = ["YAMLError", "safe_load", "where"]
 
 YAMLError = yaml.YAMLError
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -74,6 +74,12 @@ def _refuse_yaml11_spelling(node: ScalarNode, *, octal: bool) -> None:
 _Loader.add_constructor(_INT_TAG, _Loader.construct_plain_int)
 _Loader.add_constructor(_FLOAT_TAG, _Loader.construct_plain_float)
 _Loader.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def where(error: YAMLError) -> str:
+    """" at line L, column C" of the problem an error names, for its one line; "" when it names none."""
+    mark = getattr(error, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 
 
 def safe_load(text: str) -> Any:

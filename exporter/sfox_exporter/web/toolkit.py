@@ -133,9 +133,8 @@ def _load_web_config(path: Path) -> WebSecurity:
     except UnreadableFile as error:
         raise WebConfigError(str(error)) from None
     except yamlfile.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise WebConfigError(f"{origin} is not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+        problem = getattr(error, "problem", None) or error
+        raise WebConfigError(f"{origin} is not valid YAML{yamlfile.where(error)}: {problem}") from None
     if document is None:  # an empty file: no TLS, no auth. But [] or false is no web config at all.
         document = {}
     _mapping(document, origin, _TOP_KEYS)
@@ -211,8 +210,9 @@ def _users(value: Any, origin: str) -> dict[str, bytes]:
         if not isinstance(hashed, str) or not BCRYPT_HASH.fullmatch(hashed):
             raise WebConfigError(f"{origin}: {user}: the password must be a bcrypt hash "
                                  "(htpasswd -nBC 10 \"\" | tr -d ':\\n')")
-        if cost(hashed.encode()) not in BCRYPT_COSTS:
-            raise WebConfigError(f"{origin}: {user}: a bcrypt cost of {cost(hashed.encode())} is outside "
+        stated = cost(hashed.encode())
+        if stated not in BCRYPT_COSTS:
+            raise WebConfigError(f"{origin}: {user}: a bcrypt cost of {stated} is outside "
                                  f"{BCRYPT_COSTS.start}..{BCRYPT_COSTS.stop - 1} (each step doubles the time a "
                                  "check takes; 10 to 12 is usual)")
         users[user] = hashed.encode()
