@@ -126,3 +126,19 @@ def test_a_reload_that_rebuilds_the_connection_keeps_the_end_users(connect_simul
     sharded = dataclasses.replace(slower, end_users=EndUsersConfig(shard="0/2"))
     exporter.reconfigure(sharded, None)
     assert exporter.end_users["platform"] is not book
+
+
+def test_a_reload_that_drops_accounts_forgets_what_was_kept_for_them(connect_simulator: Simulator,
+                                                                     start_exporter: Callable[..., Exporter]) -> None:
+    """Reloads through ever new account names must not leave a REST window or a book's owner behind
+    for each name ever configured."""
+    config = enterprise_config(connect_simulator)
+    exporter = start_exporter(config)
+    wait_until(feed_up(exporter, "platform"))
+    units = exporter.account_units
+    assert set(units.rest_windows) == {"main"} and set(units.book_owners) == {"platform"}
+    exporter.reconfigure(dataclasses.replace(config, accounts=config.accounts[1:]), None)
+    assert units.rest_windows == {}
+    assert set(units.book_owners) == {"platform"}
+    exporter.reconfigure(dataclasses.replace(config, accounts=config.accounts[:1]), None)
+    assert set(units.rest_windows) == {"main"} and units.book_owners == {}

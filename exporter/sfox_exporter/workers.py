@@ -241,6 +241,11 @@ class AccountUnits:
         for name in [name for name in self.end_users if name not in enterprise]:
             del self.end_users[name]
             self.state.set_end_user_book(name, None)
+        # So that reloads through ever new account names leave nothing behind of the dropped ones.
+        named = {account.name for account in config.accounts}
+        for kept in (self.rest_windows, self.book_owners):
+            for name in [name for name in kept if name not in named]:
+                del kept[name]
         if not config.valuation.enabled:
             self.state.attach_market(None)
 
