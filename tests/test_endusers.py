@@ -187,6 +187,25 @@ def test_shards_keep_their_users_only() -> None:
     assert sum(counts) == len(users) and min(counts) > 0
 
 
+def test_a_book_carried_into_new_settings_keeps_what_they_let_it() -> None:
+    """A reload's new shard, caps or per-user series take over the users held (sFOX replays nothing),
+    in the order they came, with absent amounts still absent."""
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    users = [f"user-{i}" for i in range(40)]
+    for n, user in enumerate(users):
+        book.apply(message(user, holding("btc", 0.1 * n, 0.1 * n), holding("eth", 2.0, None, 1.0)))
+    assert totals(book.carried_into(EndUsersConfig(), 100)) == totals(book)
+    sharded = book.carried_into(EndUsersConfig(shard="1/2"), 100)
+    kept = [u for u in users if zlib.crc32(u.encode()) % 2 == 1]
+    assert sharded.view().users == len(kept)
+    assert all(sharded.holdings(u) == book.holdings(u) for u in kept)
+    assert sharded.holdings(kept[0]) == (("btc", *[0.1 * users.index(kept[0])] * 2, None), ("eth", 2.0, None, 1.0))
+    capped = book.carried_into(EndUsersConfig(max_users=5, per_user_series=True), 16)
+    assert capped.view().users == 5 and capped.holdings(users[4]) is not None and capped.holdings(users[5]) is None
+    assert capped.series == 6  # the 8 series the totals leave room for hold 2 users of 3 (eth has no available)
+    assert book.view().users == 40  # the old book is left as it was
+
+
 def test_per_user_series_are_opt_in_and_capped() -> None:
     off = EndUserBook(EndUsersConfig(), max_series=100)
     off.apply(message("a", holding("btc", 1.0, 1.0)))

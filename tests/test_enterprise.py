@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ import pytest
 from sfox_exporter.app import Exporter
 from sfox_exporter.config import AccountKind, AuthFlag, Config, EndUsersConfig
 from sfox_exporter.simulator import EnterpriseLedger, Ledger, Simulator
-from sfox_exporter.simulator.enterprise import END_USERS_FEED, USERS_FEED, user_record
+from sfox_exporter.simulator.enterprise import END_USERS_FEED, USERS_FEED, user_id, user_record
 
 from .conftest import KEY_MAIN, feed_up, make_config, scrape, scrape_until, wait_until
 
@@ -111,7 +112,7 @@ def test_personal_data_is_never_served_or_logged(connect_simulator: Simulator, c
 def test_a_reload_that_rebuilds_the_connection_keeps_the_end_users(connect_simulator: Simulator,
                                                                    start_exporter: Callable[..., Exporter]) -> None:
     """sFOX replays nothing: a new book after a reload that only changed a ping interval would show
-    no end users until each changed again. Another book setting starts anew."""
+    no end users until each changed again. New book settings take over what the old book held."""
     config = enterprise_config(connect_simulator)
     exporter = start_exporter(config)
     wait_until(feed_up(exporter, "platform"))
@@ -123,9 +124,19 @@ def test_a_reload_that_rebuilds_the_connection_keeps_the_end_users(connect_simul
     wait_until(feed_up(exporter, "platform"))
     assert exporter.end_users["platform"] is book
     assert scrape(exporter.url).get("sfox_end_users", account="platform") == 50
-    sharded = dataclasses.replace(slower, end_users=EndUsersConfig(shard="0/2"))
-    exporter.reconfigure(sharded, None)
+    totals = scrape(exporter.url).get("sfox_end_users_balance", account="platform", currency="btc")
+    wider = dataclasses.replace(slower, feed=dataclasses.replace(slower.feed, max_series=20_000))
+    exporter.reconfigure(wider, None)
     assert exporter.end_users["platform"] is not book
+    served = scrape(exporter.url)
+    assert served.get("sfox_end_users", account="platform") == 50
+    assert served.get("sfox_end_users_balance", account="platform", currency="btc") == totals
+    sharded = dataclasses.replace(wider, end_users=EndUsersConfig(shard="0/2"))
+    exporter.reconfigure(sharded, None)
+    kept = [user_id(n) for n in range(50) if zlib.crc32(user_id(n).encode()) % 2 == 0]
+    assert 0 < len(kept) < 50
+    assert scrape(exporter.url).get("sfox_end_users", account="platform") == len(kept)
+    assert exporter.end_users["platform"].holdings(kept[0]) == book.holdings(kept[0])
 
 
 def test_a_reload_that_drops_accounts_forgets_what_was_kept_for_them(connect_simulator: Simulator,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sfox_exporter.clock import Clock
-from sfox_exporter.config import AccountConfig, Config, Secret
+from sfox_exporter.config import AccountConfig, Config, EndUsersConfig, Secret
 from sfox_exporter.logs import Redactor
 from sfox_exporter.metrics.endusers import EndUserBook
 from sfox_exporter.metrics.state import State
@@ -223,7 +223,7 @@ class AccountUnits:
     # Per account, across the units a reload builds for it: the REST rate limit, and what its end
     # users' book was built for.
     rest_windows: dict[str, SlidingWindow] = dataclasses.field(default_factory=dict)
-    book_owners: dict[str, Hashable] = dataclasses.field(default_factory=dict)
+    book_owners: dict[str, tuple[AccountConfig, EndUsersConfig, int]] = dataclasses.field(default_factory=dict)
 
     def plan(self, config: Config) -> dict[str, UnitSpec]:
         plan = {account_unit_name(account.name): UnitSpec(self.fingerprint(account, config),
@@ -287,12 +287,16 @@ class AccountUnits:
         inner: FeedSink
         if enterprise:
             book = self.end_users.get(account.name)
-            # A connection rebuilt for a new ping interval, say, keeps its end users: sFOX replays
-            # nothing, so a new book would start empty. Another key, kind or book setting starts anew.
-            if book is None or self.book_owners.get(account.name) != (account, config.end_users,
-                                                                        config.feed.max_series):
+            # sFOX replays nothing, so a new book would stay empty until every user's balances
+            # changed: a connection rebuilt for a new ping interval, say, keeps its book, and new book
+            # settings (shard, caps) take over what it holds. Another key or account starts anew.
+            owner = (account, config.end_users, config.feed.max_series)
+            kept = self.book_owners.get(account.name)
+            if book is None or kept is None or kept[0] != account:
                 book = EndUserBook(config.end_users, config.feed.max_series)
-            self.book_owners[account.name] = (account, config.end_users, config.feed.max_series)
+            elif kept != owner:
+                book = book.carried_into(config.end_users, config.feed.max_series)
+            self.book_owners[account.name] = owner
             self.end_users[account.name] = book
             self.state.set_end_user_book(account.name, book)
             inner = EndUserSink(self.state, account.name, book)

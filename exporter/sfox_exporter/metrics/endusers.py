@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from sfox_exporter.config import EndUsersConfig
 from sfox_exporter.metrics.exact import ExactSum
 from sfox_exporter.sfox.connect import EndUserBalances
+from sfox_exporter.sfox.entries import AccountBalance
 
 # Currency index, balance, available, held (NaN: absent). Big-endian, so that sorting the packed
 # records sorts them by currency index.
@@ -86,6 +87,17 @@ class EndUserBook:
     @property
     def per_user_series(self) -> bool:
         return self._per_user
+
+    def carried_into(self, config: EndUsersConfig, max_series: int) -> EndUserBook:
+        """A book for other settings (shard, caps, per-user series) holding what this one holds, as
+        far as they let it: sFOX replays nothing, so a reload that changes them must not forget every
+        end user until each one's balances change again. Users are applied in the order they came."""
+        with self._lock:
+            users = [(user_id, self._holdings(user_id)) for user_id in self._users]
+        book = EndUserBook(config, max_series)
+        book.apply_many(EndUserBalances(None, None, user_id, tuple(AccountBalance(*held, ()) for held in holdings), 0)
+                        for user_id, holdings in users)
+        return book
 
     def apply(self, event: EndUserBalances) -> int:
         """Apply one end user's message. Returns the per-user series refusals (cardinality) to count."""
