@@ -349,6 +349,23 @@ def test_a_handshake_refused_with_429_waits_as_told() -> None:
     assert harness.run_once().wait_at_least == 120.0  # sFOX's two-minute block
 
 
+@pytest.mark.parametrize(("step", "reply"), [
+    ("authenticate", {"type": "error", "sequence": 1, "action": "authenticate",
+                      "error": {"message": "Rate limit exceeded, try again later"}}),
+    ("subscribe", {"type": "error", "sequence": 2, "action": "subscribe", "payload": "too many requests"}),
+])
+def test_an_error_that_says_rate_limit_waits_out_sfoxs_block(step: str, reply: dict[str, Any]) -> None:
+    """sFOX blocks an IP for 2 minutes "with an error" of no documented shape: retrying at the
+    backoff's pace would only prolong it, and a rate limit is no rejected key."""
+    script = {"authenticate": [text(reply if step == "authenticate" else AUTH_OK)], "subscribe": [text(reply)]}
+    harness = Harness(lambda clock: ScriptedConnection(clock, script))
+    delay = harness.worker.ended(harness.run_once())
+    assert delay >= 120.0
+    assert harness.statuses[-1] == "backing off"
+    harness = Harness(lambda clock: ScriptedConnection(clock, {"authenticate": [text(AUTH_ERROR)]}))
+    assert harness.worker.ended(harness.run_once()) < 120.0  # a plain rejection backs off as usual
+
+
 def test_a_rotated_key_file_is_read_on_the_next_attempt(tmp_path: Any) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("first-key")

@@ -345,7 +345,8 @@ def _feeds(payload: Any) -> tuple[str, ...]:
 
 
 def _error_detail(message: dict[str, Any]) -> str | None:
-    """sFOX documents no error text; some clients look for error.message, so take it when present."""
+    """sFOX documents no error text; some clients look for error.message, so take it when present,
+    else a payload that is text."""
     for container in (message, message.get("payload")):
         if not isinstance(container, dict):
             continue
@@ -354,7 +355,8 @@ def _error_detail(message: dict[str, Any]) -> str | None:
             error = error.get("message")
         if isinstance(error, str) and error:
             return sanitize_text(error)
-    return None
+    payload = message.get("payload")
+    return sanitize_text(payload) if isinstance(payload, str) and payload else None  # text, the one thing said
 
 
 def sanitize_text(text: str, limit: int | None = None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ log = logging.getLogger("sfox_exporter.sfox.feed")
 CONNECT_TIMEOUT_SECONDS = 10.0
 # sFOX blocks an IP for 2 minutes after a breach of its limits; a 429 without Retry-After means that.
 BLOCKED_SECONDS = 120.0
+_RATE_LIMITED = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
 # A connection that stayed up this long resets the backoff to its initial delay; one dropped sooner
 # (say, right after subscribing, again and again) keeps backing off further.
 HEALTHY_SECONDS = 10.0
@@ -165,16 +167,20 @@ class FeedWorker:
 
     def ended(self, outcome: _Outcome) -> float:
         """Show and log how a connection ended; returns how long to wait before the next one."""
-        self._sink.set_status(FeedStatus.AUTH_REJECTED if outcome.rejected else FeedStatus.BACKING_OFF)
+        # sFOX blocks an IP for 2 minutes on a breach "with an error" of no documented shape: any
+        # error or close that says so is that block, not a rejected key; retrying sooner prolongs it.
+        blocked = _RATE_LIMITED.search(outcome.detail) is not None
+        rejected = outcome.rejected and not blocked
+        self._sink.set_status(FeedStatus.AUTH_REJECTED if rejected else FeedStatus.BACKING_OFF)
         if outcome.up_seconds >= HEALTHY_SECONDS:
             self._backoff.reset()
-        delay = max(self._backoff.next(), outcome.wait_at_least)
+        delay = max(self._backoff.next(), outcome.wait_at_least, BLOCKED_SECONDS if blocked else 0.0)
         # The next attempt also waits for the shared request budget: say so, or the log's "in 1.7s"
         # would be followed by a minute of nothing after an outage that spent the budget.
         budget = self._budget.expected_wait(REQUESTS_PER_CONNECTION)
         when = (f"{delay:.1f}s" if budget <= delay else
                 f"about {budget:.0f}s, when the request budget (sfox.max_requests_per_minute) allows")
-        if outcome.rejected:
+        if rejected:
             self._rejections.failed(
                 "sFOX rejected the API key (%s); retrying with backoff, next attempt in %s", outcome.detail, when)
         else:
