@@ -476,7 +476,7 @@ def test_the_next_connection_asks_only_for_the_feeds_wanted_now_and_not_those_re
     harness.worker.wanted.set(["ticker.sfox.btcusd", "ticker.sfox.solusd", "ticker.sfox.ethusd"])  # ltc delisted
     harness.run_once()
     assert harness.connections[1].sent[1]["feeds"] == ["ticker.sfox.btcusd", "ticker.sfox.ethusd"]
-    harness.worker.wanted.forgive()  # sFOX's pair list changed: solusd may be back
+    harness.worker.wanted.forgive()  # the pair list fetched again: solusd may be back
     harness.run_once()
     assert "ticker.sfox.solusd" in harness.connections[2].sent[1]["feeds"]
 

@@ -19,10 +19,11 @@ from sfox_exporter.sfox.connection import Connection
 from sfox_exporter.sfox.decode import AccountBalance
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.snapshot import FetchResult
+from sfox_exporter.sfox.wanted import WantedFeeds
 from sfox_exporter.simulator import Simulator
-from sfox_exporter.valuation.market import MarketData
+from sfox_exporter.valuation.market import PAIRS_REFRESH_SECONDS, MarketData
 from sfox_exporter.valuation.prices import PriceBook
-from tests.conftest import KEY_MAIN, KEY_OTHER, Samples, make_config, scrape_until, wait_until
+from tests.conftest import KEY_MAIN, KEY_OTHER, FakeClock, Samples, make_config, scrape_until, wait_until
 
 Start = Callable[..., Exporter]
 DEMO_FEEDS = {"ticker.sfox.btcusd", "ticker.sfox.ethbtc", "ticker.sfox.solusd", "ticker.sfox.usdtusd",
@@ -267,3 +268,39 @@ def test_currencies_no_pair_prices_are_said_once_each_and_only_those_held_are_re
     lines = [r.getMessage() for r in caplog.records if "no pair, direct or through a bridge" in r.getMessage()]
     assert len(lines) == 20 and lines[-1].endswith("and 90 more in usd: counted as unpriced"), lines[-1]
     assert len(data._reported) <= 100 + 2  # noqa: SLF001 - those held now and the bridges
+
+
+def test_a_refused_feed_is_asked_for_again_after_the_next_fetch_of_the_pair_list(simulator: Simulator) -> None:
+    """A refusal may be passing (a pair paused, say): remembered for good, it left a currency unpriced
+    for the life of the process whenever sFOX's pair list did not change."""
+    clock = FakeClock()
+    state = State(["main"], clock=clock, stale_after_seconds=0)
+    state.apply_snapshot("main", (AccountBalance("eth", 1.0, None, None, ()),), state.generation("main"))
+    fetches = []
+
+    def fetch(url: str, key: Secret, timeout: float, agent: str) -> FetchResult:
+        fetches.append(clock.monotonic())
+        return FetchResult(200, b'{"btcusd":{"base":"btc","quote":"usd"},"ethusd":{"base":"eth","quote":"usd"}}')
+
+    config = make_config(simulator, valuation=ValuationConfig())
+    data = MarketData(config, state=state, book=PriceBook("usd", 300, clock), budget=RequestBudget(clock),
+                      connector=lambda url, timeout: None,  # type: ignore[arg-type,return-value]
+                      fetch=fetch, clock=clock, stop=threading.Event(), user_agent="test")
+
+    class Worker:
+        wanted = WantedFeeds()
+
+    def start(feeds: tuple[str, ...]) -> Worker:
+        Worker.wanted.set(feeds)
+        return Worker()
+
+    data._start_worker = start  # type: ignore[method-assign,assignment]  # noqa: SLF001
+    data.step()
+    Worker.wanted.refuse(["ticker.sfox.ethusd"])
+    clock.advance(PAIRS_REFRESH_SECONDS / 2)
+    data.step()
+    assert Worker.wanted.current()[0] == ["ticker.sfox.btcusd"]
+    clock.advance(PAIRS_REFRESH_SECONDS / 2)
+    data.step()  # the same list, fetched again
+    assert len(fetches) == 2
+    assert Worker.wanted.current()[0] == ["ticker.sfox.btcusd", "ticker.sfox.ethusd"]

@@ -2,7 +2,7 @@
 
 Market data wants a changing set of ticker feeds: the set follows the valuation's plan (set_feeds),
 so that a pair sFOX no longer lists is not asked for at the next connection; feeds sFOX refused by
-name stay out until its pair list changes (forgive). The feed worker reads the set with its version
+name stay out until the pair list is fetched again, hourly (forgive). The feed worker reads the set with its version
 and subscribes what its connection lacks, whenever the version moves.
 """
 

@@ -173,7 +173,7 @@ class MarketData:
         self._pairs_generation = 0
         self._reported: set[str] = set()
         self._asked: set[str] = set()
-        self._forgiven = 0  # the pairs generation whose refusals were last forgiven
+        self._fetches = 0  # successful fetches of the pair list
         self.worker: FeedWorker | None = None
         self.pair_fetches = 0
         self.thread = threading.Thread(target=self.run, name="market-data", daemon=True)
@@ -208,7 +208,12 @@ class MarketData:
     def step(self) -> None:
         """Refresh the pairs when due, route what is held, subscribe what is missing."""
         if self._clock.monotonic() >= self._next_fetch:
+            fetched = self._fetches
             self._fetch_pairs()
+            if self.worker is not None and self._fetches != fetched:
+                # Feeds sFOX refused are asked for again after each fetch of the pair list (hourly): a
+                # refusal may have been passing, and one more subscribe an hour is all it costs.
+                self.worker.wanted.forgive()
         if self._pairs is None:
             return
         currencies = frozenset(held_currencies(self._state.snapshot()) | set(self._valuation.bridges))
@@ -244,6 +249,7 @@ class MarketData:
         self._backoff.reset()
         self._failures.recovered("currency pairs fetched")
         self._next_fetch = self._clock.monotonic() + self._refresh
+        self._fetches += 1
         if pairs != self._pairs:
             self._pairs = pairs
             self._pairs_generation += 1
@@ -274,9 +280,6 @@ class MarketData:
             log.info("no pair, direct or through a bridge, prices %s in %s: counted as unpriced",
                      shown, self._valuation.quote, extra={"account": NAME})
         self.book.set_routes(planned)
-        if self.worker is not None and self._forgiven != self._pairs_generation:
-            self._forgiven = self._pairs_generation
-            self.worker.wanted.forgive()  # sFOX's list changed: a feed it refused may be back
         self._subscribe({ticker_feed(pair) for pair in routes.feeds_of(planned.values())})
 
     def _subscribe(self, feeds: set[str]) -> None:
