@@ -13,15 +13,17 @@ import pytest
 
 from sfox_exporter.app import Exporter
 from sfox_exporter.clock import SystemClock
-from sfox_exporter.config import Secret, ValuationConfig
+from sfox_exporter.config import EndUsersConfig, Secret, ValuationConfig
+from sfox_exporter.metrics.endusers import EndUserBook
 from sfox_exporter.metrics.state import State
+from sfox_exporter.sfox.connect import EndUserBalances
 from sfox_exporter.sfox.connection import Connection
 from sfox_exporter.sfox.decode import AccountBalance
 from sfox_exporter.sfox.ratelimit import RequestBudget
 from sfox_exporter.sfox.snapshot import FetchResult
 from sfox_exporter.sfox.wanted import WantedFeeds
 from sfox_exporter.simulator import Simulator
-from sfox_exporter.valuation.market import PAIRS_REFRESH_SECONDS, MarketData
+from sfox_exporter.valuation.market import PAIRS_REFRESH_SECONDS, MarketData, held_currencies
 from sfox_exporter.valuation.prices import PriceBook
 from tests.conftest import KEY_MAIN, KEY_OTHER, FakeClock, Samples, make_config, scrape_until, wait_until
 
@@ -304,3 +306,13 @@ def test_a_refused_feed_is_asked_for_again_after_the_next_fetch_of_the_pair_list
     data.step()  # the same list, fetched again
     assert len(fetches) == 2
     assert Worker.wanted.current()[0] == ["ticker.sfox.btcusd", "ticker.sfox.ethusd"]
+
+
+def test_what_end_users_are_owed_is_priced_too() -> None:
+    """A Connect platform's market connection priced the bridges alone: nothing it owes had a price."""
+    state = State(["main", "platform"], clock=FakeClock())
+    book = EndUserBook(EndUsersConfig(), max_series=100)
+    book.apply(EndUserBalances(None, None, "u1", (AccountBalance("sol", 2.0, 2.0, 0.0, ()),), 0))
+    state.set_end_user_book("platform", book)
+    state.apply_snapshot("main", (AccountBalance("eth", 1.0, None, None, ()),), state.generation("main"))
+    assert held_currencies(state.snapshot()) == {"eth", "sol"}

@@ -119,11 +119,14 @@ class KeyRing:
 
 
 def held_currencies(snapshot: Snapshot) -> set[str]:
-    """Every currency in any account's balances or Web3 wallets."""
+    """Every currency in any account's balances or Web3 wallets, or owed to a Connect platform's end
+    users: so that what a platform owes can be valued in PromQL (sfox_end_users_balance x sfox_price)."""
     held: set[str] = set()
     for view in snapshot.accounts:
         held.update(view.balances)
         held.update(wallet.currency for wallet in view.wallets.values() if wallet.currency)
+        if view.end_users is not None:
+            held.update(totals.currency for totals in view.end_users.currencies)
     return held
 
 
