@@ -132,6 +132,27 @@ def test_any_reply_to_authenticate_but_success_is_a_rejection(reply: dict[str, A
     assert session.receive(OP_TEXT, balances(2), 0.2) == [] and session.tick(100.0) == []
 
 
+@pytest.mark.parametrize("notice", [
+    {"type": "info", "payload": {"message": "welcome"}},
+    {"type": "heartbeat", "sequence": 1},
+    {"type": "notice", "message": "maintenance at 02:00 UTC"},
+])
+def test_a_notice_that_names_no_action_answers_no_step(notice: dict[str, Any]) -> None:
+    """Taken as the answer to authenticate, an "info" sFOX sent on connecting failed every key."""
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    actions = session.receive(OP_TEXT, frame(notice), 0.1)
+    assert not of(actions, Ended) and session.phase is Phase.AUTHENTICATING
+    assert of(actions, Deliver)  # counted as a control message all the same
+    assert requests(session.receive(OP_TEXT, frame(AUTH_OK), 0.2)) == [{"type": "subscribe", "feeds": [ACCOUNT_FEED]}]
+    assert not of(session.receive(OP_TEXT, frame(notice), 0.3), Ended)  # nor is it a refused subscribe
+    assert of(session.receive(OP_TEXT, frame(SUB_OK), 0.4), WentUp)
+    failure = {"type": "Failure", "sequence": 9}  # a failure, with or without an action, still answers
+    session = Session(settings(), Secret(KEY))
+    session.start(0.0)
+    assert of(session.receive(OP_TEXT, frame(failure), 0.1), Ended)[0].rejected
+
+
 def test_no_reply_to_authenticate_ends_after_the_reply_timeout() -> None:
     session = Session(settings(ping_timeout=2.0), Secret(KEY))
     session.start(0.0)

@@ -14,6 +14,7 @@ value is a schema error of its entry, not an undecodable frame.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -76,6 +77,7 @@ __all__ = [
 BALANCES_FEED = documented.BALANCES_FEED
 END_USERS_FEED = documented.END_USERS_FEED
 TICKER_PREFIX = "ticker.sfox."
+_FAILURE_TYPE = re.compile(r"err|fail|reject|den|unauth|invalid|forbid|refus", re.IGNORECASE)
 MAX_LISTED_FEEDS = 10_000  # of a control message's payload.feeds: more than any connection asks for
 
 KIND_BALANCES = MessageKind.BALANCES
@@ -118,6 +120,12 @@ class ControlMessage:
     @property
     def success(self) -> bool:
         return self.type == "success"
+
+    @property
+    def notice(self) -> bool:
+        """Neither success nor failure ("error" as documented, "failure", ...) and naming no action:
+        an "info" or "heartbeat" sFOX might send unasked, which answers no request."""
+        return not (self.success or self.action or _FAILURE_TYPE.search(self.type))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,9 @@ needs to be woken (`next_deadline`), and carries out the actions it returns: sen
 costs one request of sFOX's per-IP budget), ping, pong, report the feed up, deliver a decoded event,
 resync after a sequence anomaly, or end the connection.
 
-The same object drives the three conversations the exporter holds: a user account
-(`private.user.balances`), an enterprise account (sFOX Connect, authenticated with the
-`enterprise` flag, `private.enterprise.users.balances`) and the market-data connection (ticker
-feeds, more of which may be subscribed while it runs).
+The same object drives the exporter's three conversations: a user account (`private.user.balances`),
+an enterprise account (sFOX Connect, authenticated with the `enterprise` flag,
+`private.enterprise.users.balances`) and market data (ticker feeds, more of them as it runs).
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ MIN_REPLY_TIMEOUT_SECONDS = 5.0
 # sFOX documents no reply to subscribe: silence this long counts as subscribed.
 SUBSCRIBE_GRACE_SECONDS = 2.0
 MAX_UNANSWERED = 16  # subscribes kept waiting for their answer: a server that never answers fills no memory
-
 
 TOO_BIG = f"a message over the size limit ({DEFAULT_MAX_MESSAGE_BYTES >> 20} MiB or {MAX_FRAGMENTS} fragments)"
 
@@ -317,6 +315,8 @@ class Session:
     # --- internals ---------------------------------------------------------------------------
 
     def _on_control(self, message: ControlMessage, now: float) -> list[Action]:
+        if message.notice:  # answers nothing: taken as a refusal, one "info" on connecting failed every key
+            return []
         detail = f"{message.type}{': ' + message.detail if message.detail else ''}"
         # The documented replies name their action; an error naming another one, or none, during a
         # handshake step is taken as the answer to that step (the protocol notes call this inferred).
