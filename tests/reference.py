@@ -142,7 +142,9 @@ def reference_frame(data: bytes | str) -> object:
             return BalanceUpdate(sequence, when, (), (), errors + 1)
         accounts, wallets, all_web3 = [], [], bool(entries)
         for entry in entries:
-            said_web3 = isinstance(entry, dict) and entry.get("type") == "web3"
+            kind = entry.get("type") if isinstance(entry, dict) else None
+            said_web3 = isinstance(entry, dict) and (kind.lower() == "web3" if isinstance(kind, str) else
+                                                     kind is None and "address" in entry and "network" in entry)
             parsed = web3(entry) if said_web3 else account(entry)
             if parsed is None:
                 errors += 1

@@ -114,6 +114,12 @@ def test_documented_web3_message() -> None:
         pytest.param([{"type": "web3", "address": "a", "balance": None}], 0, 0, 1, id="web3 without balance"),
         pytest.param([{"type": "web3", "address": "a", "network": 5, "balance": "1"}], 0, 0, 1,
                      id="web3 network not a string"),
+        pytest.param([{"type": "Web3", "address": "a", "network": "Base", "currency": "USDC", "balance": "2"},
+                      {"type": "WEB3", "address": "b", "balance": "3"}], 0, 2, 0, id="web3 in another case"),
+        pytest.param([{"address": "a", "network": "Base", "currency": "USDC", "balance": "2"}], 0, 1, 0,
+                     id="web3 without a type"),
+        pytest.param([{"type": "Web3", "currency": "usdc", "balance": "2"}], 0, 0, 1,
+                     id="web3 in another case without address is no account entry"),
     ],
 )
 def test_entries_are_validated_one_by_one(payload: Any, expected_accounts: int, expected_wallets: int,

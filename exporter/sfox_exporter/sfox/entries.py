@@ -278,9 +278,18 @@ def raw_accounts(raw: Raw) -> list[AccountBalance | None] | None:
 
 def parse_entry(entry: Any) -> Entry:
     """One element of a balances payload: a Web3 wallet when it says so, else an account balance."""
-    if isinstance(entry, dict) and entry.get("type") == "web3":
+    if isinstance(entry, dict) and says_web3(entry):
         return parse_web3_entry(entry) or INVALID_WEB3
     return parse_account_entry(entry) or INVALID_ACCOUNT
+
+
+def says_web3(entry: dict[str, Any]) -> bool:
+    """A `type` of "web3" in any case ("Web3"), or none and a Web3 wallet's address and network: read
+    as an account entry, a Web3 message would overwrite the account's own balance of its currency."""
+    kind = entry.get("type")
+    if isinstance(kind, str):
+        return kind.lower() == "web3"
+    return kind is None and "address" in entry and "network" in entry
 
 
 _AMOUNT_FIELDS = {"balance": 0, "available": 1, "held": 2}
