@@ -158,6 +158,19 @@ def test_snapshot_replaces_account_balances_wholesale() -> None:
     assert view.series == 7
 
 
+def test_a_snapshot_with_invalid_entries_is_merged_not_taken_as_the_whole_list() -> None:
+    """The currency of an invalid entry ({"currency": "btc", "balance": "NaN"}) may be one the account
+    holds: taken as the whole list, the snapshot withdrew it, where the same entry on the feed keeps it."""
+    state = make_state()
+    state.ingest("main", update(entry("btc", 1), entry("doge", 5)))
+    state.apply_snapshot("main", [entry("usd", 10), entry("doge", 6)], state.generation("main"), complete=False)
+    view = state.snapshot().accounts[0]
+    assert {c: e.balance for c, e in view.balances.items()} == {"btc": 1.0, "doge": 6.0, "usd": 10.0}
+    assert view.series == 3 * entry("btc", 1).series_count
+    state.apply_snapshot("main", [entry("usd", 10)], state.generation("main"))
+    assert set(state.snapshot().accounts[0].balances) == {"usd"}
+
+
 def test_feed_updates_newer_than_the_snapshot_request_survive_it() -> None:
     state = make_state()
     since = state.generation("main")  # the REST request goes out

@@ -218,11 +218,13 @@ class State:
             book = self._books.get(account)
             return book.generation if book is not None else 0
 
-    def apply_snapshot(self, account: str, balances: Iterable[Balance], since_generation: int) -> None:
+    def apply_snapshot(self, account: str, balances: Iterable[Balance], since_generation: int,
+                       complete: bool = True) -> None:
         """Replace the account balances wholesale with a REST snapshot requested at `since_generation`.
 
         Currencies the feed wrote after the request went out are newer than the snapshot and stay.
-        Web3 wallets are not in the REST response and stay as they are.
+        Web3 wallets are not in the REST response and stay as they are. A snapshot that had invalid
+        entries (not `complete`) is merged instead: a currency missing from it may be one of them.
         """
         now = self._clock.time()
         with self._lock:
@@ -244,6 +246,11 @@ class State:
                     continue
                 replacement[entry.currency] = entry
                 series += entry.series_count
+            if not complete:
+                for currency, entry in book.balances.items():
+                    if currency not in replacement and currency not in fresher:
+                        replacement[currency] = entry
+                        series += entry.series_count
             replacement.update(fresher)
             book.balances = replacement
             book.irregular = {currency for currency, entry in replacement.items()

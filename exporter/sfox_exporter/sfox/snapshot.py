@@ -259,7 +259,7 @@ class SnapshotWorker:
         balances, invalid = parsed
         if invalid:
             self._state.count_error(self.account, ErrorReason.SCHEMA, invalid)
-        self._state.apply_snapshot(self.account, balances, since)
+        self._state.apply_snapshot(self.account, balances, since, complete=not invalid)
         self._backoff.reset()
         self._failures.recovered("REST balance snapshot succeeded")
         self.completed += 1
