@@ -85,12 +85,14 @@ def test_rest_calls_stay_within_5_per_10_seconds(simulator: Simulator, start_exp
     assert not simulator.observed.limit_violations
 
 
-def test_429_honours_retry_after(simulator: Simulator, start_exporter: StartExporter) -> None:
-    simulator.fail_rest(429, times=1, retry_after="2")
-    exporter = start_exporter(make_config(simulator))
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(simulator: Simulator, start_exporter: StartExporter, status: int) -> None:
+    """On a 503 (sFOX's "temporarily offline for maintenance") too: sFOX documents no Retry-After."""
+    simulator.fail_rest(status, times=1, retry_after="2")
+    exporter = start_exporter(make_config(simulator, backoff_initial_seconds=0.2))
     wait_until(lambda: rest_calls(simulator) >= 2, timeout=10)
     first, second = simulator.rest_requests()[:2]
-    assert first.status == 429
+    assert first.status == status
     assert second.at - first.at >= 1.95
     assert errors(exporter, "rest") == 1
 

@@ -348,6 +348,12 @@ def test_a_handshake_refused_with_429_waits_as_told() -> None:
     harness = Harness(lambda clock: ScriptedConnection(clock, {}), connector=refuse_silently)
     assert harness.run_once().wait_at_least == 120.0  # sFOX's two-minute block
 
+    def maintenance(url: str, timeout: float) -> ScriptedConnection:
+        raise HandshakeRefused(503, "8")
+
+    harness = Harness(lambda clock: ScriptedConnection(clock, {}), connector=maintenance)
+    assert harness.run_once().wait_at_least == 8.0  # honoured on any status: sFOX documents none
+
 
 @pytest.mark.parametrize(("step", "reply"), [
     ("authenticate", {"type": "error", "sequence": 1, "action": "authenticate",

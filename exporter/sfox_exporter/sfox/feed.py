@@ -214,9 +214,8 @@ class FeedWorker:
             connection = self._connector(self._ws_url, CONNECT_TIMEOUT_SECONDS)
         except HandshakeRefused as refused:
             self._sink.count_error(ErrorReason.CONNECTION)
-            wait = 0.0
-            if refused.status == 429:
-                wait = parse_retry_after(refused.retry_after, self._clock.time(), BLOCKED_SECONDS)
+            blocked = BLOCKED_SECONDS if refused.status == 429 else 0.0  # Retry-After counts on a 503 too
+            wait = parse_retry_after(refused.retry_after, self._clock.time(), blocked)
             return _Outcome(ErrorReason.CONNECTION, str(refused), wait_at_least=wait)
         except Exception as error:  # noqa: BLE001 - any failure to connect is a connection error
             self._sink.count_error(ErrorReason.CONNECTION)

@@ -269,10 +269,12 @@ class SnapshotWorker:
     def _failed(self, detail: str, result: FetchResult | None) -> bool:
         self._state.count_error(self.account, ErrorReason.REST)
         delay = self._backoff.next()
-        if result is not None and result.status == 429:
+        if result is not None:
             # Never sooner than the backoff: "Retry-After: 0" from a rate-limited route is no licence
-            # to ask again at once, and again.
-            delay = max(delay, parse_retry_after(result.retry_after, self._clock.time(), DEFAULT_RETRY_AFTER_SECONDS))
+            # to ask again at once, and again. Honoured on any status: sFOX documents no Retry-After,
+            # and a 503 for maintenance may well say when to come back.
+            rate_limited = DEFAULT_RETRY_AFTER_SECONDS if result.status == 429 else 0.0
+            delay = max(delay, parse_retry_after(result.retry_after, self._clock.time(), rate_limited))
         self._not_before = self._clock.monotonic() + delay
         self._failures.failed("REST balance snapshot failed (%s); retrying in %.1fs", detail, delay)
         return False

@@ -237,8 +237,8 @@ class MarketData:
         result = self._fetch(self._url, key, self._config.feed.rest_timeout_seconds, self._user_agent)
         if result.status != 200:
             detail = result.error if result.status is None else f"HTTP {result.status}"
-            wait = (parse_retry_after(result.retry_after, self._clock.time(), DEFAULT_RETRY_AFTER_SECONDS)
-                    if result.status == 429 else None)
+            wait = parse_retry_after(result.retry_after, self._clock.time(),  # on any status, a 503's too
+                                     DEFAULT_RETRY_AFTER_SECONDS if result.status == 429 else 0.0)
             rejected = result.status in (401, 403)
             self._failed(ErrorReason.AUTH if rejected else ErrorReason.REST,
                          f"{detail}: sFOX rejected the API key" if rejected else detail, wait)
