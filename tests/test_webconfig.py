@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import http.client
+import logging
 import os
 import shutil
 import socket
@@ -211,6 +212,24 @@ def test_renewed_certificate_is_served_without_a_restart(pki: Pki, tmp_path: Pat
     os.replace(new_cert, cert)
     second = ssl.get_server_certificate(("127.0.0.1", exporter.http.port))
     assert first != second
+
+
+def test_a_renewal_that_cannot_be_loaded_keeps_the_certificate_and_says_so(
+        pki: Pki, tmp_path: Path, serve: Callable[[str], Exporter], caplog: pytest.LogCaptureFixture) -> None:
+    """Silent, a broken renewal went unnoticed until the certificate in use expired."""
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    shutil.copy(pki.server_cert, cert)
+    shutil.copy(pki.server_key, key)
+    exporter = serve(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    first = ssl.get_server_certificate(("127.0.0.1", exporter.http.port))
+    cert.write_text(cert.read_text()[:200])  # truncated
+    with caplog.at_level(logging.INFO, logger="sfox_exporter.http"):
+        for _ in range(3):
+            assert ssl.get_server_certificate(("127.0.0.1", exporter.http.port)) == first
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(cert) in warnings[0], warnings  # once a change, not at every handshake
+    shutil.copy(pki.server_cert, cert)  # put right: loaded again
+    assert ssl.get_server_certificate(("127.0.0.1", exporter.http.port)) == first
 
 
 @pytest.mark.parametrize(

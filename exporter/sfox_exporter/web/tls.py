@@ -8,13 +8,15 @@ PEM file ("[SSL] PEM lib") names none, so the certificate and CA are probed on t
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
+import logging
 import ssl
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("sfox_exporter.http")
 
 
 class TlsError(ValueError):
@@ -53,9 +55,15 @@ class ReloadingContext:
         stamp = _stamp(self.settings.files())
         with self._lock:
             if stamp != self._stamp:
-                # A half-written renewal raises: keep serving the last good certificate.
-                with contextlib.suppress(TlsError):
-                    self._context, self._stamp = build_context(self.settings), stamp
+                self._stamp = stamp  # tried once a change of the files, not again at every handshake
+                try:
+                    self._context = build_context(self.settings)
+                except TlsError as error:
+                    # A half-written renewal (finished, it changes the files again) or a broken one:
+                    # keep serving the last good certificate, and say so before it expires unnoticed.
+                    log.warning("keeping the TLS certificate in use: the changed files cannot be loaded (%s)", error)
+                else:
+                    log.info("TLS certificate files changed: loaded")
             return self._context
 
 
