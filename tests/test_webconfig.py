@@ -119,6 +119,32 @@ def test_mutual_tls_required_and_refused_without_a_client_certificate(
     assert get(exporter, "/healthz", client_context(pki, pki.client_cert, pki.client_key))[0] == 200
 
 
+def test_connections_kept_alive_follow_a_reload_that_requires_tls_or_client_certificates(
+        pki: Pki, serve: Callable[[str], Exporter]) -> None:
+    """A plain connection kept alive across a reload that turned TLS on went on serving balances in
+    the clear, and a Prometheus still scraping http:// never noticed."""
+    exporter = serve("")
+    plain = http.client.HTTPConnection("127.0.0.1", exporter.http.port, timeout=10)
+    plain.request("GET", "/metrics")
+    first = plain.getresponse()
+    assert first.status == 200 and first.read()
+    exporter.http.set_security(load_web_config_text(tls_config(pki)))
+    plain.request("GET", "/metrics")
+    response = plain.getresponse()
+    assert response.status == 400 and response.read() == b"Client sent an HTTP request to an HTTPS server.\n"
+    plain.close()
+    kept = http.client.HTTPSConnection("127.0.0.1", exporter.http.port, context=client_context(pki), timeout=10)
+    kept.request("GET", "/metrics")
+    assert kept.getresponse().read()
+    exporter.http.set_security(load_web_config_text(
+        tls_config(pki, f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n")))
+    kept.request("GET", "/metrics")
+    with pytest.raises((ConnectionError, http.client.HTTPException)):  # closed: no certificate to show
+        kept.getresponse()
+    kept.close()
+    assert get(exporter, context=client_context(pki, pki.client_cert, pki.client_key))[0] == 200
+
+
 def test_client_allowed_sans(pki: Pki, serve: Callable[[str], Exporter]) -> None:
     mtls = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
     allowed = serve(tls_config(pki, mtls + "  client_allowed_sans: [prometheus.monitoring]\n"))

@@ -177,7 +177,9 @@ class Exporter:
             f"; metrics moved from {self.telemetry_path} to {config.web.telemetry_path}"  # scrapes of the old one fail
         self.telemetry_path = config.web.telemetry_path
         self.config = config
-        return f"{changes.summary()}; {len(config.thresholds)} threshold(s){moved}"
+        served = self.http.security
+        web = f"; TLS {'on' if served.ssl_context else 'off'}, basic auth {'off' if served.authorized(None) else 'on'}"
+        return f"{changes.summary()}; {len(config.thresholds)} threshold(s){web}{moved}"
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         self.stop_event.set()

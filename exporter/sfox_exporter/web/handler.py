@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from sfox_exporter.web.connections import Connection, Phase
-from sfox_exporter.web.routes import Response, respond, text
+from sfox_exporter.web.routes import Response, Security, respond, text
 
 if TYPE_CHECKING:
     from sfox_exporter.web.server import HttpServer
@@ -170,8 +170,10 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("Content-Length", "0").strip() != "0" or "Transfer-Encoding" in self.headers:
                 # A body we will not read must not be taken for the next request.
                 self.close_connection = self.linger = True
-            server = self.server
-            self._send(respond(server.app, server.security, server.lifecycle, self.command, self.path,
+            server, security = self.server, self.server.security  # one of them, even across a reload
+            if self._outdated(security):
+                return
+            self._send(respond(server.app, security, server.lifecycle, self.command, self.path,
                                headers=self.headers),
                        head_only=self.command == "HEAD")
         except HeadTooLarge:
@@ -179,6 +181,23 @@ class Handler(BaseHTTPRequestHandler):
             self._try(lambda: self.send_error(status))
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
             self.close_connection = True
+
+    def _outdated(self, security: Security) -> bool:
+        """Whether a reload has since required TLS, or client certificates this connection lacks: it
+        must not go on serving under the rules it began with (a plain connection kept alive went on
+        serving balances in the clear). A plain one is told to use HTTPS, as a new one would be."""
+        context = security.ssl_context
+        if context is None:
+            return False
+        sock = self.connection
+        if not isinstance(sock, ssl.SSLSocket):
+            self.close_connection = self.linger = True
+            self._send(text(400, PLAIN_ON_TLS), head_only=False)
+            return True
+        if (context.verify_mode == ssl.CERT_REQUIRED and not sock.getpeercert()) or not security.peer_allowed(sock):
+            self.close_connection = True
+            return True
+        return False
 
     def parse_request(self) -> bool:
         if not self.raw_requestline.strip():  # still empty after MAX_EMPTY_LINES: say so, not just close
