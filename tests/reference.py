@@ -38,6 +38,11 @@ def label(value: Any, empty: bool = False) -> bool:
     return isinstance(value, str) and (empty or value != "") and len(value) <= 128 and value.isprintable()
 
 
+def whole_number(text: str) -> int | float:
+    """A JSON integer too long for int() (4,300 digits) is still a number: too large, an infinity."""
+    return int(text) if len(text) < 4300 else float(text)
+
+
 def amount(value: Any) -> float:
     if isinstance(value, bool) or value is None:
         raise Bad
@@ -119,7 +124,7 @@ def timestamp(message: dict[str, Any]) -> tuple[float | None, int]:
 
 def reference_frame(data: bytes | str) -> object:
     try:
-        message = json.loads(data)
+        message = json.loads(data, parse_int=whole_number)
     except (ValueError, RecursionError):
         return BadFrame("decode")
     if not isinstance(message, dict):
@@ -180,7 +185,7 @@ def reference_frame(data: bytes | str) -> object:
 
 def reference_rest(body: bytes | str) -> tuple[tuple[AccountBalance, ...], int] | None:
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_int=whole_number)
     except (ValueError, RecursionError):
         return None
     if not isinstance(document, list):

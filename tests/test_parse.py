@@ -23,6 +23,7 @@ from sfox_exporter.sfox.decode import (
     parse_rest_balances,
     parse_timestamp,
 )
+from tests.reference import reference_frame, reference_rest
 
 # Verbatim from sFOX's balances page.
 DOC_ACCOUNT_MESSAGE = {
@@ -431,3 +432,17 @@ def test_amount_strings_are_bounded_on_every_path(text: str, valid: bool) -> Non
     assert isinstance(event, BalanceUpdate)
     assert (len(event.accounts), event.schema_errors) == ((1, 0) if valid else (0, 1))
     assert parse_rest_balances(body) == (event.accounts, event.schema_errors)
+
+
+def test_an_integer_past_ints_digit_limit_is_a_number_too_large_not_a_lost_message() -> None:
+    """json.loads refuses integers of more than 4,300 digits: the whole message was lost as `decode`
+    (even for one in a field not exported), and every REST snapshot failed with a traceback."""
+    huge = "9" * 5000
+    frame = ('{"sequence":3,"recipient":"private.user.balances","timestamp":1649899310281716289,"payload":['
+             f'{{"currency":"btc","balance":{huge}}},{{"currency":"eth","balance":"1","wallet_display_id":{huge}}}]}}')
+    for event in (parse_frame(frame.encode()), reference_frame(frame)):
+        assert isinstance(event, BalanceUpdate)
+        assert [account.currency for account in event.accounts] == ["eth"] and event.schema_errors == 1
+    body = f'[{{"currency":"usd","balance":"5"}},{{"currency":"btc","balance":{huge}}}]'
+    for rest in (parse_rest_balances(body.encode()), reference_rest(body)):
+        assert rest is not None and [account.currency for account in rest[0]] == ["usd"] and rest[1] == 1

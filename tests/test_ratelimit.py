@@ -130,6 +130,9 @@ def test_sequence_checker(sequences: list[int | None], anomalies: int) -> None:
         ("\u00b2", 60.0),  # a digit to str.isdigit, not to float
         ("-5", 60.0),
         ("", 60.0),
+        ("Mon, 01 Jan 2026 00:00:00 +99999999999999999999", 60.0),  # overflowed: a traceback a retry
+        ("Mon, 01 Jan 99999999999 00:00:00 GMT", 60.0),
+        ("Mon, 01 Jan 9999 23:59:59 -2359", 900.0),  # far off, but a date: capped
     ],
 )
 def test_retry_after(header: str | None, seconds: float) -> None:

@@ -13,7 +13,6 @@ value is a schema error of its entry, not an undecodable frame.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from sfox_exporter.sfox.entries import (
     decode_raw_list,
     entry_from_raw,
     is_label,
+    loads,
     parse_account_entry,
     parse_amount,
     parse_entry,
@@ -216,7 +216,7 @@ def parser_for(feeds: tuple[str, ...]) -> Callable[[bytes | bytearray | memoryvi
 def _parse_plain(data: bytes | bytearray | memoryview | str) -> Event:
     """parse_frame on what json.loads makes of the frame."""
     try:
-        message = json.loads(bytes(data) if isinstance(data, memoryview) else data)
+        message = loads(bytes(data) if isinstance(data, memoryview) else data)
     except (ValueError, RecursionError):
         # ValueError covers bad JSON and bad UTF-8; RecursionError, absurdly deep nesting.
         return BadFrame("decode")
@@ -312,7 +312,7 @@ def parse_rest_balances(body: bytes | bytearray | str) -> tuple[tuple[AccountBal
         raw = _decode_raw(body)
     except REFUSED:
         try:
-            document = json.loads(body)
+            document = loads(body)
         except (ValueError, RecursionError):
             return None
         if not isinstance(document, list):

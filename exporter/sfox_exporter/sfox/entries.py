@@ -212,6 +212,7 @@ def _web3_from_struct(entry: _Web3Entry) -> Web3Balance | None:
 # Everything msgspec refuses in a whole input: bad JSON, bad UTF-8, numbers out of range, absurd
 # nesting, the wrong shape (ValidationError is a DecodeError). The plain path then judges it.
 REFUSED = (msgspec.DecodeError, ValueError, RecursionError)
+_MAX_INT_DIGITS = 4300  # Python's default int_max_str_digits: int() refuses longer strings
 
 
 def whole_input_decoder(kind: Any) -> Callable[[bytes | bytearray | memoryview | str], Any]:
@@ -239,9 +240,20 @@ def plain(raw: Raw) -> Any:
     """The plain path's view of a piece msgspec already checked as JSON (None past json's nesting
     limit, which sits a little below msgspec's)."""
     try:
-        return json.loads(bytes(raw))
-    except RecursionError:
+        return loads(bytes(raw))
+    except (RecursionError, ValueError):
         return None
+
+
+def loads(data: bytes | bytearray | str) -> Any:
+    """json.loads, with an integer past Python's limit on digits read as float() reads it, an
+    infinity: valid JSON, whose value is then judged as any number too large is (a schema error of
+    its entry), where json.loads raised and lost the frame, or failed every REST snapshot."""
+    return json.loads(data, parse_int=_integer)
+
+
+def _integer(text: str) -> int | float:
+    return int(text) if len(text) < _MAX_INT_DIGITS else float(text)
 
 
 def entry_from_raw(raw: Raw) -> Entry:

@@ -8,7 +8,6 @@ must also be above zero, since valuation multiplies and divides by it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from sfox_exporter.sfox.entries import (
     Amount,
     InvalidAmount,
     is_label,
+    loads,
     parse_amount,
     plain,
     whole_input_decoder,
@@ -90,7 +90,7 @@ def parse_currency_pairs(body: bytes | bytearray | str) -> dict[str, tuple[str, 
         document: dict[str, Any] | list[Any] = _decode_pairs(body)
     except REFUSED:
         try:
-            loaded = json.loads(body)
+            loaded = loads(body)
         except (ValueError, RecursionError):
             return None
         if not isinstance(loaded, dict | list):

@@ -240,11 +240,11 @@ def parse_retry_after(value: str | None, now: float, default: float) -> float:
     else:
         try:
             moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.UTC)
+            seconds = moment.timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):  # a year or zone of 20 digits overflows
             return default
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        seconds = moment.timestamp() - now
     if not math.isfinite(seconds):
         return default
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
