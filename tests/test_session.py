@@ -8,26 +8,21 @@ from typing import Any
 import pytest
 
 from sfox_exporter.config import Secret
-from sfox_exporter.sfox.decode import BalanceUpdate, ControlMessage
-from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, OP_TOO_BIG
-from sfox_exporter.sfox.session import (
-    ACCOUNT_FEED,
-    ENTERPRISE_FEED,
+from sfox_exporter.sfox.actions import (
     Action,
     Deliver,
     Ended,
     Ignored,
-    Phase,
     Resync,
     SendPing,
     SendPong,
     SendRequest,
-    Session,
-    SessionSettings,
     StatusChanged,
     WentUp,
-    ticker_feed,
 )
+from sfox_exporter.sfox.decode import BalanceUpdate, ControlMessage
+from sfox_exporter.sfox.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, OP_TOO_BIG
+from sfox_exporter.sfox.session import ACCOUNT_FEED, ENTERPRISE_FEED, Phase, Session, SessionSettings, ticker_feed
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 
 KEY = "session-test-key-0123456789abcdef"
@@ -172,13 +167,21 @@ def test_silence_after_subscribe_counts_as_subscribed_after_the_grace() -> None:
                                  WentUp()]
 
 
-def test_a_subscribe_refusal_ends_the_connection_even_after_the_grace() -> None:
+@pytest.mark.parametrize("refusal", [SUB_ERROR, {"type": "error", "message": "subscription refused"},
+                                     {"type": "error", "payload": {"error": "no such feed"}}])
+def test_a_subscribe_refusal_ends_the_connection_even_after_the_grace(refusal: dict[str, Any]) -> None:
+    """One that names no action was only logged: up and ready, on a refused subscription."""
     session = Session(settings(), Secret(KEY))
     session.start(0.0)
     session.receive(OP_TEXT, frame(AUTH_OK), 0.0)
     session.tick(5.0)
     assert session.phase is Phase.STREAMING
-    assert of(session.receive(OP_TEXT, frame(SUB_ERROR), 6.0), Ended)[0].reason is ErrorReason.SUBSCRIBE
+    assert of(session.receive(OP_TEXT, frame(refusal), 6.0), Ended)[0].reason is ErrorReason.SUBSCRIBE
+
+
+def test_an_error_naming_no_action_once_subscribe_is_answered_ends_nothing() -> None:
+    session = streaming(Session(settings(), Secret(KEY)))
+    assert not of(session.receive(OP_TEXT, frame({"type": "error", "message": "slow down"}), 6.0), Ended)
 
 
 def test_pings_go_out_on_time_and_a_missing_pong_ends_the_connection() -> None:
@@ -194,6 +197,8 @@ def test_pings_go_out_on_time_and_a_missing_pong_ends_the_connection() -> None:
 def test_a_pong_clears_the_deadline() -> None:
     session = streaming(Session(settings(), Secret(KEY)))
     session.tick(20.0)
+    assert session.receive(OP_PONG, b"unsolicited", 20.05) == []  # proves no ping was read
+    assert session.next_deadline() == 30.0
     assert session.receive(OP_PONG, b"sfox-exporter", 20.1) == []
     assert session.tick(30.0) == []
     assert session.tick(40.0) == [SendPing(b"sfox-exporter")]

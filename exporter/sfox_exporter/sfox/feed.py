@@ -20,25 +20,23 @@ from typing import Literal, Protocol
 from sfox_exporter.clock import Clock
 from sfox_exporter.config import FeedConfig, KeyLoader, KeyLoadError, Secret
 from sfox_exporter.logs import Episode, Throttle
-from sfox_exporter.sfox.backoff import Backoff
-from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
-from sfox_exporter.sfox.decode import Event, sanitize_text
-from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, Slots, parse_retry_after
-from sfox_exporter.sfox.session import (
+from sfox_exporter.sfox.actions import (
     Action,
     Deliver,
     Ended,
     Ignored,
-    Phase,
     Resync,
     SendPing,
     SendPong,
     SendRequest,
-    Session,
-    SessionSettings,
     StatusChanged,
     WentUp,
 )
+from sfox_exporter.sfox.backoff import Backoff
+from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
+from sfox_exporter.sfox.decode import Event, sanitize_text
+from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, Slots, parse_retry_after
+from sfox_exporter.sfox.session import Phase, Session, SessionSettings
 from sfox_exporter.sfox.wanted import WantedFeeds
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
 

@@ -17,11 +17,23 @@ import json
 import re
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import cast
 
 from sfox_exporter.config import Secret
+from sfox_exporter.sfox.actions import (
+    Action,
+    Deliver,
+    Ended,
+    Ignored,
+    Resync,
+    SendPing,
+    SendPong,
+    SendRequest,
+    StatusChanged,
+    WentUp,
+)
 from sfox_exporter.sfox.decode import (
     BALANCES_FEED,
     END_USERS_FEED,
@@ -95,79 +107,6 @@ class SessionSettings:
         return min(self.reply_timeout, self.subscribe_grace)
 
 
-# --- actions ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    """A request to sFOX; costs one request of the per-IP budget. The text may hold the key."""
-
-    text: str = field(repr=False)
-    type: str
-
-
-@dataclass(frozen=True)
-class SendPing:
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class SendPong:
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class StatusChanged:
-    status: FeedStatus
-
-
-@dataclass(frozen=True)
-class WentUp:
-    """Authenticated and subscribed: the feed is up."""
-
-    feeds: tuple[str, ...] = field(default=(), compare=False)  # for the log line
-
-
-@dataclass(frozen=True)
-class Deliver:
-    """A decoded frame for the state: data, control or bad input, all counted there."""
-
-    event: Event
-
-
-@dataclass(frozen=True)
-class Resync:
-    """The sequence shows something lost: ask for a snapshot."""
-
-    last: int | None
-    sequence: int | None
-
-
-@dataclass(frozen=True)
-class Ignored:
-    """Input worth a (throttled) log line; the counting, when there is any, happens where the event
-    is delivered."""
-
-    what: str  # a fixed phrase: the log's throttle is keyed by it
-    counted: bool = True  # in the sink's errors_metric
-    detail: str = ""  # what sFOX said, for the log line only: a topic of its text would make every line news
-    reason: ErrorReason | None = None  # counted by the worker (nothing else delivers it)
-    refused: tuple[str, ...] = ()  # feeds sFOX refused by name: not to be asked for again
-    ask_again: bool = False  # feeds sFOX's answer left out: the worker asks for them once more
-
-
-@dataclass(frozen=True)
-class Ended:
-    """The connection is over: close it, count `reason`, back off."""
-
-    reason: ErrorReason
-    detail: str
-    rejected: bool = False
-
-
-Action = SendRequest | SendPing | SendPong | StatusChanged | WentUp | Deliver | Resync | Ignored | Ended
-
-
 class Session:
     """The protocol state of one connection. Not thread-safe: one worker thread drives it."""
 
@@ -182,8 +121,7 @@ class Session:
         self._next_ping = 0.0
         self._pong_deadline: float | None = None
         self._pending_feeds: list[str] = []
-        # The feeds of each subscribe sent and not yet answered, oldest first: sFOX answers in order,
-        # and an answer late past the grace period must be held against its own request.
+        # Feeds of each subscribe not yet answered, oldest first: sFOX answers in order, late ones too.
         self._requests: deque[tuple[str, ...]] = deque(maxlen=MAX_UNANSWERED)
         self._omitted: set[str] = set()  # left out of an answer once already: the next time is a refusal
         self._parse = parser_for(settings.feeds)
@@ -203,16 +141,8 @@ class Session:
         """A message or control frame from sFOX."""
         if self.phase is Phase.ENDED:
             return []
-        if opcode == OP_PONG:
-            self._pong_deadline = None
-            return []
-        if opcode == OP_PING:
-            return [SendPong(bytes(payload))]
-        if opcode == OP_CLOSE:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-            text = sanitize_text(bytes(payload[2:]).decode("utf-8", "replace"))
-            return self._end(ErrorReason.CONNECTION,
-                             f"sFOX closed the connection (code {code}{', ' + text if text else ''})")
+        if opcode in (OP_PONG, OP_PING, OP_CLOSE):
+            return self._on_control_frame(opcode, bytes(payload))
         actions: list[Action] = []
         event: Event
         if opcode == OP_TOO_BIG:
@@ -314,6 +244,18 @@ class Session:
 
     # --- internals ---------------------------------------------------------------------------
 
+    def _on_control_frame(self, opcode: int, payload: bytes) -> list[Action]:
+        if opcode == OP_PING:
+            return [SendPong(payload)]
+        if opcode == OP_PONG:
+            if payload == PING_PAYLOAD:  # ours, echoed: an unsolicited pong proves no ping was read
+                self._pong_deadline = None
+            return []
+        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+        text = sanitize_text(payload[2:].decode("utf-8", "replace"))
+        return self._end(ErrorReason.CONNECTION,
+                         f"sFOX closed the connection (code {code}{', ' + text if text else ''})")
+
     def _on_control(self, message: ControlMessage, now: float) -> list[Action]:
         if message.notice:  # answers nothing: taken as a refusal, one "info" on connecting failed every key
             return []
@@ -341,9 +283,10 @@ class Session:
             if failed:
                 return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
             return [*self._checked(message), *self._streaming(now)]
-        if message.success and message.action == "subscribe":  # the answer to a later subscribe
+        answers = message.action == "subscribe" or (message.action is None and bool(self._requests))
+        if message.success and answers:  # the answer to a later subscribe, or one after the grace period
             return self._checked(message)
-        if failed and message.action == "subscribe":  # a refusal after the grace period still counts
+        if failed and answers:  # a refusal after the grace period still counts, named or not
             if self.settings.partial_subscribe:
                 return self._refused(message, detail)
             return self._end(ErrorReason.SUBSCRIBE, f"subscribe answered {detail}")
