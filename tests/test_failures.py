@@ -285,8 +285,8 @@ def test_multi_megabyte_frames_do_not_stall_the_feed(simulator: Simulator, start
     wait_until(feed_up(exporter))
     simulator.set_balance(KEY_MAIN, "usd", available="41")  # in the book before the cap fills up
     big = [{"currency": f"coin{i}", "balance": "1.5", "available": "1", "held": "0.5", "trading_wallet": "1.5",
-            "collateral_wallet": "0", "borrow_wallet": "0", "lending_wallet": "0"} for i in range(10000)]
-    simulator.push(KEY_MAIN, big)  # about 1.7 MB, just under the 2 MiB message cap
+            "collateral_wallet": "0", "borrow_wallet": "0", "lending_wallet": "0"} for i in range(5500)]
+    simulator.push(KEY_MAIN, big)  # about 0.95 MB, just under the 1 MiB message cap
     simulator.send_raw('{"sequence": 1, "padding": "' + "x" * 6_000_000 + '"}')  # over the cap: skipped
     simulator.set_balance(KEY_MAIN, "usd", available="42")
     samples = scrape_until(exporter.url, lambda s: s.get("sfox_balance_available", account="main",

@@ -8,6 +8,7 @@ What the conversation means lives in session.py; where its results go is the `Fe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
@@ -35,6 +36,7 @@ from sfox_exporter.sfox.actions import (
 from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
 from sfox_exporter.sfox.decode import Event, sanitize_text
+from sfox_exporter.sfox.intake import LARGE_INPUTS, LargeInputs, receive_batch
 from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, Slots, parse_retry_after
 from sfox_exporter.sfox.session import Phase, Session, SessionSettings
 from sfox_exporter.sfox.wanted import WantedFeeds
@@ -55,8 +57,6 @@ REQUESTS_PER_CONNECTION = 3
 # Feeds asked for while a connection streams (the market connection, as currencies appear) are
 # batched: at most one more subscribe this often, so they cannot eat the shared per-IP budget.
 LATER_SUBSCRIBE_SECONDS = 5.0
-# Buffered frames taken at a time; more would hold back the first one's delivery for no saving.
-BATCH_FRAMES = 32
 
 
 class FeedSink(Protocol):
@@ -114,6 +114,7 @@ class FeedWorker:
         rng: random.Random | None = None,
         on_key: Callable[[Secret], None] = lambda key: None,
         max_wait: float | None = None,
+        large: LargeInputs = LARGE_INPUTS,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -127,6 +128,7 @@ class FeedWorker:
         self._backoff = Backoff(feed.backoff_initial_seconds, feed.backoff_max_seconds, rng or random.Random())
         self._on_key = on_key
         self._max_wait = max_wait  # how soon feeds asked for by another thread are subscribed
+        self._large = large
         self._key: Secret | None = None
         self._connection: Connection | None = None
         self._lock = threading.Lock()
@@ -257,46 +259,28 @@ class FeedWorker:
                 deadline = min(deadline, clock.monotonic() + self._max_wait)
             frame = connection.receive(deadline)
             now = clock.monotonic()
-            actions = [] if frame is None else self._receive_buffered(session, connection, frame, now)
-            actions += session.tick(now, connection.receiving_since)
-            if session.phase is Phase.STREAMING and now >= next_subscribe and self.wanted.version != settled:
-                wanted, version = self.wanted.current()
-                new = session.unsubscribed(wanted)
-                # Never wait for budget here: this thread must keep reading and answering pings.
-                slot = self._budget.try_reserve(1) if new else None
-                if not new:
-                    settled = version
-                elif isinstance(slot, Reservation):
-                    slots.add(slot)
-                    actions += session.subscribe(new)
-                    settled = version
-                    next_subscribe = now + LATER_SUBSCRIBE_SECONDS
-            ended = self._carry_out(actions, connection, slots)
+            with contextlib.ExitStack() as held:  # the large-input gate, while a large frame's objects live
+                actions = [] if frame is None else receive_batch(session, connection, frame, now,
+                                                                 large=self._large, held=held)
+                actions += session.tick(now, connection.receiving_since)
+                if session.phase is Phase.STREAMING and now >= next_subscribe and self.wanted.version != settled:
+                    wanted, version = self.wanted.current()
+                    new = session.unsubscribed(wanted)
+                    # Never wait for budget here: this thread must keep reading and answering pings.
+                    slot = self._budget.try_reserve(1) if new else None
+                    if not new:
+                        settled = version
+                    elif isinstance(slot, Reservation):
+                        slots.add(slot)
+                        actions += session.subscribe(new)
+                        settled = version
+                        next_subscribe = now + LATER_SUBSCRIBE_SECONDS
+                ended = self._carry_out(actions, connection, slots)
+                actions.clear()  # the decoded events go before the gate opens, not at the next batch
         if ended is None:
             return STOPPED
         self._sink.count_error(ended.reason)
         return _Outcome(ended.reason, ended.detail, session.up_seconds(clock.monotonic()), ended.rejected)
-
-    @staticmethod
-    def _receive_buffered(session: Session, connection: Connection, frame: tuple[int, bytes],
-                          now: float) -> list[Action]:
-        """The session's actions for `frame` and for the frames already buffered behind it (up to
-        BATCH_FRAMES), without waiting for more: under a flood, one pass over the loop per batch."""
-        actions = session.receive(frame[0], frame[1], now)
-        for _ in range(BATCH_FRAMES - 1):
-            if session.phase is Phase.ENDED:
-                break
-            try:
-                buffered = connection.receive(0.0)  # a deadline long past: buffered frames only
-            except Exception:  # noqa: BLE001 - raised again by the next receive, after this batch is carried out
-                # A bad frame behind good ones: the good ones' actions must not be lost with it.
-                # The reader raises the same error again (a broken connection stays broken), so
-                # the loop's next receive() meets it, as it would have without batching.
-                break
-            if buffered is None:
-                break
-            actions += session.receive(buffered[0], buffered[1], now)
-        return actions
 
     def _carry_out(self, actions: list[Action], connection: Connection, slots: Slots) -> Ended | None:
         events: list[Event] = []  # consecutive deliveries, handed over together, in order

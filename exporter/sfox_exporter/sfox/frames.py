@@ -36,12 +36,13 @@ OP_PONG = 0xA
 # Not a WebSocket opcode: reported in place of a message that exceeded the size limit.
 OP_TOO_BIG = -1
 
-# Receiving and decoding a message of many small entries peaks at ~8.6 bytes of RSS per byte
-# (benchmarks/memory.py) plus up to 2 bytes per byte of receive buffer: 2 MiB stays ~22 MiB over
-# the exporter's baseline (README, "Bounds on every input"). sFOX's messages are a few KiB.
-DEFAULT_MAX_MESSAGE_BYTES = 2 * 2**20
+# Decoding a message costs 8.6 to 20 bytes of RSS per byte (benchmarks/memory.py), one large message
+# at a time (sfox/intake.py), plus up to 2 bytes per byte of receive buffer per connection: at 1 MiB,
+# ten connections flooded at the cap peak under the manifests' 128 Mi (README, "Bounds on every
+# input"). sFOX's messages are a few KiB; a hundred currencies are ~25 KB.
+DEFAULT_MAX_MESSAGE_BYTES = 2**20
 # A message in more fragments than this is dropped like an oversized one; sFOX does not fragment.
-MAX_FRAGMENTS = 16384  # a 2 MiB message in 128-byte pieces; the list of pieces stays under 1 MiB
+MAX_FRAGMENTS = 16384  # a 1 MiB message in 64-byte pieces; the list of pieces stays under 1 MiB
 RECV_CHUNK = 64 * 1024  # a syscall per ~14 spaced 20-currency messages
 BUFFER_BYTES = 2 * RECV_CHUNK
 

@@ -8,6 +8,7 @@ the worst a failing REST API can do is leave the balances to the WebSocket feed 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import logging
@@ -27,6 +28,7 @@ from sfox_exporter.logs import Episode
 from sfox_exporter.metrics.state import State
 from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.decode import parse_rest_balances
+from sfox_exporter.sfox.intake import LARGE_INPUTS, LargeInputs
 from sfox_exporter.sfox.ratelimit import (
     REST_REQUESTS_PER_WINDOW,
     REST_WINDOW_MARGIN_SECONDS,
@@ -40,9 +42,9 @@ from sfox_exporter.vocabulary import ErrorReason
 log = logging.getLogger("sfox_exporter.sfox.snapshot")
 
 BALANCE_PATH = "/v1/user/balance"
-# Decoding a body of many small entries peaks at ~8.6 bytes of RSS per byte (benchmarks/memory.py):
-# 2 MiB costs ~18 MiB, under the 64 MiB sidecar limit beside a message at the frame cap.
-MAX_BODY_BYTES = 2 * 2**20
+# As the frame cap (sfox/frames.py), and decoded under the same gate: a whole account's balances are
+# ~250 bytes a currency, so 1 MiB holds 4,000 of them.
+MAX_BODY_BYTES = 2**20
 # sFOX's documented wait after a 429 when no Retry-After comes with it.
 DEFAULT_RETRY_AFTER_SECONDS = 60.0
 
@@ -178,6 +180,7 @@ class SnapshotWorker:
         user_agent: str,
         rng: random.Random | None = None,
         window: SlidingWindow | None = None,
+        large: LargeInputs = LARGE_INPUTS,
     ) -> None:
         """`window` is the account's REST rate limit; the worker that replaces this one on a reload
         must be given the same, or reloads could pass sFOX's 5 calls per 10 s."""
@@ -191,6 +194,7 @@ class SnapshotWorker:
         self._fetch = fetch
         self._user_agent = user_agent
         self.window = window or rest_window(clock)
+        self._large = large
         self._backoff = Backoff(feed.backoff_initial_seconds, feed.backoff_max_seconds, rng or random.Random())
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -253,17 +257,21 @@ class SnapshotWorker:
             return True
         if result.status != 200:
             return self._failed(self._explain(result), result)
-        parsed = parse_rest_balances(result.body)
-        if parsed is None:
-            return self._failed("the balance response is not a JSON array", result)
-        balances, invalid = parsed
-        if invalid:
-            self._state.count_error(self.account, ErrorReason.SCHEMA, invalid)
-        self._state.apply_snapshot(self.account, balances, since, complete=not invalid)
+        with contextlib.ExitStack() as held:  # a large body is decoded as a large frame is: one at a time
+            self._large.admit(len(result.body), held)
+            parsed = parse_rest_balances(result.body)
+            if parsed is None:
+                return self._failed("the balance response is not a JSON array", result)
+            balances, invalid = parsed
+            if invalid:
+                self._state.count_error(self.account, ErrorReason.SCHEMA, invalid)
+            self._state.apply_snapshot(self.account, balances, since, complete=not invalid)
+            count = len(balances)
+            del balances, parsed  # before the gate opens
         self._backoff.reset()
         self._failures.recovered("REST balance snapshot succeeded")
         self.completed += 1
-        log.debug("applied a REST snapshot of %d currencies", len(balances), extra={"account": self.account})
+        log.debug("applied a REST snapshot of %d currencies", count, extra={"account": self.account})
         return True
 
     def _failed(self, detail: str, result: FetchResult | None) -> bool:

@@ -1,0 +1,94 @@
+"""Batches of buffered frames, bounded in count and bytes; large inputs one at a time, process-wide."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from sfox_exporter.sfox.actions import Action, Deliver
+from sfox_exporter.sfox.decode import BadFrame
+from sfox_exporter.sfox.frames import OP_TEXT
+from sfox_exporter.sfox.intake import BATCH_FRAMES, LARGE_INPUT_BYTES, LargeInputs, receive_batch
+from sfox_exporter.sfox.session import Phase
+
+SMALL = b"x" * 100
+LARGE = b"x" * LARGE_INPUT_BYTES
+
+
+class Buffered:
+    """Frames already buffered: receive(0.0) hands them out, then None."""
+
+    def __init__(self, payloads: list[bytes]) -> None:
+        self.payloads = list(payloads)
+
+    def receive(self, deadline: float) -> tuple[int, bytes] | None:
+        return (OP_TEXT, self.payloads.pop(0)) if self.payloads else None
+
+
+class Recording:
+    """A session that notes the size of each frame it is given, and whether the gate was closed then."""
+
+    phase = Phase.STREAMING
+
+    def __init__(self, large: LargeInputs) -> None:
+        self.large = large
+        self.seen: list[tuple[int, bool]] = []
+
+    def receive(self, opcode: int, payload: bytes | bytearray, now: float) -> list[Action]:
+        self.seen.append((len(payload), self.large._lock.locked()))  # noqa: SLF001
+        return [Deliver(BadFrame("decode"))]
+
+
+def batch(payloads: list[bytes], large: LargeInputs | None = None) -> tuple[Recording, Buffered, bool]:
+    gate = large or LargeInputs()
+    session, connection = Recording(gate), Buffered(payloads[1:])
+    with contextlib.ExitStack() as held:
+        receive_batch(session, connection, (OP_TEXT, payloads[0]), 0.0, large=gate, held=held)
+        locked_until_carried_out = gate._lock.locked()  # noqa: SLF001
+    assert not gate._lock.locked()  # noqa: SLF001
+    return session, connection, locked_until_carried_out
+
+
+def test_small_frames_go_in_batches_without_the_gate() -> None:
+    session, connection, locked = batch([SMALL] * (BATCH_FRAMES + 5))
+    assert session.seen == [(100, False)] * BATCH_FRAMES and len(connection.payloads) == 5
+    assert not locked
+
+
+def test_a_large_frame_ends_the_batch_and_holds_the_gate_until_carried_out() -> None:
+    """Decoded, a frame at the cap takes ten to twenty times its size: batched, several of them were
+    held at once, and every connection decoded its own at the same time."""
+    session, connection, locked = batch([SMALL, SMALL, LARGE, SMALL])
+    assert session.seen == [(100, False), (100, False), (len(LARGE), True)]
+    assert connection.payloads == [SMALL] and locked
+    session, connection, locked = batch([LARGE, SMALL])
+    assert session.seen == [(len(LARGE), True)] and connection.payloads == [SMALL] and locked
+
+
+def test_a_batch_ends_at_its_byte_bound() -> None:
+    piece = b"x" * (LARGE_INPUT_BYTES // 4)
+    session, connection, _ = batch([piece] * 10)
+    assert len(session.seen) == 4 and len(connection.payloads) == 6
+
+
+def test_the_gate_lets_one_large_input_through_at_a_time() -> None:
+    gate = LargeInputs()
+    order: list[str] = []
+    with contextlib.ExitStack() as held:
+        gate.admit(LARGE_INPUT_BYTES, held)
+
+        def second() -> None:
+            with contextlib.ExitStack() as other:
+                gate.admit(LARGE_INPUT_BYTES, other)
+                order.append("second")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.2)
+        assert thread.is_alive()  # waiting at the gate
+        order.append("first done")
+    thread.join(5)
+    assert order == ["first done", "second"]
+    with contextlib.ExitStack() as held:
+        gate.admit(LARGE_INPUT_BYTES - 1, held)  # small: no wait, nothing held
+        assert not gate._lock.locked()  # noqa: SLF001
