@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sfox_exporter.config import EndUsersConfig
-from sfox_exporter.metrics.endusers import EndUserBook
+from sfox_exporter.metrics.endusers import MAX_USER_CURRENCIES, EndUserBook
 from sfox_exporter.metrics.endusers_render import EndUserCollector, EndUserRenderer
 from sfox_exporter.metrics.exact import ExactSum
 from sfox_exporter.sfox.connect import EndUserBalances
@@ -256,3 +256,14 @@ def test_end_users_past_max_users_are_refused_and_counted() -> None:
     assert view.users == 3 and view.currencies[0].balance == 3.0
     assert book.apply(EndUserBalances(None, None, "u1", (AccountBalance("btc", 2.0, 2.0, 0.0, ()),), 0)) == 0
     assert book.view().currencies[0].balance == 4.0  # one already held still moves
+
+
+def test_a_user_holds_at_most_max_user_currencies() -> None:
+    """2,000 currencies a user (room enough in the totals) cost 52 KB for each of thousands of users."""
+    book = EndUserBook(EndUsersConfig(), max_series=100_000)
+    entries = tuple(AccountBalance(f"c{n}", 1.0, 1.0, 0.0, ()) for n in range(MAX_USER_CURRENCIES + 44))
+    assert book.apply(EndUserBalances(None, None, "u1", entries, 0)) == 44
+    assert len(book.holdings("u1") or ()) == MAX_USER_CURRENCIES
+    fewer = entries[:10] + entries[-5:]  # a full set again: its currencies replace the held ones
+    assert book.apply(EndUserBalances(None, None, "u1", fewer, 0)) == 0
+    assert len(book.holdings("u1") or ()) == 15

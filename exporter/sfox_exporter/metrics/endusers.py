@@ -38,6 +38,7 @@ _present = math.isfinite  # amounts are finite; NaN marks an absent field
 # Amounts wait until this many bytes of records (~40,000 amounts, ~1 MB) have come, or a scrape.
 _FOLD_BYTES = 13_000 * 26
 SERIES_PER_HOLDING = 2  # sfox_end_user_balance and sfox_end_user_balance_available
+MAX_USER_CURRENCIES = 256  # currencies one user may hold: more than sFOX lists
 # sfox_end_users_balance, _available, _held and sfox_end_users_holding: a currency's totals, for good.
 SERIES_PER_CURRENCY = 4
 
@@ -147,6 +148,9 @@ class EndUserBook:
         pack, index_of = _RECORD.pack, self._index
         for entry in event.accounts:
             index = index_of.get(entry.currency)
+            if len(records) >= MAX_USER_CURRENCIES and index not in records:
+                refused += 1  # more than sFOX lists: each one more record of every such user, held for good
+                continue
             if index is None:
                 # The totals come first: what the platform owes per currency is the feed's point, so
                 # per-user series never keep a currency out (they are refused instead, in _admit).
