@@ -69,6 +69,17 @@ def demo() -> Iterator[subprocess.Popen[str]]:
     process.communicate(timeout=10)
 
 
+def test_demo_mode_is_said_whatever_the_log_level() -> None:
+    """With --log.level error the DEMO MODE line, a warning, was filtered out: no word of it."""
+    process = spawn("--demo", "--log.level", "error", "--web.listen-address", "127.0.0.1:0")
+    try:
+        match, _ = read_stderr_until(process, r"level=\w+ .*DEMO MODE", 10)
+        assert match
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
+
+
 def test_demo_serves_balances_within_5_seconds(demo: subprocess.Popen[str]) -> None:
     started = time.monotonic()
     url, lines = serving_url(demo)

@@ -82,13 +82,17 @@ def test_redactor_hides_the_longer_of_two_keys_that_overlap() -> None:
     assert redactor.redact(f"key {CANARY} and {CANARY[:20]}") == "key [REDACTED] and [REDACTED]"
 
 
-@pytest.mark.parametrize("bad_key", [CANARY + " tail", CANARY + "\u0007"])
-def test_config_errors_about_a_key_do_not_quote_it(tmp_path: Path, bad_key: str) -> None:
+@pytest.mark.parametrize(("bad_key", "said"), [(CANARY + " tail", "whitespace or control characters"),
+                                               (CANARY + "\u0007", "whitespace or control characters"),
+                                               (CANARY + "\u2713", "other than ASCII")])
+def test_config_errors_about_a_key_do_not_quote_it(tmp_path: Path, bad_key: str, said: str) -> None:
+    """A key of other than ASCII passed, then failed every REST call with UnicodeEncodeError, which
+    named one of its characters and where it stood."""
     key_file = tmp_path / "key"
     key_file.write_text(bad_key)
     with pytest.raises(Exception) as caught:
         load_config(Overrides(), {"SFOX_API_KEY_FILE": str(key_file)})
-    assert "whitespace or control characters" in str(caught.value)
+    assert said in str(caught.value)
     assert not leaks(str(caught.value))
 
 

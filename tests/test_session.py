@@ -240,6 +240,8 @@ def test_a_sequence_gap_asks_for_a_resync_after_delivering_the_message() -> None
     assert not of(session.receive(OP_TEXT, balances(3), 1.0), Resync)
     actions = session.receive(OP_TEXT, balances(7), 1.1)
     assert isinstance(actions[0], Deliver) and actions[1] == Resync(3, 7)
+    session = streaming(Session(settings(), Secret(KEY)))  # the acks were 1 and 2
+    assert of(session.receive(OP_TEXT, balances(8), 1.0), Resync) == [Resync(2, 8)]  # the log said "from None"
 
 
 def test_control_messages_are_delivered_for_counting() -> None:

@@ -111,6 +111,15 @@ def test_a_bad_accept_header_is_refused() -> None:
         connect(server)
 
 
+def test_a_status_of_four_digits_is_no_101() -> None:
+    def long_status(conn: socket.socket, server: RawServer) -> None:
+        request = server.read_request(conn)
+        conn.sendall(upgrade_reply(request).replace(b"HTTP/1.1 101 ", b"HTTP/1.1 1019 ", 1))
+
+    with RawServer(long_status) as server, pytest.raises(HandshakeError, match="not HTTP/1.x"):
+        connect(server)
+
+
 def test_receive_keeps_its_deadline_while_a_frame_trickles_in() -> None:
     payload = b'{"type": "success", "payload": "abcdefgh"}'
 

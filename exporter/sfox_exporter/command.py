@@ -118,8 +118,9 @@ def _start_demo(config: Config) -> tuple[Any, Config]:
         ) from None
     users, enterprise = _demo_names(config)
     simulator = Simulator.demo(users, enterprise).start()
-    log.warning("DEMO MODE: serving simulated balances from a local sFOX simulator (%s), not real ones",
-                simulator.ws_url)
+    # Said whatever --log.level is: simulated data must never be served silently.
+    log.log(max(logging.WARNING, logging.getLogger().getEffectiveLevel()),
+            "DEMO MODE: serving simulated balances from a local sFOX simulator (%s), not real ones", simulator.ws_url)
     endpoints = dataclasses.replace(config.sfox, ws_url=simulator.ws_url, rest_url=simulator.rest_url)
     return simulator, dataclasses.replace(config, sfox=endpoints)
 

@@ -125,6 +125,8 @@ class KeySource:
                 raise KeyLoadError(f"{self.origin} is not set or empty")
         if any(not ch.isprintable() or ch.isspace() for ch in key):
             raise KeyLoadError(f"the API key in {self.origin} contains whitespace or control characters")
+        if not key.isascii():  # sFOX keys are ASCII; an HTTP header refused one, naming a character of it
+            raise KeyLoadError(f"the API key in {self.origin} contains characters other than ASCII")
         return Secret(key)
 
     def permission_warning(self, groups: Collection[int] | None = None) -> str | None:

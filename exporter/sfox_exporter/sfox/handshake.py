@@ -179,7 +179,7 @@ def read_head(sock: socket.socket, deadline: float) -> tuple[int, http.client.HT
     status_line, _, rest = bytes(received[: end + 2]).partition(b"\r\n")
     version, _, tail = status_line.partition(b" ")
     code = tail[:3]
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit() or tail[3:4] not in (b"", b" "):
         raise HandshakeError("the reply is not HTTP/1.x")
     try:
         headers = http.client.parse_headers(io.BytesIO(rest))

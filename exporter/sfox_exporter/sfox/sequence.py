@@ -17,6 +17,12 @@ class SequenceChecker:
         self._reply: int | None = None  # the highest number on a reply before any data
         self._allowance = 0
 
+    @property
+    def reference(self) -> int | None:
+        """The number the next data message is checked against, for the log: the last data message's,
+        or before any, the last reply's."""
+        return self._reply if self.last is None else self.last
+
     def check(self, sequence: int | None, control: bool = False) -> bool:
         """Record a message's number; True when it shows something lost."""
         if sequence is None or (control and self.last is not None):

@@ -154,7 +154,7 @@ class Session:
             except Exception:  # noqa: BLE001 - a decoder bug must cost one frame, never the connection
                 event = BadFrame("decode")
                 actions.append(Ignored("a frame the decoder failed on"))
-        last = self._sequence.last
+        last = self._sequence.reference
         kind = type(event)
         control = kind is ControlMessage
         data = kind in _DATA_EVENTS
