@@ -116,7 +116,7 @@ def test_a_status_of_four_digits_is_no_101() -> None:
         request = server.read_request(conn)
         conn.sendall(upgrade_reply(request).replace(b"HTTP/1.1 101 ", b"HTTP/1.1 1019 ", 1))
 
-    with RawServer(long_status) as server, pytest.raises(HandshakeError, match="not HTTP/1.x"):
+    with RawServer(long_status) as server, pytest.raises(HandshakeError, match=r"not HTTP/1\.x"):
         connect(server)
 
 
