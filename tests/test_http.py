@@ -207,6 +207,8 @@ def exchange(server: HttpServer, request: bytes) -> tuple[bytes, bool]:
         (b"GET /metrics HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", b"431", True),
         (b"GET //metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"200", False),
         (b"\r\n" * 9 + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"400", True),  # past the empty lines allowed
+        (b"GET /metrics HTTP/1.1\r\n\r\n", b"400", True),  # RFC 9112 3.2: no Host
+        (b"GET /metrics HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", b"400", True),
     ],
 )
 def test_request_parsing(server: HttpServer, request_bytes: bytes, status: bytes, closes: bool) -> None:
@@ -214,3 +216,5 @@ def test_request_parsing(server: HttpServer, request_bytes: bytes, status: bytes
     assert response.split(b" ")[1] == status, response[:80]
     assert b"X-Content-Type-Options: nosniff" in response
     assert closed == closes
+    if request_bytes.startswith(b"GET /metrics HTTP/1.0") and not closes:  # kept open, and said so
+        assert b"\r\nConnection: keep-alive\r\n" in response

@@ -209,11 +209,18 @@ class Handler(BaseHTTPRequestHandler):
         if len(self.requestline.split()) != 3:  # the standard library takes "GET /path" for HTTP/0.9
             self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({self.requestline!r})")
             return False
-        problem = header_error(self.headers) or framing_error(self.headers)
+        problem = header_error(self.headers) or framing_error(self.headers) or self._host_error()
         if problem is not None:
             self.send_error(HTTPStatus.BAD_REQUEST, problem)
             return False
         return True
+
+    def _host_error(self) -> str | None:
+        """RFC 9112 3.2: an HTTP/1.1 request without Host, or any with two, is answered 400."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:
+            return "more than one Host header"
+        return "no Host header" if not hosts and self.request_version != "HTTP/1.0" else None
 
     def _send(self, response: Response, head_only: bool) -> None:
         self.connection.settimeout(self.server.limits.write_seconds)
@@ -225,6 +232,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
+        elif self.request_version == "HTTP/1.0":  # kept open as it asked: it must be told (RFC 9112 9.3)
+            self.send_header("Connection", "keep-alive")
         self.end_headers()
         if not head_only:
             for part in response.parts:
