@@ -218,3 +218,22 @@ def test_request_parsing(server: HttpServer, request_bytes: bytes, status: bytes
     assert closed == closes
     if request_bytes.startswith(b"GET /metrics HTTP/1.0") and not closes:  # kept open, and said so
         assert b"\r\nConnection: keep-alive\r\n" in response
+
+
+@pytest.mark.parametrize(("telemetry_path", "target", "status"), [
+    ("/métriques", b"/m%C3%A9triques", b"200"),  # as clients send it
+    ("/métriques", "/métriques".encode(), b"200"),  # raw UTF-8
+    ("/metrics", b"/%6detrics?x=1", b"200"),  # percent-decoded, as Go's net/http matches paths
+    ("/metrics", b"/metrics%3Fx", b"404"),  # an encoded "?" is part of the path
+])
+def test_the_telemetry_path_is_matched_percent_decoded(telemetry_path: str, target: bytes, status: bytes) -> None:
+    """A non-ASCII --web.telemetry-path was accepted and advertised, yet answered 404 however asked for."""
+    app = StubApp()
+    app.telemetry_path = telemetry_path
+    instance = HttpServer("127.0.0.1", 0, app, "test")
+    instance.start()
+    try:
+        response, _ = exchange(instance, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert response.split(b" ")[1] == status
+    finally:
+        instance.stop()

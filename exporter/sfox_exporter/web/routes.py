@@ -131,10 +131,16 @@ def _reload(lifecycle: Lifecycle) -> Response:
 
 def request_path(target: str) -> str:
     """The path of an origin-form ("/metrics?x") or absolute-form ("http://host/metrics") target,
-    which RFC 9112 says a server must accept."""
+    which RFC 9112 says a server must accept; percent-decoded as UTF-8, as Go's net/http matches it:
+    a --web.telemetry-path of /métriques is asked for as /m%C3%A9triques. The standard library hands
+    the target over as Latin-1 text, byte for byte."""
     if target.startswith(("http://", "https://")):
-        return urllib.parse.urlsplit(target).path or "/"
-    return target.split("?", 1)[0]
+        path = urllib.parse.urlsplit(target).path or "/"
+    else:
+        path = target.split("?", 1)[0]
+    if "%" not in path and path.isascii():
+        return path
+    return urllib.parse.unquote_to_bytes(path.encode("latin-1", "replace")).decode("utf-8", "replace")
 
 
 def gzip_wanted(accept_encoding: str | None) -> bool:
