@@ -125,7 +125,9 @@ ALERTS: tuple[Alert, ...] = (
           "{{ $value }} currencies held in account {{ $labels.account }} have no price in {{ $labels.quote }} "
           "fresher than valuation.stale_after_seconds, so sfox_account_value leaves them out.",
           "sfoxcurrenciesunpriced", duration="15m"),
-    Alert("SfoxMarketFeedDown", f"{dedup('sfox_market_feed_up')} == 0",
+    # Not while nothing needs a price (only the quote currency held, no bridges): then no connection
+    # is opened at all. `unless`, so that an exporter without sfox_market_feeds still alerts.
+    Alert("SfoxMarketFeedDown", f"{dedup('sfox_market_feed_up')} == 0\nunless {dedup('sfox_market_feeds')} == 0",
           "warning", "sFOX market-data feed down", "The valuation's market-data connection has not been up "
           "for 10 minutes: prices go stale and are withdrawn.", "sfoxmarketfeeddown", duration="10m"),
     # Each replica runs with its own command line and reloads on its own: the alert names the instance.

@@ -66,6 +66,8 @@ def test_direct_bridged_and_inverse_prices_and_the_value(simulator: Simulator, s
     assert samples.get("sfox_account_value", account="main", quote="usd") == pytest.approx(expected)
     assert samples.get("sfox_account_unpriced_currencies", account="main", quote="usd") == 0.0
     assert market_up(samples)
+    # Feeds the plan gains later are subscribed in a batch within seconds: wait for them.
+    scrape_until(exporter.url, lambda s: s.get("sfox_market_feeds") == len(simulator.market.subscribed_feeds()) > 0)
     # One market connection beside the account's, authenticated with the first account's key.
     assert simulator.connection_count(KEY_MAIN) == 2
 

@@ -220,6 +220,9 @@ METRICS: tuple[MetricDef, ...] = (
     _whole("sfox_market_feed_up", "gauge",
            "1 while the market-data connection is authenticated and subscribed, else 0.",
            (), valuation.market_up),
+    _whole("sfox_market_feeds", "gauge",
+           "Ticker feeds the valuation needs (addition); 0 when nothing held needs a price, and then no "
+           "market-data connection is opened.", (), valuation.market_feeds),
     _whole("sfox_market_feed_messages_total", "counter",
            "Messages received on the market-data connection.", (), valuation.market_messages),
     _whole("sfox_market_feed_errors_total", "counter",

@@ -42,6 +42,7 @@ class MarketView:
     messages: int
     errors: Mapping[str, int]
     reconnects: int
+    feeds: int = 0  # the ticker feeds the routes need: 0 when nothing held needs a price
 
 
 @dataclass(slots=True)
@@ -151,7 +152,8 @@ class PriceBook:
                         prices[currency] = price
                         break
             return MarketView(self.quote, self._status == FeedStatus.UP, self._status, MappingProxyType(prices),
-                              self._messages, MappingProxyType(dict(self._errors)), self._reconnects)
+                              self._messages, MappingProxyType(dict(self._errors)), self._reconnects,
+                              len(self._needed))
 
     def _price(self, route: Route) -> Price | None:
         entries = [self._last.get(leg.pair) for leg in route]

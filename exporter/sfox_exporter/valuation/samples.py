@@ -77,6 +77,11 @@ def market_errors(snapshot: Snapshot) -> Iterator[Sample]:
             yield (reason,), float(count)
 
 
+def market_feeds(snapshot: Snapshot) -> Iterator[Sample]:
+    if snapshot.market is not None:
+        yield (), float(snapshot.market.feeds)
+
+
 def market_messages(snapshot: Snapshot) -> Iterator[Sample]:
     if snapshot.market is not None:
         yield (), float(snapshot.market.messages)
