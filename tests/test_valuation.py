@@ -270,7 +270,7 @@ def test_currencies_no_pair_prices_are_said_once_each_and_only_those_held_are_re
             state.apply_snapshot("main", held, state.generation("main"))
             data.step()
     lines = [r.getMessage() for r in caplog.records if "no pair, direct or through a bridge" in r.getMessage()]
-    assert len(lines) == 20 and lines[-1].endswith("and 90 more in usd: counted as unpriced"), lines[-1]
+    assert len(lines) == 20 and lines[-1].endswith("and 90 more in usd: unpriced while its balance is not 0"), lines[-1]
     assert len(data._reported) <= 100 + 2  # noqa: SLF001 - those held now and the bridges
 
 

@@ -247,5 +247,6 @@ def shard(value: Any, path: str) -> str:
     """"i/n": this exporter keeps the i-th of n shares, 0 <= i < n."""
     match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", value) if isinstance(value, str) else None
     if match is None or not int(match.group(1)) < int(match.group(2)):
-        raise ConfigError(f"{path}: expected \"i/n\" with 0 <= i < n, such as \"0/1\" or \"1/4\", got {shown(value)}")
+        raise ConfigError(f"{path}: expected \"i/n\" with 0 <= i < n <= 999999, such as \"0/1\" or \"1/4\", "
+                          f"got {shown(value)}")
     return f"{int(match.group(1))}/{int(match.group(2))}"

@@ -280,7 +280,7 @@ class MarketData:
         self._reported = unpriced | (self._reported & {"quote"})
         if new:
             shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
-            log.info("no pair, direct or through a bridge, prices %s in %s: counted as unpriced",
+            log.info("no pair, direct or through a bridge, prices %s in %s: unpriced while its balance is not 0",
                      shown, self._valuation.quote, extra={"account": NAME})
         self.book.set_routes(planned)
         self._subscribe({ticker_feed(pair) for pair in routes.feeds_of(planned.values())})
