@@ -279,6 +279,7 @@ def test_a_renewal_that_cannot_be_loaded_keeps_the_certificate_and_says_so(
         ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_allowed_sans: [x]\n",
          "needs client_auth_type RequireAndVerifyClientCert"),
         ("tls_server_config:\n  cert_filez: {cert}\n", "unknown key 'cert_filez'"),
+        ("tls_server_config:\n  cert_file: {cert}\n  cert: junk\n  key_file: {key}\n", "both cert and cert_file"),
         ("tls_config: {{}}\n", "unknown key 'tls_config'"),
         ("basic_auth_users:\n  admin: plaintext\n", "must be a bcrypt hash"),
         ("http_server_config:\n  headers:\n    Server: mine\n", "'Server' can not be configured"),

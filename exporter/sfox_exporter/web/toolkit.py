@@ -262,6 +262,10 @@ def _tls_settings(doc: dict[str, Any], base: Path, origin: str) -> TlsSettings:
         raise WebConfigError(f"{origin}: missing one of cert or cert_file")
     if key_file is None and key is None:
         raise WebConfigError(f"{origin}: missing one of key or key_file")
+    for inline, named, kind in ((cert, cert_file, "cert"), (key, key_file, "key"),
+                                (client_ca, client_ca_file, "client_ca")):
+        if inline is not None and named is not None:  # which one is meant? An error naming the other misled
+            raise WebConfigError(f"{origin}: both {kind} and {kind}_file are given; keep one")
     verify_mode = _verify_mode(doc, origin, has_ca=client_ca_file is not None or client_ca is not None)
     min_version = _version(doc.get("min_version", "TLS12"), f"{origin}.min_version")
     max_version = _version(doc.get("max_version", "TLS13"), f"{origin}.max_version")
