@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from sfox_exporter.sfox.decode import (
@@ -103,13 +105,14 @@ def seconds(value: Any) -> float | None:
     if isinstance(value, str):
         if len(value) > 32 or not DECIMAL.fullmatch(value):
             return None
-        value = int(value) if value.isdigit() else float(value)
-    if not isinstance(value, (int, float)) or not 0 < value < 1e21:  # also refuses NaN
+        # Exactly as written: "200000000000.1" ms is 200000000.0001 s rounded once, not twice.
+        value = int(value) if value.isdigit() else Fraction(Decimal(value))
+    if not isinstance(value, (int, float, Fraction)) or not 0 < value < 1e21:  # also refuses NaN
         return None
     for threshold, exponent in ((1e17, 9), (1e14, 6), (1e11, 3), (0, 0)):
         if value >= threshold:
             # An int divides by an int, so that a 19-digit time rounds once, not twice.
-            result = value / (10**exponent if isinstance(value, int) else float(10**exponent))
+            result = float(value / (float(10**exponent) if isinstance(value, float) else 10**exponent))
             break
     return result if 94694400 <= result < 1e11 else None
 
