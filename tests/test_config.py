@@ -181,6 +181,7 @@ ALIAS_BOMB = "[&a0 [" + ", ".join(["x"] * 10) + "], " + ", ".join(
         ("web: {telemetry_path: /healthz}\n", {}, {}, "web.telemetry_path: /healthz is reserved"),
         ("web: {telemetry_path: /-/reload}\n", {}, {}, "web.telemetry_path: /-/reload is reserved"),
         ("web: {telemetry_path: '/metrics?x=1'}\n", {}, {}, "web.telemetry_path: must be a path starting with '/'"),
+        ("web: {telemetry_path: '/a%41'}\n", {}, {}, "without '?', '#' or '%'"),  # matched decoded: never served
         ("sfox: {ws_url: 'https://ws.sfox.com/ws'}\n", {}, {}, "sfox.ws_url: expected a ws:// or wss:// URL"),
         # repr() of a YAML alias bomb walks a billion elements: an error quotes a value by its type.
         (f"accounts: [{{name: a, api_key_env: K, kind: {ALIAS_BOMB}}}]\n", {"K": "k"}, {},

@@ -194,16 +194,21 @@ def test_a_book_carried_into_new_settings_keeps_what_they_let_it() -> None:
     users = [f"user-{i}" for i in range(40)]
     for n, user in enumerate(users):
         book.apply(message(user, holding("btc", 0.1 * n, 0.1 * n), holding("eth", 2.0, None, 1.0)))
-    assert totals(book.carried_into(EndUsersConfig(), 100)) == totals(book)
-    sharded = book.carried_into(EndUsersConfig(shard="1/2"), 100)
+    assert totals(book.carried_into(EndUsersConfig(), 100)[0]) == totals(book)
+    sharded, refused = book.carried_into(EndUsersConfig(shard="1/2"), 100)
+    assert refused == 0
     kept = [u for u in users if zlib.crc32(u.encode()) % 2 == 1]
     assert sharded.view().users == len(kept)
     assert all(sharded.holdings(u) == book.holdings(u) for u in kept)
     assert sharded.holdings(kept[0]) == (("btc", *[0.1 * users.index(kept[0])] * 2, None), ("eth", 2.0, None, 1.0))
-    capped = book.carried_into(EndUsersConfig(max_users=5, per_user_series=True), 16)
+    capped, refused = book.carried_into(EndUsersConfig(max_users=5, per_user_series=True), 16)
+    assert refused == 35 + 3  # 35 users past max_users; 3 of the 5 kept have no room for their series
     assert capped.view().users == 5 and capped.holdings(users[4]) is not None and capped.holdings(users[5]) is None
     assert capped.series == 6  # the 8 series the totals leave room for hold 2 users of 3 (eth has no available)
     assert book.view().users == 40  # the old book is left as it was
+    narrow, refused = book.carried_into(EndUsersConfig(), 4)  # one currency's totals fit: replayed
+    assert [t.currency for t in narrow.view().currencies] == ["btc"] and narrow.view().users == 40
+    assert refused == 40  # each user's eth, refused
 
 
 def test_per_user_series_are_opt_in_and_capped() -> None:

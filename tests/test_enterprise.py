@@ -141,15 +141,16 @@ def test_a_reload_that_rebuilds_the_connection_keeps_the_end_users(connect_simul
 
 def test_a_reload_that_drops_accounts_forgets_what_was_kept_for_them(connect_simulator: Simulator,
                                                                      start_exporter: Callable[..., Exporter]) -> None:
-    """Reloads through ever new account names must not leave a REST window or a book's owner behind
-    for each name ever configured."""
+    """Reloads through ever new account names must not leave a book's owner behind for each name
+    ever configured. The REST window stays: removed and added back within 10 s, an account would
+    otherwise get 5 more calls than sFOX allows."""
     config = enterprise_config(connect_simulator)
     exporter = start_exporter(config)
     wait_until(feed_up(exporter, "platform"))
     units = exporter.account_units
-    assert set(units.rest_windows) == {"main"} and set(units.book_owners) == {"platform"}
+    window = units.rest_windows["main"]
+    assert set(units.book_owners) == {"platform"}
     exporter.reconfigure(dataclasses.replace(config, accounts=config.accounts[1:]), None)
-    assert units.rest_windows == {}
     assert set(units.book_owners) == {"platform"}
     exporter.reconfigure(dataclasses.replace(config, accounts=config.accounts[:1]), None)
-    assert set(units.rest_windows) == {"main"} and units.book_owners == {}
+    assert units.book_owners == {} and units.rest_windows["main"] is window

@@ -8,11 +8,11 @@ import threading
 from sfox_exporter.sfox.actions import Action, Deliver
 from sfox_exporter.sfox.decode import BadFrame
 from sfox_exporter.sfox.frames import OP_TEXT
-from sfox_exporter.sfox.intake import BATCH_FRAMES, LARGE_INPUT_BYTES, LargeInputs, receive_batch
+from sfox_exporter.sfox.intake import BATCH_BYTES, BATCH_FRAMES, GATED_BYTES, LargeInputs, receive_batch
 from sfox_exporter.sfox.session import Phase
 
 SMALL = b"x" * 100
-LARGE = b"x" * LARGE_INPUT_BYTES
+LARGE = b"x" * BATCH_BYTES
 
 
 class Buffered:
@@ -65,21 +65,25 @@ def test_a_large_frame_ends_the_batch_and_holds_the_gate_until_carried_out() -> 
     assert session.seen == [(len(LARGE), True)] and connection.payloads == [SMALL] and locked
 
 
-def test_a_batch_ends_at_its_byte_bound() -> None:
-    piece = b"x" * (LARGE_INPUT_BYTES // 4)
-    session, connection, _ = batch([piece] * 10)
-    assert len(session.seen) == 4 and len(connection.payloads) == 6
+def test_a_batch_takes_the_gate_at_its_gated_bytes_and_ends_at_its_byte_bound() -> None:
+    """Frames just under a per-frame threshold, two to a batch, were decoded outside the gate: ten
+    connections could decode ten such batches at once."""
+    piece = b"x" * (GATED_BYTES * 5 // 8)
+    session, connection, locked = batch([piece] * 10)
+    taken = -(-BATCH_BYTES // len(piece))  # frames until the batch holds BATCH_BYTES
+    assert session.seen == [(len(piece), False)] + [(len(piece), True)] * (taken - 1)
+    assert len(connection.payloads) == 10 - taken and locked
 
 
 def test_the_gate_lets_one_large_input_through_at_a_time() -> None:
     gate = LargeInputs()
     order: list[str] = []
     with contextlib.ExitStack() as held:
-        gate.admit(LARGE_INPUT_BYTES, held)
+        gate.admit(GATED_BYTES, held)
 
         def second() -> None:
             with contextlib.ExitStack() as other:
-                gate.admit(LARGE_INPUT_BYTES, other)
+                gate.admit(GATED_BYTES, other)
                 order.append("second")
 
         thread = threading.Thread(target=second)
@@ -90,5 +94,5 @@ def test_the_gate_lets_one_large_input_through_at_a_time() -> None:
     thread.join(5)
     assert order == ["first done", "second"]
     with contextlib.ExitStack() as held:
-        gate.admit(LARGE_INPUT_BYTES - 1, held)  # small: no wait, nothing held
+        gate.admit(GATED_BYTES - 1, held)  # small: no wait, nothing held
         assert not gate._lock.locked()  # noqa: SLF001

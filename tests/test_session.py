@@ -142,10 +142,12 @@ def test_a_notice_that_names_no_action_answers_no_step(notice: dict[str, Any]) -
     assert requests(session.receive(OP_TEXT, frame(AUTH_OK), 0.2)) == [{"type": "subscribe", "feeds": [ACCOUNT_FEED]}]
     assert not of(session.receive(OP_TEXT, frame(notice), 0.3), Ended)  # nor is it a refused subscribe
     assert of(session.receive(OP_TEXT, frame(SUB_OK), 0.4), WentUp)
-    failure = {"type": "Failure", "sequence": 9}  # a failure, with or without an action, still answers
-    session = Session(settings(), Secret(KEY))
-    session.start(0.0)
-    assert of(session.receive(OP_TEXT, frame(failure), 0.1), Ended)[0].rejected
+    # Any other type still answers: a failure, or a refusal of a type no page shows.
+    for failure in ({"type": "Failure", "sequence": 9}, {"type": "rate_limit", "payload": "rate limit exceeded"},
+                    {"type": "not_authorized"}):
+        session = Session(settings(), Secret(KEY))
+        session.start(0.0)
+        assert of(session.receive(OP_TEXT, frame(failure), 0.1), Ended)[0].reason is ErrorReason.AUTH
 
 
 def test_no_reply_to_authenticate_ends_after_the_reply_timeout() -> None:
@@ -202,6 +204,8 @@ def test_a_pong_clears_the_deadline() -> None:
     assert session.receive(OP_PONG, b"sfox-exporter", 20.1) == []
     assert session.tick(30.0) == []
     assert session.tick(40.0) == [SendPing(b"sfox-exporter")]
+    assert session.receive(OP_PONG, b"", 40.1) == []  # an empty pong, from a lax server, counts too
+    assert session.tick(50.0) == []
 
 
 def test_server_pings_are_answered_at_once_in_any_phase() -> None:

@@ -169,6 +169,12 @@ def test_a_snapshot_with_invalid_entries_is_merged_not_taken_as_the_whole_list()
     assert view.series == 3 * entry("btc", 1).series_count
     state.apply_snapshot("main", [entry("usd", 10)], state.generation("main"))
     assert set(state.snapshot().accounts[0].balances) == {"usd"}
+    capped = make_state(max_series=3 * entry("a", 1).series_count)
+    capped.ingest("main", update(entry("btc", 1), entry("eth", 1)))
+    for n in range(5):  # each brings a new currency and an invalid entry: merged, within the cap
+        capped.apply_snapshot("main", [entry(f"c{n}", 1)], capped.generation("main"), complete=False)
+    view = capped.snapshot().accounts[0]
+    assert set(view.balances) == {"btc", "eth", "c0"} and view.series == 3 * entry("a", 1).series_count
 
 
 def test_feed_updates_newer_than_the_snapshot_request_survive_it() -> None:

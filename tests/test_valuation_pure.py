@@ -259,3 +259,14 @@ def test_a_ticker_dated_far_ahead_does_not_freeze_the_price() -> None:
     clock.advance(3)
     prices.update("btcusd", 61000.0, sent=clock.time())
     assert render(exposition).get("sfox_price", currency="btc", quote="usd") == 61000.0
+
+
+def test_the_feeds_needed_are_unknown_until_the_pair_list_is() -> None:
+    """0 before the pair list was fetched said "nothing to price" and silenced SfoxMarketFeedDown
+    while the pairs could not be fetched at all."""
+    book = PriceBook("usd", 300, FakeClock())
+    assert book.view().feeds is None
+    book.set_routes({"usd": ((),)})
+    assert book.view().feeds == 0  # only the quote held: nothing to subscribe
+    book.set_routes({"btc": ((Leg("btcusd", False),), (Leg("btceur", False), Leg("eurusd", False)))})
+    assert book.view().feeds == 3

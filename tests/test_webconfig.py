@@ -254,8 +254,13 @@ def test_a_renewal_that_cannot_be_loaded_keeps_the_certificate_and_says_so(
             assert ssl.get_server_certificate(("127.0.0.1", exporter.http.port)) == first
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(cert) in warnings[0], warnings  # once a change, not at every handshake
-    shutil.copy(pki.server_cert, cert)  # put right: loaded again
-    assert ssl.get_server_certificate(("127.0.0.1", exporter.http.port)) == first
+    renewed_key = private_key()  # put right, with a renewal: loaded and served
+    renewed = certificate("renewed", renewed_key, None, None, sans=[x509.DNSName("localhost")])
+    new_cert, new_key = write_pem(tmp_path, "renewed", renewed, renewed_key)
+    assert new_key is not None
+    os.replace(new_key, key)
+    os.replace(new_cert, cert)
+    assert ssl.get_server_certificate(("127.0.0.1", exporter.http.port)) not in (first, "")
 
 
 @pytest.mark.parametrize(

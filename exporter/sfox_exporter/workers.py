@@ -241,11 +241,11 @@ class AccountUnits:
         for name in [name for name in self.end_users if name not in enterprise]:
             del self.end_users[name]
             self.state.set_end_user_book(name, None)
-        # So that reloads through ever new account names leave nothing behind of the dropped ones.
+        # So that reloads through ever new account names leave no book owner behind. REST windows
+        # stay: an account removed and added back within 10 s must not get a fresh 5 calls.
         named = {account.name for account in config.accounts}
-        for kept in (self.rest_windows, self.book_owners):
-            for name in [name for name in kept if name not in named]:
-                del kept[name]
+        for name in [name for name in self.book_owners if name not in named]:
+            del self.book_owners[name]
         if not config.valuation.enabled:
             self.state.attach_market(None)
 
@@ -292,10 +292,16 @@ class AccountUnits:
             # settings (shard, caps) take over what it holds. Another key or account starts anew.
             owner = (account, config.end_users, config.feed.max_series)
             kept = self.book_owners.get(account.name)
-            if book is None or kept is None or kept[0] != account:
+            if book is None or kept is None or (kept[0].key, kept[0].kind) != (account.key, account.kind):
                 book = EndUserBook(config.end_users, config.feed.max_series)
             elif kept != owner:
-                book = book.carried_into(config.end_users, config.feed.max_series)
+                held = book.view().users
+                book, refused = book.carried_into(config.end_users, config.feed.max_series)
+                log.info("end users carried over to the new end_users settings: %d of %d kept, %d refused "
+                         "(counted in errors{reason=\"cardinality\"})", book.view().users, held, refused,
+                         extra={"account": account.name})
+                if refused:
+                    self.state.count_error(account.name, ErrorReason.CARDINALITY, refused)
             self.book_owners[account.name] = owner
             self.end_users[account.name] = book
             self.state.set_end_user_book(account.name, book)

@@ -202,10 +202,11 @@ def _web_config(overrides: Overrides, section: WebSection) -> WebConfig:
     )
     telemetry_path = overrides.telemetry_path or section.telemetry_path or DEFAULT_TELEMETRY_PATH
     origin = "--web.telemetry-path" if overrides.telemetry_path else "web.telemetry_path"
-    # A query or fragment is never part of the path a request is matched by: such a path could never be served.
-    if (not telemetry_path.startswith("/") or any(ch in "?#" or ch.isspace() or not ch.isprintable()
+    # A query or fragment is never part of the path a request is matched by, and requests are matched
+    # percent-decoded: a path with any of them could never be served.
+    if (not telemetry_path.startswith("/") or any(ch in "?#%" or ch.isspace() or not ch.isprintable()
                                                   for ch in telemetry_path)):
-        raise ConfigError(f"{origin}: must be a path starting with '/', without '?' or '#', "
+        raise ConfigError(f"{origin}: must be a path starting with '/', without '?', '#' or '%', "
                           f"got {shown(telemetry_path)}")
     if telemetry_path in RESERVED_PATHS:
         raise ConfigError(f"{origin}: {telemetry_path} is reserved for the landing page, health checks and reload")

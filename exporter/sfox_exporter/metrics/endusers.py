@@ -89,16 +89,35 @@ class EndUserBook:
     def per_user_series(self) -> bool:
         return self._per_user
 
-    def carried_into(self, config: EndUsersConfig, max_series: int) -> EndUserBook:
+    def carried_into(self, config: EndUsersConfig, max_series: int) -> tuple[EndUserBook, int]:
         """A book for other settings (shard, caps, per-user series) holding what this one holds, as
-        far as they let it: sFOX replays nothing, so a reload that changes them must not forget every
-        end user until each one's balances change again. Users are applied in the order they came."""
-        with self._lock:
-            users = [(user_id, self._holdings(user_id)) for user_id in self._users]
+        far as they let it, and how many users or series it refused: sFOX replays nothing, so a reload
+        that changes them must not forget every end user until each one's balances change again.
+        Users go in the order they came. The packed holdings are shared, not copied (tuples of every
+        user's holdings cost four times the book), while the currencies' totals still fit."""
         book = EndUserBook(config, max_series)
-        book.apply_many(EndUserBalances(None, None, user_id, tuple(AccountBalance(*held, ()) for held in holdings), 0)
-                        for user_id, holdings in users)
-        return book
+        with self._lock:
+            names, users = list(self._names), list(self._users.items())
+        if book._totals_series() + SERIES_PER_CURRENCY * len(names) > max_series:
+            # Not every currency fits any more: replayed, the caps choose, one user at a time.
+            return book, book.apply_many(_replayed(names, users))
+        refused = 0
+        with book._lock:
+            for name in names:
+                book._new_currency(name)
+            for user_id, packed in users:
+                if book._sharded and not config.keeps(user_id):
+                    continue
+                if len(book._users) >= config.max_users:
+                    refused += 1
+                    continue
+                book._users[user_id] = packed
+                book._add(packed, 1)
+                if book._per_user:
+                    book._dirty.add(user_id)
+                    refused += book._admit(user_id, _series(packed))
+            book._fold()
+        return book, refused
 
     def apply(self, event: EndUserBalances) -> int:
         """Apply one end user's message. Returns the per-user series refusals (cardinality) to count."""
@@ -299,6 +318,18 @@ class EndUserBook:
             (names[index], *(amount if _present(amount) else None for amount in amounts))
             for index, *amounts in _RECORD.iter_unpack(self._users[user_id])
         )
+
+
+def _replayed(names: list[str], users: list[tuple[str, bytes]]) -> Iterator[EndUserBalances]:
+    """Each user's holdings as the message that would bring them, made as they are applied."""
+    for user_id, packed in users:
+        yield EndUserBalances(None, None, user_id, tuple(
+            AccountBalance(names[index], _amount(balance), _amount(available), _amount(held), ())
+            for index, balance, available, held in _RECORD.iter_unpack(packed)), 0)
+
+
+def _amount(packed: float) -> float | None:
+    return packed if _present(packed) else None
 
 
 def _series(packed: bytes) -> int:

@@ -236,22 +236,25 @@ class State:
                 for currency, entry in book.balances.items()
                 if book.written_at.get(currency, 0) > since_generation
             }
+            entries = list(balances)
+            # Kept as they are: the fresher ones, and in a merge those the snapshot leaves out. They
+            # were held already, so they take room under max_series before the snapshot's new ones.
+            kept = fresher
+            if not complete:
+                sent = {entry.currency for entry in entries}
+                kept = {currency: entry for currency, entry in book.balances.items() if currency not in sent}
+                kept.update(fresher)
             replacement: dict[str, Balance] = {}
-            series = len(book.wallets) + sum(entry.series_count for entry in fresher.values())
-            for entry in balances:
-                if entry.currency in fresher or entry.currency in replacement:
+            series = len(book.wallets) + sum(entry.series_count for entry in kept.values())
+            for entry in entries:
+                if entry.currency in kept or entry.currency in replacement:
                     continue
                 if series + entry.series_count > self._max_series:
                     book.errors["cardinality"] += 1
                     continue
                 replacement[entry.currency] = entry
                 series += entry.series_count
-            if not complete:
-                for currency, entry in book.balances.items():
-                    if currency not in replacement and currency not in fresher:
-                        replacement[currency] = entry
-                        series += entry.series_count
-            replacement.update(fresher)
+            replacement.update(kept)
             book.balances = replacement
             book.irregular = {currency for currency, entry in replacement.items()
                               if entry.series_count != DOCUMENTED_SERIES}

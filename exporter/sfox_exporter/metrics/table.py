@@ -222,7 +222,7 @@ METRICS: tuple[MetricDef, ...] = (
            (), valuation.market_up),
     _whole("sfox_market_feeds", "gauge",
            "Ticker feeds the valuation needs (addition); 0 when nothing held needs a price, and then no "
-           "market-data connection is opened.", (), valuation.market_feeds),
+           "market-data connection is opened; absent until sFOX's pair list is known.", (), valuation.market_feeds),
     _whole("sfox_market_feed_messages_total", "counter",
            "Messages received on the market-data connection.", (), valuation.market_messages),
     _whole("sfox_market_feed_errors_total", "counter",

@@ -13,7 +13,6 @@ value is a schema error of its entry, not an undecodable frame.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -77,7 +76,7 @@ __all__ = [
 BALANCES_FEED = documented.BALANCES_FEED
 END_USERS_FEED = documented.END_USERS_FEED
 TICKER_PREFIX = "ticker.sfox."
-_FAILURE_TYPE = re.compile(r"err|fail|reject|den|unauth|invalid|forbid|refus", re.IGNORECASE)
+_NOTICE_TYPES = frozenset({"info", "notice", "heartbeat", "welcome", "hello"})
 MAX_LISTED_FEEDS = 10_000  # of a control message's payload.feeds: more than any connection asks for
 
 KIND_BALANCES = MessageKind.BALANCES
@@ -123,9 +122,10 @@ class ControlMessage:
 
     @property
     def notice(self) -> bool:
-        """Neither success nor failure ("error" as documented, "failure", ...) and naming no action:
-        an "info" or "heartbeat" sFOX might send unasked, which answers no request."""
-        return not (self.success or self.action or _FAILURE_TYPE.search(self.type))
+        """An "info" or "heartbeat" sFOX might send unasked, naming no action: it answers no request.
+        Only these few: any other type ("rate_limit", "not_authorized") may be a refusal, and the
+        protocol notes take a reply that is not success as one."""
+        return not self.action and self.type.lower() in _NOTICE_TYPES
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from sfox_exporter.sfox.backoff import Backoff
 from sfox_exporter.sfox.connection import Connection, Connector, HandshakeRefused
 from sfox_exporter.sfox.decode import Event, sanitize_text
 from sfox_exporter.sfox.intake import LARGE_INPUTS, LargeInputs, receive_batch
-from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, Slots, parse_retry_after
+from sfox_exporter.sfox.ratelimit import RequestBudget, Reservation, Slots, asked_wait
 from sfox_exporter.sfox.session import Phase, Session, SessionSettings
 from sfox_exporter.sfox.wanted import WantedFeeds
 from sfox_exporter.vocabulary import ErrorReason, FeedStatus
@@ -214,8 +214,7 @@ class FeedWorker:
             connection = self._connector(self._ws_url, CONNECT_TIMEOUT_SECONDS)
         except HandshakeRefused as refused:
             self._sink.count_error(ErrorReason.CONNECTION)
-            blocked = BLOCKED_SECONDS if refused.status == 429 else 0.0  # Retry-After counts on a 503 too
-            wait = parse_retry_after(refused.retry_after, self._clock.time(), blocked)
+            wait = asked_wait(refused.status, refused.retry_after, self._clock.time(), BLOCKED_SECONDS)
             return _Outcome(ErrorReason.CONNECTION, str(refused), wait_at_least=wait)
         except Exception as error:  # noqa: BLE001 - any failure to connect is a connection error
             self._sink.count_error(ErrorReason.CONNECTION)

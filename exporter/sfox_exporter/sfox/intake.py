@@ -9,8 +9,11 @@ A safety property no library gives: every connection decodes in its own thread (
 snapshot in another), so ten connections flooded with frames near the cap (then 2 MiB) decoded ten
 at once, and the process grew past any container limit (400 to 630 MB). A large input, frame or REST body,
 is therefore decoded and applied under one process-wide gate: however many connections, one large
-input's worth of decoded objects at a time. The frames sFOX sends in earnest (a balances message of
-a hundred currencies is ~25 KB) never come near the threshold and never wait.
+input's worth of decoded objects at a time. A batch is large once its frames come to GATED_BYTES: the
+frame that takes it there is decoded under the gate, so that no batch decodes more than that many
+bytes outside it (frames just under a higher threshold, two to a batch, slipped through). A
+balances message of a hundred currencies is ~25 KB; a flood of them takes the gate every few frames,
+which costs a lock, not a wait, while no other connection has a large input.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from sfox_exporter.sfox.actions import Action
 from sfox_exporter.sfox.session import Phase
 
 BATCH_FRAMES = 32  # more would hold back the first one's delivery for no saving
-LARGE_INPUT_BYTES = 256 * 1024  # a frame or REST body this large waits for the gate; a batch ends at it
+GATED_BYTES = 64 * 1024  # a batch or REST body of this many bytes is decoded under the gate
+BATCH_BYTES = 256 * 1024  # a batch takes no more frames once it holds this many bytes
 
 
 class _Connection(Protocol):
@@ -45,7 +49,7 @@ class LargeInputs:
     def admit(self, size: int, held: contextlib.ExitStack) -> None:
         """Wait for the gate when an input of `size` bytes is large; `held` keeps it until its
         decoded objects are delivered and dropped."""
-        if size >= LARGE_INPUT_BYTES:
+        if size >= GATED_BYTES:
             held.enter_context(self._lock)
 
 
@@ -55,13 +59,14 @@ LARGE_INPUTS = LargeInputs()  # the process's own; tests inject theirs
 def receive_batch(session: _Session, connection: _Connection, frame: tuple[int, bytes], now: float, *,
                   large: LargeInputs, held: contextlib.ExitStack) -> list[Action]:
     """The session's actions for `frame` and the frames already buffered behind it, without waiting
-    for more: up to BATCH_FRAMES of them and about LARGE_INPUT_BYTES in all; a large frame comes last,
-    under the gate, which `held` keeps until the batch's actions are carried out."""
+    for more: up to BATCH_FRAMES of them, none taken once they hold BATCH_BYTES. From the frame that
+    brings the batch to GATED_BYTES on, they are decoded under the gate, which `held` keeps until the
+    batch's actions are carried out."""
     size = len(frame[1])
     large.admit(size, held)
     actions = session.receive(frame[0], frame[1], now)
     for _ in range(BATCH_FRAMES - 1):
-        if session.phase is Phase.ENDED or size >= LARGE_INPUT_BYTES:
+        if session.phase is Phase.ENDED or size >= BATCH_BYTES:
             break
         try:
             buffered = connection.receive(0.0)  # a deadline long past: buffered frames only
@@ -72,7 +77,9 @@ def receive_batch(session: _Session, connection: _Connection, frame: tuple[int, 
             break
         if buffered is None:
             break
+        gated = size >= GATED_BYTES
         size += len(buffered[1])
-        large.admit(len(buffered[1]), held)
+        if not gated:
+            large.admit(size, held)
         actions += session.receive(buffered[0], buffered[1], now)
     return actions

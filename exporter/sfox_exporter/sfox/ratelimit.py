@@ -228,6 +228,12 @@ def seconds_to_connect(connections: int, per_connection: int, limit: int, window
     return (connections - 1) // batch * window
 
 
+def asked_wait(status: int | None, retry_after: str | None, now: float, rate_limited: float) -> float:
+    """Seconds a refusal asks to wait: its Retry-After on any status (sFOX documents none, and a 503
+    for maintenance may well say when to come back), else `rate_limited` for a 429, else 0."""
+    return parse_retry_after(retry_after, now, rate_limited if status == 429 else 0.0)
+
+
 def parse_retry_after(value: str | None, now: float, default: float) -> float:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; `default` without
     one, or with one that makes no sense."""

@@ -248,7 +248,8 @@ class Session:
         if opcode == OP_PING:
             return [SendPong(payload)]
         if opcode == OP_PONG:
-            if payload == PING_PAYLOAD:  # ours, echoed: an unsolicited pong proves no ping was read
+            # Ours echoed (or empty, from a lax server or proxy): an unsolicited pong proves no ping was read.
+            if payload in (PING_PAYLOAD, b""):
                 self._pong_deadline = None
             return []
         code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None

@@ -34,7 +34,7 @@ from sfox_exporter.sfox.ratelimit import (
     REST_WINDOW_MARGIN_SECONDS,
     REST_WINDOW_SECONDS,
     SlidingWindow,
-    parse_retry_after,
+    asked_wait,
 )
 from sfox_exporter.sfox.tls import client_context
 from sfox_exporter.vocabulary import ErrorReason
@@ -259,6 +259,8 @@ class SnapshotWorker:
             return self._failed(self._explain(result), result)
         with contextlib.ExitStack() as held:  # a large body is decoded as a large frame is: one at a time
             self._large.admit(len(result.body), held)
+            if self._stop.is_set():  # retired while waiting there: another key's unit may be running
+                return True
             parsed = parse_rest_balances(result.body)
             if parsed is None:
                 return self._failed("the balance response is not a JSON array", result)
@@ -279,10 +281,9 @@ class SnapshotWorker:
         delay = self._backoff.next()
         if result is not None:
             # Never sooner than the backoff: "Retry-After: 0" from a rate-limited route is no licence
-            # to ask again at once, and again. Honoured on any status: sFOX documents no Retry-After,
-            # and a 503 for maintenance may well say when to come back.
-            rate_limited = DEFAULT_RETRY_AFTER_SECONDS if result.status == 429 else 0.0
-            delay = max(delay, parse_retry_after(result.retry_after, self._clock.time(), rate_limited))
+            # to ask again at once, and again.
+            delay = max(delay, asked_wait(result.status, result.retry_after, self._clock.time(),
+                                          DEFAULT_RETRY_AFTER_SECONDS))
         self._not_before = self._clock.monotonic() + delay
         self._failures.failed("REST balance snapshot failed (%s); retrying in %.1fs", detail, delay)
         return False

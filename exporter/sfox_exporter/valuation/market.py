@@ -14,6 +14,7 @@ keeps working while one key is revoked.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
@@ -29,7 +30,8 @@ from sfox_exporter.sfox.connection import Connector
 from sfox_exporter.sfox.decode import BadFrame, Event, Ticker, parse_currency_pairs
 from sfox_exporter.sfox.enterprise import enterprise_settings
 from sfox_exporter.sfox.feed import FeedWorker
-from sfox_exporter.sfox.ratelimit import RequestBudget, parse_retry_after
+from sfox_exporter.sfox.intake import LARGE_INPUTS
+from sfox_exporter.sfox.ratelimit import RequestBudget, asked_wait
 from sfox_exporter.sfox.session import SessionSettings, ticker_feed
 from sfox_exporter.sfox.snapshot import DEFAULT_RETRY_AFTER_SECONDS, Fetcher
 from sfox_exporter.valuation import routes
@@ -237,15 +239,16 @@ class MarketData:
         result = self._fetch(self._url, key, self._config.feed.rest_timeout_seconds, self._user_agent)
         if result.status != 200:
             detail = result.error if result.status is None else f"HTTP {result.status}"
-            wait = parse_retry_after(result.retry_after, self._clock.time(),  # on any status, a 503's too
-                                     DEFAULT_RETRY_AFTER_SECONDS if result.status == 429 else 0.0)
+            wait = asked_wait(result.status, result.retry_after, self._clock.time(), DEFAULT_RETRY_AFTER_SECONDS)
             rejected = result.status in (401, 403)
             self._failed(ErrorReason.AUTH if rejected else ErrorReason.REST,
                          f"{detail}: sFOX rejected the API key" if rejected else detail, wait)
             if rejected:
                 self.keys.rejected()
             return
-        pairs = parse_currency_pairs(result.body)
+        with contextlib.ExitStack() as held:  # decoded one large input at a time, as frames and snapshots are
+            LARGE_INPUTS.admit(len(result.body), held)
+            pairs = parse_currency_pairs(result.body)
         if not pairs:  # {} or an error object: taken as the pair list, it would withdraw every price for an hour
             self._failed(ErrorReason.REST, "the currency-pairs response lists no pair with a base and a quote", None)
             return

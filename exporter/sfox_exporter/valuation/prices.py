@@ -42,7 +42,7 @@ class MarketView:
     messages: int
     errors: Mapping[str, int]
     reconnects: int
-    feeds: int = 0  # the ticker feeds the routes need: 0 when nothing held needs a price
+    feeds: int | None = None  # the ticker feeds the routes need; None until sFOX's pair list is known
 
 
 @dataclass(slots=True)
@@ -64,6 +64,7 @@ class PriceBook:
         self._last: dict[str, _Last] = {}
         self._routes: dict[str, Routes] = {quote: ((),)}
         self._needed: frozenset[str] = frozenset()  # the pairs some route uses
+        self._routed = False  # set_routes has been called: the pair list is known
         self._next_expiry = math.inf
         self._status = FeedStatus.STARTING
         self._messages = 0
@@ -102,6 +103,7 @@ class PriceBook:
             self._routes[self.quote] = ((),)
             needed = self._needed = frozenset(
                 leg.pair for found in self._routes.values() for route in found for leg in route)
+            self._routed = True
             for pair in [pair for pair in self._last if pair not in needed]:
                 del self._last[pair]  # a pair that vanished from sFOX's list: its price goes with it
         self._on_change()
@@ -153,7 +155,7 @@ class PriceBook:
                         break
             return MarketView(self.quote, self._status == FeedStatus.UP, self._status, MappingProxyType(prices),
                               self._messages, MappingProxyType(dict(self._errors)), self._reconnects,
-                              len(self._needed))
+                              len(self._needed) if self._routed else None)
 
     def _price(self, route: Route) -> Price | None:
         entries = [self._last.get(leg.pair) for leg in route]

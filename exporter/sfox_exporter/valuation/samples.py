@@ -78,7 +78,9 @@ def market_errors(snapshot: Snapshot) -> Iterator[Sample]:
 
 
 def market_feeds(snapshot: Snapshot) -> Iterator[Sample]:
-    if snapshot.market is not None:
+    # Left out until the pair list is known: a 0 then would say "nothing to price" while the pairs
+    # cannot even be fetched, and silence SfoxMarketFeedDown.
+    if snapshot.market is not None and snapshot.market.feeds is not None:
         yield (), float(snapshot.market.feeds)
 
 

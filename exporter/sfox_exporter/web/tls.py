@@ -153,7 +153,8 @@ def _stamp(files: tuple[Path, ...]) -> tuple[float, ...]:
     for path in files:
         try:
             stat = path.stat()
-            stamps.extend((stat.st_mtime, float(stat.st_size), float(stat.st_ino)))
+            # Nanoseconds: a same-size rewrite within a coarser tick would never be tried again.
+            stamps.extend((float(stat.st_mtime_ns), float(stat.st_size), float(stat.st_ino)))
         except OSError:
             stamps.append(-1.0)
     return tuple(stamps)
