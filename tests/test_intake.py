@@ -35,7 +35,7 @@ class Recording:
         self.seen: list[tuple[int, bool]] = []
 
     def receive(self, opcode: int, payload: bytes | bytearray, now: float) -> list[Action]:
-        self.seen.append((len(payload), self.large._lock.locked()))  # noqa: SLF001
+        self.seen.append((len(payload), self.large.busy))
         return [Deliver(BadFrame("decode"))]
 
 
@@ -44,8 +44,8 @@ def batch(payloads: list[bytes], large: LargeInputs | None = None) -> tuple[Reco
     session, connection = Recording(gate), Buffered(payloads[1:])
     with contextlib.ExitStack() as held:
         receive_batch(session, connection, (OP_TEXT, payloads[0]), 0.0, large=gate, held=held)
-        locked_until_carried_out = gate._lock.locked()  # noqa: SLF001
-    assert not gate._lock.locked()  # noqa: SLF001
+        locked_until_carried_out = gate.busy
+    assert not gate.busy
     return session, connection, locked_until_carried_out
 
 
@@ -95,4 +95,30 @@ def test_the_gate_lets_one_large_input_through_at_a_time() -> None:
     assert order == ["first done", "second"]
     with contextlib.ExitStack() as held:
         gate.admit(GATED_BYTES - 1, held)  # small: no wait, nothing held
-        assert not gate._lock.locked()  # noqa: SLF001
+        assert not gate.busy
+
+
+def test_the_gate_serves_in_the_order_of_arrival() -> None:
+    """A plain lock let the thread that had just let go take it again, and a connection waiting behind
+    it ran past ping_timeout with a message half read."""
+    gate = LargeInputs()
+    order: list[int] = []
+    first = contextlib.ExitStack()
+    gate.admit(GATED_BYTES, first)
+    threads = []
+    for n in range(5):
+        def wait_turn(n: int = n) -> None:
+            with contextlib.ExitStack() as held:
+                gate.admit(GATED_BYTES, held)
+                order.append(n)
+        thread = threading.Thread(target=wait_turn)
+        thread.start()
+        threads.append(thread)
+        wait = 5.0
+        while len(gate._waiting) < n + 1 and wait > 0:  # noqa: SLF001 - queued before the next one comes
+            threading.Event().wait(0.01)
+            wait -= 0.01
+    first.close()
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4] and not gate.busy

@@ -18,8 +18,10 @@ which costs a lock, not a wait, while no other connection has a large input.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Protocol
 
 from sfox_exporter.sfox.actions import Action
@@ -41,16 +43,42 @@ class _Session(Protocol):
 
 
 class LargeInputs:
-    """The gate: one large input decoded and applied at a time, process-wide."""
+    """The gate: one large input decoded and applied at a time, process-wide, in the order they came.
+
+    First come, first served, where a plain Lock lets the thread that just let go take it again: under
+    a flood on ten connections one of them then waited past ping_timeout with a message half read,
+    and its connection was ended. In turn, a connection waits for at most one large input of each of
+    the others."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._waiting: collections.deque[threading.Event] = collections.deque()
+        self.busy = False  # an input is going through
 
     def admit(self, size: int, held: contextlib.ExitStack) -> None:
         """Wait for the gate when an input of `size` bytes is large; `held` keeps it until its
         decoded objects are delivered and dropped."""
         if size >= GATED_BYTES:
-            held.enter_context(self._lock)
+            held.enter_context(self._turn())
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        with self._lock:
+            turn = None
+            if self.busy:
+                turn = threading.Event()
+                self._waiting.append(turn)
+            self.busy = True
+        if turn is not None:
+            turn.wait()  # handed over by the one before, which keeps busy set for us
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._waiting:
+                    self._waiting.popleft().set()
+                else:
+                    self.busy = False
 
 
 LARGE_INPUTS = LargeInputs()  # the process's own; tests inject theirs
