@@ -347,6 +347,7 @@ def test_a_handshake_refused_with_429_waits_as_told() -> None:
 
     harness = Harness(lambda clock: ScriptedConnection(clock, {}), connector=refuse_silently)
     assert harness.run_once().wait_at_least == 120.0  # sFOX's two-minute block
+    assert harness.budget.expected_wait(1) == pytest.approx(120.0, abs=0.01)  # for every connection
 
     def maintenance(url: str, timeout: float) -> ScriptedConnection:
         raise HandshakeRefused(503, "8")
@@ -368,6 +369,10 @@ def test_an_error_that_says_rate_limit_waits_out_sfoxs_block(step: str, reply: d
     delay = harness.worker.ended(harness.run_once())
     assert delay >= 120.0
     assert harness.statuses[-1] == "backing off"
+    # sFOX blocks the IP, not the connection: every other connection waits out the block too.
+    assert harness.budget.try_reserve(1) == pytest.approx(120.0, abs=0.01)
+    harness.clock.advance(120.0)
+    assert not isinstance(harness.budget.try_reserve(1), float)
     harness = Harness(lambda clock: ScriptedConnection(clock, {"authenticate": [text(AUTH_ERROR)]}))
     assert harness.worker.ended(harness.run_once()) < 120.0  # a plain rejection backs off as usual
 

@@ -175,6 +175,8 @@ class FeedWorker:
         if outcome.up_seconds >= HEALTHY_SECONDS:
             self._backoff.reset()
         delay = max(self._backoff.next(), outcome.wait_at_least, BLOCKED_SECONDS if blocked else 0.0)
+        if blocked:
+            self._budget.block(BLOCKED_SECONDS)  # the whole IP is blocked: every connection waits
         # The next attempt also waits for the shared request budget: say so, or the log's "in 1.7s"
         # would be followed by a minute of nothing after an outage that spent the budget.
         budget = self._budget.expected_wait(REQUESTS_PER_CONNECTION)
@@ -215,6 +217,8 @@ class FeedWorker:
         except HandshakeRefused as refused:
             self._sink.count_error(ErrorReason.CONNECTION)
             wait = asked_wait(refused.status, refused.retry_after, self._clock.time(), BLOCKED_SECONDS)
+            if refused.status == 429:
+                self._budget.block(wait)  # the IP is blocked, for every connection
             return _Outcome(ErrorReason.CONNECTION, str(refused), wait_at_least=wait)
         except Exception as error:  # noqa: BLE001 - any failure to connect is a connection error
             self._sink.count_error(ErrorReason.CONNECTION)

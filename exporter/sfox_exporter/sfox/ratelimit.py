@@ -94,6 +94,8 @@ class RequestBudget:
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._window = SlidingWindow(limit, window, clock)
+        self._clock = clock
+        self._blocked_until = 0.0  # monotonic: sFOX said it blocks this IP until then
         self._max_connections = max_connections
         self._condition = threading.Condition()
         self._promised = 0
@@ -105,7 +107,7 @@ class RequestBudget:
     def try_reserve(self, count: int) -> Reservation | float:
         """A reservation of `count` request slots, or the seconds to wait before asking again."""
         with self._condition:
-            wait = self._window.wait_time(self._promised, count)
+            wait = self._wait(count)
             if wait > 0:
                 return wait
             self._promised += count
@@ -114,7 +116,7 @@ class RequestBudget:
     def expected_wait(self, count: int) -> float:
         """Seconds until `count` slots could be reserved, were nobody else waiting: an estimate."""
         with self._condition:
-            return max(0.0, self._window.wait_time(self._promised, count))
+            return max(0.0, self._wait(count))
 
     def reserve(self, count: int, stop: threading.Event) -> Reservation | None:
         """Block until `count` slots are free; None if `stop` is set first.
@@ -131,7 +133,7 @@ class RequestBudget:
                 with self._condition:
                     wait = WAIT_SLICE_SECONDS
                     if self._queue[0] == ticket:
-                        wait = self._window.wait_time(self._promised, count)
+                        wait = self._wait(count)
                         if wait <= 0:
                             self._promised += count
                             return Reservation(self, count)
@@ -141,6 +143,15 @@ class RequestBudget:
             with self._condition:
                 self._queue.remove(ticket)
                 self._condition.notify_all()
+
+    def block(self, seconds: float) -> None:
+        """sFOX blocks the IP for `seconds` ("your requests will be blocked for 2 minutes"): no
+        connection sends a request until then, where each went on trying into the block."""
+        with self._condition:
+            self._blocked_until = max(self._blocked_until, self._clock.monotonic() + seconds)
+
+    def _wait(self, count: int) -> float:
+        return max(self._window.wait_time(self._promised, count), self._blocked_until - self._clock.monotonic())
 
     @contextmanager
     def connection(self, stop: threading.Event) -> Iterator[bool]:
