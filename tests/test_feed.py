@@ -419,7 +419,7 @@ def test_a_later_subscribe_never_waits_for_budget_in_the_reading_thread() -> Non
 
     def ask() -> None:
         if holder and holder[0].statuses and holder[0].statuses[-1] == "up":
-            holder[0].worker.wanted.add(["ticker.sfox.ethusd"])
+            holder[0].worker.wanted.set(["ticker.sfox.ethusd"])
 
     harness = Harness(lambda clock: WantingConnection(
         clock, ask, replies={"authenticate": [text(AUTH_OK)], "subscribe": [text(SUB_OK)]},

@@ -146,9 +146,9 @@ class Exporter:
         scheme = "https" if self.http.security.ssl_context is not None else "http"
         log.info("sfox-exporter %s serving %s://%s%s for %d account(s)", self.version, scheme, self.bound_address,
                  self.telemetry_path, len(self.config.accounts))
-        warning = startup.exposure_warning(str(self.http.server_address[0]), self.http.port,
-                                           tls=self.http.security.ssl_context is not None,
-                                           basic_auth=not self.http.security.authorized(None))
+        tls, basic_auth = self._protection()
+        warning = startup.exposure_warning(str(self.http.server_address[0]), self.http.port, tls=tls,
+                                           basic_auth=basic_auth)
         if warning:
             log.warning("%s", warning)
 
@@ -177,9 +177,14 @@ class Exporter:
             f"; metrics moved from {self.telemetry_path} to {config.web.telemetry_path}"  # scrapes of the old one fail
         self.telemetry_path = config.web.telemetry_path
         self.config = config
-        served = self.http.security
-        web = f"; TLS {'on' if served.ssl_context else 'off'}, basic auth {'off' if served.authorized(None) else 'on'}"
+        tls, basic_auth = self._protection()
+        web = f"; TLS {'on' if tls else 'off'}, basic auth {'on' if basic_auth else 'off'}"
         return f"{changes.summary()}; {len(config.thresholds)} threshold(s){web}{moved}"
+
+    def _protection(self) -> tuple[bool, bool]:
+        """Whether the web config now serves TLS, and asks for basic auth."""
+        security = self.http.security
+        return security.ssl_context is not None, not security.authorized(None)
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         self.stop_event.set()

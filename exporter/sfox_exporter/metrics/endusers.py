@@ -313,23 +313,22 @@ class EndUserBook:
             return self._holdings(user_id) if user_id in self._users else None
 
     def _holdings(self, user_id: str) -> tuple[Holding, ...]:
-        names = self._names
-        return tuple(
-            (names[index], *(amount if _present(amount) else None for amount in amounts))
-            for index, *amounts in _RECORD.iter_unpack(self._users[user_id])
-        )
+        return _unpacked(self._names, self._users[user_id])
+
+
+def _unpacked(names: list[str], packed: bytes) -> tuple[Holding, ...]:
+    """A user's packed holdings by currency name, absent amounts as None."""
+    return tuple(
+        (names[index], *(amount if _present(amount) else None for amount in amounts))
+        for index, *amounts in _RECORD.iter_unpack(packed)
+    )
 
 
 def _replayed(names: list[str], users: list[tuple[str, bytes]]) -> Iterator[EndUserBalances]:
     """Each user's holdings as the message that would bring them, made as they are applied."""
     for user_id, packed in users:
-        yield EndUserBalances(None, None, user_id, tuple(
-            AccountBalance(names[index], _amount(balance), _amount(available), _amount(held), ())
-            for index, balance, available, held in _RECORD.iter_unpack(packed)), 0)
-
-
-def _amount(packed: float) -> float | None:
-    return packed if _present(packed) else None
+        yield EndUserBalances(None, None, user_id,
+                              tuple(AccountBalance(*holding, ()) for holding in _unpacked(names, packed)), 0)
 
 
 def _series(packed: bytes) -> int:

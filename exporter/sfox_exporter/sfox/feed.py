@@ -147,7 +147,6 @@ class FeedWorker:
             if self._connection is not None:
                 self._connection.abort()
 
-
     def run(self) -> None:
         first = True
         while not self._stop.is_set():

@@ -307,7 +307,7 @@ class Session:
     def _checked(self, message: ControlMessage) -> list[Action]:
         """sFOX's answer lists every feed subscribed (protocol notes): one asked for and left out did
         not take. On a connection of many feeds it is asked for once more, then taken as refused."""
-        request = self._requests.popleft() if self._requests else ()
+        request = self._answered()
         if not (self.settings.partial_subscribe and message.feeds):
             return []
         listed = set(message.feeds)
@@ -326,7 +326,7 @@ class Session:
         in its text) are not asked for again; the rest are taken to stream, as their tickers will show.
         One naming no feed (a rate limit, say), or every one, refuses the request: the connection ends,
         as on any other, lest it show up with nothing streaming."""
-        _ = self._requests.popleft() if self._requests else None  # answered
+        self._answered()
         named = {*message.feeds, *re.findall(r"[\w.-]+", message.detail or "")}
         refused = tuple(feed for feed in self.subscribed if feed in named)
         if not refused or len(refused) == len(self.subscribed):
@@ -335,6 +335,10 @@ class Session:
         self.subscribed = tuple(feed for feed in self.subscribed if feed not in named)
         return [Ignored("a refused subscription", detail=f"{detail} ({len(refused)} feed(s) dropped)",
                         reason=ErrorReason.SUBSCRIBE, refused=refused)]
+
+    def _answered(self) -> tuple[str, ...]:
+        """The feeds of the oldest subscribe not yet answered, now answered; () when none is waiting."""
+        return self._requests.popleft() if self._requests else ()
 
     def _end(self, reason: ErrorReason, detail: str, rejected: bool = False) -> list[Action]:
         self.phase = Phase.ENDED

@@ -1,9 +1,9 @@
 """The feeds a connection should subscribe to beyond its own: thread-safe, versioned.
 
-Market data wants a changing set of ticker feeds: the set follows the valuation's plan (set_feeds),
-so that a pair sFOX no longer lists is not asked for at the next connection; feeds sFOX refused by
-name stay out until the pair list is fetched again, hourly (forgive). The feed worker reads the set with its version
-and subscribes what its connection lacks, whenever the version moves.
+Market data wants a changing set of ticker feeds: the set follows the valuation's plan (set), so that
+a pair sFOX no longer lists is not asked for at the next connection; feeds sFOX refused by name stay
+out until the pair list is fetched again, hourly (forgive). The feed worker reads the set with its
+version and subscribes what its connection lacks, whenever the version moves.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ class WantedFeeds:
         self._refused: set[str] = set()
         self.version = 0  # bumped by every change; read without the lock, a change seen late is no harm
         self.replaced = False  # set() has taken the place of the connection's own feeds
-
-    def add(self, feeds: Iterable[str]) -> None:
-        """More feeds, on the connection and every later one."""
-        with self._lock:
-            known = set(self._feeds)
-            self._feeds.extend(feed for feed in dict.fromkeys(feeds) if feed not in known)
-            self.version += 1
 
     def set(self, feeds: Iterable[str]) -> None:
         """Exactly these, on every later connection; new ones join the current one too (one no longer

@@ -138,8 +138,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         if self.plain_on_tls:
             self.request_version, self.requestline, self.command = "HTTP/1.0", "", ""
-            self.close_connection = self.linger = True
-            self._send(text(400, PLAIN_ON_TLS), head_only=False)
+            self._use_https()
             return
         super().handle()
 
@@ -191,13 +190,17 @@ class Handler(BaseHTTPRequestHandler):
             return False
         sock = self.connection
         if not isinstance(sock, ssl.SSLSocket):
-            self.close_connection = self.linger = True
-            self._send(text(400, PLAIN_ON_TLS), head_only=False)
+            self._use_https()
             return True
         if (context.verify_mode == ssl.CERT_REQUIRED and not sock.getpeercert()) or not security.peer_allowed(sock):
             self.close_connection = True
             return True
         return False
+
+    def _use_https(self) -> None:
+        """Plain HTTP where TLS is served: told so, as exporter-toolkit does, and closed."""
+        self.close_connection = self.linger = True
+        self._send(text(400, PLAIN_ON_TLS), head_only=False)
 
     def parse_request(self) -> bool:
         if not self.raw_requestline.strip():  # still empty after MAX_EMPTY_LINES: say so, not just close
